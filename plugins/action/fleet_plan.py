@@ -1,0 +1,53 @@
+"""Validate the host's vllm-fleet spec on the controller and return its plan; contacts no host."""
+
+from __future__ import annotations
+
+import os
+
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+from ansible.utils.vars import isidentifier
+
+try:
+    from vllm_fleet.plan import plan_for_host
+    from vllm_fleet.spec import SpecError
+except ImportError as exc:  # pragma: no cover - depends on the controller's environment
+    plan_for_host = None
+    IMPORT_ERROR = exc
+else:
+    IMPORT_ERROR = None
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _VALID_ARGS = frozenset(("spec", "address", "fact_name"))
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        _, args = self.validate_argument_spec(
+            argument_spec={
+                "spec": {"type": "raw", "required": True},
+                "address": {"type": "str", "required": True},
+                "fact_name": {"type": "str", "default": "vllm_fleet_plan"},
+            }
+        )
+        if plan_for_host is None:
+            raise AnsibleActionFail(
+                f"the vllm_fleet Python package is not importable on the controller ({IMPORT_ERROR}); "
+                "install it with `pip install -e .` in the environment that runs ansible-playbook"
+            )
+        if not isidentifier(args["fact_name"]):
+            raise AnsibleActionFail(f"fact_name {args['fact_name']!r} is not a valid variable name")
+        try:
+            plan = plan_for_host(
+                args["spec"],
+                args["address"],
+                source=f"vllm_fleet_spec of {task_vars['inventory_hostname']}",
+                environ=os.environ,
+                variables=task_vars,
+            )
+        except SpecError as exc:
+            result.update(failed=True, msg=exc.render(), issues=[i.as_dict() for i in exc.issues])
+            return result
+        result.update(changed=False, ansible_facts={args["fact_name"]: plan})
+        return result

@@ -1,0 +1,46 @@
+# -*- coding: utf-8 -*-
+# The work is done by the action plugin of the same name, on the controller.
+
+DOCUMENTATION = r"""
+---
+module: fleet_plan
+short_description: Validate a vllm-fleet model spec and set the host's serving plan
+description:
+  - Validates the host's C(vllm_fleet_spec) with the same Python code the CLI and the Pulumi program use.
+  - Runs entirely on the controller and never contacts the host, so a bad spec fails before anything changes.
+  - Sets a fact (default C(vllm_fleet_plan)) that the roles consume.
+version_added: "0.1.0"
+author: vllm-fleet
+options:
+  spec:
+    description: The raw spec, usually C({{ vllm_fleet_spec }}).
+    type: raw
+    required: true
+  address:
+    description: The address clients reach this host at, used for endpoint URLs.
+    type: str
+    required: true
+  fact_name:
+    description: Name of the fact to set.
+    type: str
+    default: vllm_fleet_plan
+"""
+
+EXAMPLES = r"""
+- name: Validate the spec and plan the services
+  vllmfleet.fleet.fleet_plan:
+    spec: "{{ vllm_fleet_spec }}"
+    address: "{{ ansible_host | default(inventory_hostname) }}"
+"""
+
+RETURN = r"""
+ansible_facts:
+  description: The plan, under the fact name given.
+  returned: success
+  type: dict
+issues:
+  description: Every problem found, each with path, value, problem and fix.
+  returned: failure
+  type: list
+  elements: dict
+"""

@@ -1,0 +1,204 @@
+"""The `vllm-fleet` command: validate, plan and deploy model specs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from vllm_fleet.spec import SpecError, Target, load_spec_file, validate_spec
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console(stderr=True)
+out = Console()
+
+InventoryOpt = Annotated[Path, typer.Option("--inventory", "-i", help="Ansible inventory (file or directory)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
+LimitOpt = Annotated[str | None, typer.Option("--limit", "-l", help="Ansible host pattern to limit the run to")]
+
+
+def _emit_json(payload: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def _spec_failure(errors: list[SpecError], as_json: bool) -> None:
+    if as_json:
+        _emit_json({"ok": False, "errors": [
+            {"source": e.source, "issues": [i.as_dict() for i in e.issues]} for e in errors
+        ]})
+    else:
+        for e in errors:
+            console.print(e.render(), markup=False, highlight=False)
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def check_inventory(inventory: Path, limit: str | None = None) -> dict[str, Any]:
+    """Validate every serving host's spec; raise typer.Exit(2) with every problem found."""
+    from vllm_fleet.inventory import SPEC_VAR, SERVE_GROUP, host_specs
+    from vllm_fleet.spec.errors import SpecIssue
+
+    if not inventory.exists():
+        raise SpecError([SpecIssue("--inventory", repr(str(inventory)), "does not exist",
+                                   "give an inventory file or directory, e.g. inventories/local")], "inventory")
+    hosts = host_specs(inventory, limit)
+    if not hosts:
+        raise SpecError([SpecIssue("--inventory", repr(str(inventory)), f"has no hosts in group '{SERVE_GROUP}'",
+                                   f"put the GPU hosts in a group named {SERVE_GROUP}")], "inventory")
+    errors, planned = [], {}
+    for h in hosts:
+        source = f"{SPEC_VAR} of host {h.host}"
+        if h.spec is None:
+            errors.append(SpecError([SpecIssue(SPEC_VAR, "undefined", "is not set for this host",
+                                               f"define {SPEC_VAR} in group_vars/{SERVE_GROUP}.yml")], source))
+            continue
+        try:
+            planned[h.host] = validate_spec(h.spec, Target.VM, source=source)
+        except SpecError as exc:
+            errors.append(exc)
+    if errors:
+        raise _SpecErrors(errors)
+    return planned
+
+
+class _SpecErrors(Exception):
+    def __init__(self, errors: list[SpecError]) -> None:
+        self.errors = errors
+
+
+@app.command()
+def validate(
+    inventory: InventoryOpt | None = None,
+    spec: Annotated[Path | None, typer.Option("--spec", "-s", help="a spec file (bare, or a vars file)")] = None,
+    target: Annotated[Target, typer.Option(help="what the spec file is for")] = Target.VM,
+    limit: LimitOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check a spec and/or an inventory. Contacts nothing; exit code 2 on bad input."""
+    if inventory is None and spec is None:
+        console.print("give --inventory and/or --spec")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    checked: dict[str, list[str]] = {}
+    try:
+        if spec is not None:
+            if not spec.exists():
+                from vllm_fleet.spec.errors import SpecIssue
+
+                raise SpecError([SpecIssue("--spec", repr(str(spec)), "does not exist", "give a spec file path")],
+                                "spec")
+            dep = validate_spec(load_spec_file(spec), target, source=str(spec))
+            checked[str(spec)] = [s.name for s in dep.services]
+        if inventory is not None:
+            for host, dep in check_inventory(inventory, limit).items():
+                checked[host] = [s.name for s in dep.services]
+    except SpecError as exc:
+        _spec_failure([exc], as_json)
+    except _SpecErrors as exc:
+        _spec_failure(exc.errors, as_json)
+    if as_json:
+        _emit_json({"ok": True, "checked": checked})
+    else:
+        for where, names in checked.items():
+            console.print(f"[green]ok[/green] {where}: {', '.join(names)}")
+
+
+def _progress_table(result: Any) -> Table:
+    table = Table(title="vllm-fleet", expand=False)
+    for col in ("host", "task", "ok", "changed", "failed"):
+        table.add_column(col)
+    for name, h in sorted(result.hosts.items()):
+        state = "[red]unreachable[/red]" if h.unreachable else h.task[:60]
+        table.add_row(name, state, str(h.ok), str(h.changed), str(h.failed))
+    return table
+
+
+def _run(inventory: Path, *, check: bool, limit: str | None, tags: str | None, as_json: bool,
+         verbose: int) -> None:
+    from vllm_fleet.runner import run_playbook
+
+    try:
+        check_inventory(inventory, limit)
+    except SpecError as exc:
+        _spec_failure([exc], as_json)
+    except _SpecErrors as exc:
+        _spec_failure(exc.errors, as_json)
+
+    if as_json or not console.is_terminal:
+        result = run_playbook("deploy-vllm.yml", inventory, check=check, diff=check, limit=limit, tags=tags,
+                              verbosity=verbose, quiet=as_json or not verbose)
+    else:
+        with Live(_progress_table(_Empty()), console=console, refresh_per_second=4) as live:
+            result = run_playbook("deploy-vllm.yml", inventory, check=check, diff=check, limit=limit, tags=tags,
+                                  verbosity=verbose, on_change=lambda r: live.update(_progress_table(r)))
+    if as_json:
+        _emit_json(result.as_dict())
+    else:
+        _print_summary(result)
+    if not result.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+class _Empty:
+    hosts: dict[str, Any] = {}
+
+
+def _print_summary(result: Any) -> None:
+    failed = {n: h for n, h in result.hosts.items() if h.failed or h.unreachable}
+    for name, h in sorted(failed.items()):
+        console.print(f"[red]FAILED[/red] {name}: {h.last_error}", highlight=False)
+    if result.endpoints:
+        table = Table(title="endpoints")
+        for col in ("host", "service", "model", "task", "url"):
+            table.add_column(col)
+        for e in result.endpoints:
+            table.add_row(e.get("host", ""), e.get("service", ""), e.get("model", ""), e.get("task", ""),
+                          e.get("url", ""))
+        out.print(table)
+    verdict = "[green]ok[/green]" if result.ok else f"[red]{result.status}[/red] (rc={result.rc})"
+    console.print(f"run: {verdict}")
+
+
+@app.command()
+def deploy(
+    inventory: InventoryOpt,
+    limit: LimitOpt = None,
+    tags: Annotated[str | None, typer.Option("--tags", "-t", help="only these playbook stages")] = None,
+    as_json: JsonOpt = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True)] = 0,
+) -> None:
+    """Run playbooks/deploy-vllm.yml against the inventory."""
+    _run(inventory, check=False, limit=limit, tags=tags, as_json=as_json, verbose=verbose)
+
+
+@app.command()
+def plan(
+    inventory: InventoryOpt,
+    limit: LimitOpt = None,
+    tags: Annotated[str | None, typer.Option("--tags", "-t")] = None,
+    as_json: JsonOpt = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True)] = 0,
+) -> None:
+    """Run the deploy playbook in check mode with diff: what would change."""
+    _run(inventory, check=True, limit=limit, tags=tags, as_json=as_json, verbose=verbose)
+
+
+def _mount_subcommands() -> None:
+    from vllm_fleet.sandbox.cli import sandbox_app
+
+    app.add_typer(sandbox_app, name="sandbox")
+    try:
+        from vllm_fleet.k8s.cli import k8s_app
+    except ImportError:  # the k8s command group is optional until its module exists
+        return
+    app.add_typer(k8s_app, name="k8s")
+
+
+_mount_subcommands()

@@ -1,0 +1,44 @@
+"""vLLM server arguments rendered from a validated service, the same for containers and pods."""
+
+from __future__ import annotations
+
+from vllm_fleet.spec.model import Service, Task
+
+MODEL_MOUNT = "/mnt/models"
+SERVER_MODULE = ["python3", "-m", "vllm.entrypoints.openai.api_server"]
+
+_POOLING_CONVERT = {Task.EMBED: "embed", Task.SCORE: "classify"}
+
+
+def render_engine_args(svc: Service, *, port: int = 8000, model_path: str = MODEL_MOUNT) -> list[str]:
+    """The argument list after the server entry point, in a stable order."""
+    eng = svc.engine
+    args = ["--model", model_path, "--served-model-name", svc.model_name, "--host", "0.0.0.0", "--port", str(port)]
+    if svc.tensor_parallel_size > 1:
+        args += ["--tensor-parallel-size", str(svc.tensor_parallel_size)]
+    if svc.pipeline_parallel_size > 1:
+        args += ["--pipeline-parallel-size", str(svc.pipeline_parallel_size)]
+    if svc.task in _POOLING_CONVERT:
+        args += ["--runner", "pooling", "--convert", _POOLING_CONVERT[svc.task]]
+    if eng.max_model_len is not None:
+        args += ["--max-model-len", str(eng.max_model_len)]
+    args += ["--gpu-memory-utilization", f"{eng.gpu_memory_utilization:g}"]
+    if eng.dtype != "auto":
+        args += ["--dtype", eng.dtype]
+    if eng.quantization:
+        args += ["--quantization", eng.quantization]
+    if eng.enable_prefix_caching is True:
+        args.append("--enable-prefix-caching")
+    elif eng.enable_prefix_caching is False:
+        args.append("--no-enable-prefix-caching")
+    if eng.tool_call_parser:
+        args += ["--enable-auto-tool-choice", "--tool-call-parser", eng.tool_call_parser]
+    if eng.reasoning_parser:
+        args += ["--reasoning-parser", eng.reasoning_parser]
+    if eng.chat_template:
+        args += ["--chat-template", eng.chat_template]
+    if eng.enforce_eager:
+        args.append("--enforce-eager")
+    if eng.max_num_seqs is not None:
+        args += ["--max-num-seqs", str(eng.max_num_seqs)]
+    return args + list(eng.extra_args)

@@ -1,0 +1,1 @@
+"""KServe InferenceServices from the shared spec."""

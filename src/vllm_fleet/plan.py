@@ -1,0 +1,75 @@
+"""A validated spec turned into what one host must run: the plan roles consume."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from vllm_fleet.engine_args import MODEL_MOUNT, render_engine_args
+from vllm_fleet.secrets import unresolved_secrets
+from vllm_fleet.spec import Deployment, Service, SpecError, Target, validate_spec
+
+CONTAINER_PORT = 8000
+
+
+def service_plan(svc: Service, host_address: str) -> dict[str, Any]:
+    uri = svc.uri
+    return {
+        "name": svc.name,
+        "task": svc.task.value,
+        "served_model_name": svc.model_name,
+        "image": svc.image,
+        "accelerator": svc.accelerator.value,
+        "gpu_count": svc.gpu_count,
+        "device_ids": svc.device_ids,
+        "tensor_parallel_size": svc.tensor_parallel_size,
+        "pipeline_parallel_size": svc.pipeline_parallel_size,
+        "port": svc.port,
+        "container_port": CONTAINER_PORT,
+        "shm_size": svc.shm_size,
+        "env": dict(svc.env),
+        "engine_args": render_engine_args(svc, port=CONTAINER_PORT, model_path=MODEL_MOUNT),
+        "tools_enabled": bool(svc.engine.tool_call_parser),
+        "source": {
+            "uri": svc.storage_uri,
+            "display_uri": uri.display(),
+            "scheme": uri.scheme,
+            "revision": svc.effective_revision,
+            "endpoint": svc.storage.endpoint,
+            "allow_patterns": list(svc.storage.allow_patterns),
+            "ignore_patterns": list(svc.storage.ignore_patterns),
+            "sha256": dict(svc.storage.sha256),
+            "timeout_seconds": svc.storage.timeout_seconds,
+            "retries": svc.storage.retries,
+            "s3": _s3_plan(svc),
+        },
+        "secrets": {path: ref.model_dump(exclude_none=True) for path, ref in svc.secret_refs().items()},
+        "endpoint": f"http://{host_address}:{svc.port}/v1",
+    }
+
+
+def _s3_plan(svc: Service) -> dict[str, Any] | None:
+    s3 = svc.storage.credentials.s3
+    if s3 is None:
+        return None
+    return {"region": s3.region, "endpoint": s3.endpoint, "verify_ssl": s3.verify_ssl}
+
+
+def host_plan(dep: Deployment, host_address: str) -> dict[str, Any]:
+    return {"services": [service_plan(svc, host_address) for svc in dep.services]}
+
+
+def plan_for_host(
+    raw_spec: Any,
+    host_address: str,
+    source: str = "spec",
+    environ: Mapping[str, str] | None = None,
+    variables: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Validate a host's raw spec and its secret references (raising SpecError) and return its plan."""
+    dep = validate_spec(raw_spec, Target.VM, source=source)
+    if environ is not None and variables is not None:
+        missing = list(unresolved_secrets(dep, environ, variables))
+        if missing:
+            raise SpecError(missing, source)
+    return host_plan(dep, host_address)

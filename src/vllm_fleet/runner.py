@@ -1,0 +1,148 @@
+"""Run the project's playbooks through ansible-runner and follow their events per host."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ansible_runner
+
+from vllm_fleet.paths import PROJECT_ROOT, ensure_collection_link
+
+ENDPOINTS_STAT = "vllm_fleet_endpoints"
+
+
+@dataclass
+class HostProgress:
+    host: str
+    task: str = ""
+    ok: int = 0
+    changed: int = 0
+    failed: int = 0
+    unreachable: bool = False
+    last_error: str = ""
+
+
+@dataclass
+class RunResult:
+    status: str
+    rc: int
+    hosts: dict[str, HostProgress] = field(default_factory=dict)
+    endpoints: list[dict[str, Any]] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0 and self.status == "successful"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "status": self.status,
+            "rc": self.rc,
+            "hosts": {
+                name: {
+                    "ok": h.ok,
+                    "changed": h.changed,
+                    "failed": h.failed,
+                    "unreachable": h.unreachable,
+                    "error": h.last_error,
+                }
+                for name, h in sorted(self.hosts.items())
+            },
+            "endpoints": self.endpoints,
+        }
+
+
+def _error_text(res: dict[str, Any]) -> str:
+    msg = res.get("msg") or res.get("stderr") or res.get("reason") or ""
+    return str(msg).strip()
+
+
+class EventTracker:
+    """Folds ansible-runner events into per-host progress."""
+
+    def __init__(self, on_change: Callable[[RunResult], None] | None = None) -> None:
+        self.result = RunResult(status="running", rc=-1)
+        self._on_change = on_change
+
+    def _host(self, name: str) -> HostProgress:
+        return self.result.hosts.setdefault(name, HostProgress(name))
+
+    def __call__(self, event: dict[str, Any]) -> bool:
+        kind = event.get("event", "")
+        data = event.get("event_data", {})
+        host = data.get("host")
+        if kind == "runner_on_start" and host:
+            self._host(host).task = data.get("task", "")
+        elif kind == "runner_on_ok" and host:
+            h = self._host(host)
+            h.ok += 1
+            if data.get("res", {}).get("changed"):
+                h.changed += 1
+        elif kind == "runner_on_failed" and host and not data.get("ignore_errors"):
+            h = self._host(host)
+            h.failed += 1
+            h.last_error = f"{data.get('task', '')}: {_error_text(data.get('res', {}))}"
+        elif kind == "runner_on_unreachable" and host:
+            h = self._host(host)
+            h.unreachable = True
+            h.last_error = f"unreachable: {_error_text(data.get('res', {}))}"
+        elif kind == "playbook_on_stats":
+            self.result.stats = {k: data.get(k, {}) for k in ("ok", "changed", "failures", "dark", "skipped")}
+            artifact = data.get("artifact_data") or {}
+            self.result.endpoints = list(artifact.get(ENDPOINTS_STAT, []))
+        if self._on_change:
+            self._on_change(self.result)
+        return True
+
+
+def run_playbook(
+    playbook: str,
+    inventory: str | Path,
+    *,
+    check: bool = False,
+    diff: bool = False,
+    limit: str | None = None,
+    extravars: dict[str, Any] | None = None,
+    tags: str | None = None,
+    verbosity: int = 0,
+    on_change: Callable[[RunResult], None] | None = None,
+    quiet: bool = True,
+) -> RunResult:
+    ensure_collection_link()
+    tracker = EventTracker(on_change)
+    cmdline = []
+    if check:
+        cmdline.append("--check")
+    if diff:
+        cmdline.append("--diff")
+    private = Path(tempfile.mkdtemp(prefix="vllm-fleet-run-"))
+    try:
+        env = {"ANSIBLE_CONFIG": str(PROJECT_ROOT / "ansible.cfg")}
+        # Secrets referenced by {env: NAME} are read from this process's environment by the playbook.
+        runner = ansible_runner.run(
+            private_data_dir=str(private),
+            project_dir=str(PROJECT_ROOT),
+            playbook=str(PROJECT_ROOT / "playbooks" / playbook),
+            inventory=str(Path(inventory).resolve()),
+            limit=limit,
+            tags=tags,
+            extravars=extravars or {},
+            cmdline=" ".join(cmdline) or None,
+            envvars={**env, **{k: v for k, v in os.environ.items() if k.startswith("ANSIBLE_")}},
+            event_handler=tracker,
+            quiet=quiet,
+            verbosity=verbosity,
+            suppress_env_files=True,
+        )
+        tracker.result.status = runner.status
+        tracker.result.rc = runner.rc
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+    return tracker.result

@@ -1,0 +1,101 @@
+"""Container "GPU VMs": systemd as PID 1, their own Docker engine, reachable by the docker connection.
+
+The flags are the ones measured to boot systemd and run Docker-in-Docker on
+machines where `--privileged` is refused (see tests/README.md).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+from vllm_fleet.sandbox.hostimage import REPOSITORY
+
+LABEL = "io.vllm-fleet.sandbox"
+NETWORK = "vllm-fleet"
+
+BOOT_FLAGS = (
+    "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
+    "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+    "--tmpfs", "/run", "--tmpfs", "/run/lock",
+    "--volume", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--cgroupns", "host",
+    "--device-cgroup-rule", "a *:* rwm",
+)
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    name: str
+    image: str = f"{REPOSITORY}:latest"
+    publish: tuple[str, ...] = ()
+    shm_size: str = "2g"
+    network: str = NETWORK
+    labels: dict[str, str] = field(default_factory=dict)
+    mounts: tuple[str, ...] = ()
+
+
+def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check)
+
+
+def ensure_network(name: str = NETWORK) -> None:
+    if _docker("network", "inspect", name, check=False).returncode != 0:
+        _docker("network", "create", "--label", f"{LABEL}=1", name)
+
+
+def inspect(name: str) -> dict | None:
+    res = _docker("container", "inspect", name, check=False)
+    return json.loads(res.stdout)[0] if res.returncode == 0 else None
+
+
+def host_up(spec: HostSpec, boot_timeout: float = 90.0) -> tuple[str, bool]:
+    """Start the host if needed and wait for systemd; return (address, created)."""
+    ensure_network(spec.network)
+    info = inspect(spec.name)
+    created = False
+    if info is None:
+        args = ["run", "-d", "--name", spec.name, "--hostname", spec.name, "--network", spec.network,
+                "--label", f"{LABEL}=1", "--shm-size", spec.shm_size,
+                "--volume", f"{spec.name}-docker:/var/lib/docker", *BOOT_FLAGS]
+        for pub in spec.publish:
+            args += ["--publish", pub]
+        for key, value in spec.labels.items():
+            args += ["--label", f"{key}={value}"]
+        for mount in spec.mounts:
+            args += ["--volume", mount]
+        _docker(*args, spec.image, "/lib/systemd/systemd")
+        created = True
+    elif not info["State"]["Running"]:
+        _docker("start", spec.name)
+    wait_for_systemd(spec.name, boot_timeout)
+    return address(spec.name, spec.network), created
+
+
+def wait_for_systemd(name: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    state = ""
+    while time.monotonic() < deadline:
+        res = _docker("exec", name, "systemctl", "is-system-running", check=False)
+        state = res.stdout.strip()
+        if state in ("running", "degraded"):
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"systemd in {name} did not finish booting within {timeout:.0f}s (state: {state or 'unknown'})")
+
+
+def address(name: str, network: str = NETWORK) -> str:
+    info = inspect(name)
+    if info is None:
+        raise RuntimeError(f"no sandbox host named {name}")
+    return str(info["NetworkSettings"]["Networks"][network]["IPAddress"])
+
+
+def host_down(name: str, keep_volume: bool = False) -> bool:
+    if inspect(name) is None:
+        return False
+    _docker("rm", "-f", "-v", name)
+    if not keep_volume:
+        _docker("volume", "rm", "-f", f"{name}-docker", check=False)
+    return True

@@ -1,0 +1,318 @@
+"""The model spec: one deployment, a list of services, for VMs and clusters alike."""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from vllm_fleet.spec.errors import fail
+from vllm_fleet.spec.uri import StorageUri, UriError, parse_storage_uri
+from vllm_fleet.versions import DEFAULT_IMAGE
+
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SIZE = re.compile(r"^[1-9][0-9]*(\.[0-9]+)?\s*([kKmMgGtT](i?[bB])?|[bB])?$")
+PARSER_NAME = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
+# Looks like a credential someone pasted instead of a reference.
+_LOOKS_LIKE_SECRET = re.compile(r"^(sk-|hf_|AKIA|ASIA)|^[A-Za-z0-9+/_\-]{24,}$")
+
+# Flags the spec renders itself; repeating them in extra_args would be ambiguous.
+MANAGED_FLAGS = frozenset({
+    "--model", "--served-model-name", "--host", "--port", "--tensor-parallel-size", "-tp",
+    "--pipeline-parallel-size", "-pp", "--max-model-len", "--gpu-memory-utilization", "--dtype",
+    "--quantization", "-q", "--enable-prefix-caching", "--no-enable-prefix-caching",
+    "--enable-auto-tool-choice", "--tool-call-parser", "--reasoning-parser", "--runner",
+    "--convert", "--task", "--chat-template", "--enforce-eager", "--api-key", "--revision",
+})
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Task(str, Enum):
+    GENERATE = "generate"
+    EMBED = "embed"
+    SCORE = "score"
+
+
+class Accelerator(str, Enum):
+    NVIDIA = "nvidia"
+    CPU = "cpu"
+
+
+class SecretKeyRef(Strict):
+    name: str
+    key: str
+
+    @field_validator("name")
+    @classmethod
+    def _dns(cls, v: str) -> str:
+        if not DNS1123_LABEL.match(v) or len(v) > 253:
+            raise fail("is not a valid Kubernetes Secret name", "use lower-case letters, digits and '-'")
+        return v
+
+
+class SecretRef(Strict):
+    """Where a secret comes from. Exactly one of the fields is set; never the secret itself."""
+
+    env: str | None = Field(None, description="environment variable on the controller")
+    vault: str | None = Field(None, description="Ansible variable, encrypted with Ansible Vault")
+    k8s_secret: SecretKeyRef | None = Field(None, description="an existing Kubernetes Secret key")
+    pulumi_config: str | None = Field(None, description="a Pulumi secret config key")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_literal(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            raise fail(
+                "is a literal secret; secrets are given by reference only",
+                "write {env: VARIABLE} or {vault: ansible_variable} (VMs), "
+                "or {k8s_secret: {name: SECRET, key: KEY}} or {pulumi_config: KEY} (clusters)",
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRef:
+        given = [k for k in ("env", "vault", "k8s_secret", "pulumi_config") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise fail(
+                f"sets {len(given)} sources ({', '.join(given) or 'none'})",
+                "set exactly one of env, vault, k8s_secret or pulumi_config",
+            )
+        for field in ("env", "vault", "pulumi_config"):
+            value = getattr(self, field)
+            if value is not None and not ENV_NAME.match(value.replace(".", "_").replace(":", "_")):
+                raise fail(f"{field} is not a variable name", f"give the NAME of the {field} entry, not its value")
+            if value is not None and field == "env" and not ENV_NAME.match(value):
+                raise fail("env is not an environment variable name", "use letters, digits and '_'")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ("env", "vault", "k8s_secret", "pulumi_config") if getattr(self, k) is not None)
+
+
+class S3Credentials(Strict):
+    access_key_id: SecretRef
+    secret_access_key: SecretRef
+    session_token: SecretRef | None = None
+    region: str | None = None
+    endpoint: str | None = Field(None, description="S3-compatible endpoint URL, e.g. https://minio.lan:9000")
+    verify_ssl: bool = True
+
+    @field_validator("endpoint")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^/\s]+", v):
+            raise fail("is not an http(s) URL", "write it as https://HOST[:PORT]")
+        return v
+
+
+class GcsCredentials(Strict):
+    application_credentials: SecretRef
+
+
+class StorageCredentials(Strict):
+    hf_token: SecretRef | None = None
+    modelscope_token: SecretRef | None = None
+    s3: S3Credentials | None = None
+    gcs: GcsCredentials | None = None
+
+
+class Storage(Strict):
+    endpoint: str | None = Field(None, description="hub mirror (HF_ENDPOINT / MODELSCOPE_DOMAIN)")
+    allow_patterns: list[str] = Field(default_factory=list)
+    ignore_patterns: list[str] = Field(default_factory=list)
+    sha256: dict[str, str] = Field(default_factory=dict, description="expected sha256 per file, for https://")
+    credentials: StorageCredentials = Field(default_factory=StorageCredentials)
+    timeout_seconds: int = Field(600, gt=0, le=86400)
+    retries: int = Field(5, ge=0, le=100)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^/\s]+", v):
+            raise fail("is not an http(s) URL", "write it as https://HOST[/PATH], e.g. https://hf-mirror.com")
+        return v
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, digest in v.items():
+            if not re.match(r"^[0-9a-f]{64}$", digest):
+                raise fail(f"the digest for '{name}' is not 64 lower-case hex digits", "give a sha256 hex digest")
+        return v
+
+
+class Engine(Strict):
+    max_model_len: int | None = Field(None, gt=0)
+    gpu_memory_utilization: float = 0.9
+    dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] = "auto"
+    quantization: str | None = None
+    enable_prefix_caching: bool | None = None
+    tool_call_parser: str | None = None
+    reasoning_parser: str | None = None
+    chat_template: str | None = None
+    enforce_eager: bool = False
+    max_num_seqs: int | None = Field(None, gt=0)
+    extra_args: list[str] = Field(default_factory=list)
+
+    @field_validator("gpu_memory_utilization")
+    @classmethod
+    def _fraction(cls, v: float) -> float:
+        if not 0 < v <= 1:
+            raise fail("must be a fraction of GPU memory in (0, 1]", "give a value such as 0.9")
+        return v
+
+    @field_validator("quantization", "tool_call_parser", "reasoning_parser")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        if v is not None and not PARSER_NAME.match(v):
+            raise fail("is not a vLLM plugin name", "use the lower-case name vLLM documents, e.g. hermes, gptq")
+        return v
+
+    @field_validator("extra_args")
+    @classmethod
+    def _extra(cls, v: list[str]) -> list[str]:
+        for arg in v:
+            flag = arg.split("=", 1)[0]
+            if flag in MANAGED_FLAGS:
+                field = flag.lstrip("-").replace("-", "_")
+                fix = ("give the key by reference in api_key" if flag == "--api-key"
+                       else f"set it through the spec field instead ({field} or the service fields)")
+                raise fail(f"repeats {flag}, which the spec renders itself", fix)
+            if flag.startswith("-") and not re.match(r"^--?[a-z][a-z0-9-]*$", flag):
+                raise fail(f"has a malformed flag '{flag}'", "write flags as --lower-case-name [VALUE]")
+        return v
+
+
+class Service(Strict):
+    name: str
+    task: Task = Task.GENERATE
+    storage_uri: str
+    revision: str | None = None
+    storage: Storage = Field(default_factory=Storage)
+    served_model_name: str | None = None
+    image: str = DEFAULT_IMAGE
+    accelerator: Accelerator = Accelerator.NVIDIA
+    gpus: int | list[int] = 1
+    tensor_parallel_size: int = Field(1, ge=1)
+    pipeline_parallel_size: int = Field(1, ge=1)
+    engine: Engine = Field(default_factory=Engine)
+    port: int = 8000
+    api_key: SecretRef | None = None
+    shm_size: str = "16g"
+    env: dict[str, str] = Field(default_factory=dict)
+    kubernetes: dict[str, Any] = Field(default_factory=dict, description="cluster-only settings")
+
+    @field_validator("name")
+    @classmethod
+    def _dns_name(cls, v: str) -> str:
+        if len(v) > 63:
+            raise fail(f"is {len(v)} characters long; DNS-1123 labels have at most 63", "shorten the name")
+        if not DNS1123_LABEL.match(v):
+            hint = v.lower().replace("_", "-").replace(".", "-")
+            hint = re.sub(r"[^a-z0-9-]", "", hint).strip("-") or "my-model"
+            raise fail(
+                "is not a DNS-1123 label (lower-case letters, digits and '-', starting and ending alphanumeric)",
+                f"rename it, e.g. '{hint}'",
+            )
+        return v
+
+    @field_validator("storage_uri")
+    @classmethod
+    def _uri(cls, v: str) -> str:
+        try:
+            parse_storage_uri(v)
+        except UriError as exc:
+            raise fail(exc.problem, exc.fix) from None
+        return v
+
+    @field_validator("gpus")
+    @classmethod
+    def _gpus(cls, v: int | list[int]) -> int | list[int]:
+        if isinstance(v, int):
+            if v < 0:
+                raise fail("is a negative GPU count", "give a count >= 0, or a list of device ids like [0, 1]")
+            return v
+        if not v:
+            raise fail("is an empty list of device ids", "list at least one id, or give a count")
+        if any(i < 0 for i in v):
+            raise fail("has a negative device id", "use the indexes nvidia-smi shows: 0, 1, ...")
+        if len(set(v)) != len(v):
+            raise fail("lists a device id twice", "list each GPU once")
+        return v
+
+    @field_validator("port")
+    @classmethod
+    def _port(cls, v: int) -> int:
+        if not 1024 <= v <= 65535:
+            raise fail("is outside the unprivileged port range", "use a port from 1024 to 65535, e.g. 8000")
+        return v
+
+    @field_validator("shm_size")
+    @classmethod
+    def _shm(cls, v: str) -> str:
+        if not SIZE.match(v):
+            raise fail("is not a size", "write a size such as 16g, 1Gi or 512m")
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, value in v.items():
+            if not ENV_NAME.match(key):
+                raise fail(f"'{key}' is not an environment variable name", "use letters, digits and '_'")
+            if key in {"VLLM_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "AWS_SECRET_ACCESS_KEY"}:
+                raise fail(f"sets the secret {key} as a literal",
+                           "give secrets by reference: api_key or storage.credentials")
+            if not isinstance(value, str):
+                raise fail(f"the value of {key} is not a string", "quote it")
+        return v
+
+    @property
+    def uri(self) -> StorageUri:
+        return parse_storage_uri(self.storage_uri)
+
+    @property
+    def gpu_count(self) -> int:
+        return self.gpus if isinstance(self.gpus, int) else len(self.gpus)
+
+    @property
+    def device_ids(self) -> list[int] | None:
+        return None if isinstance(self.gpus, int) else list(self.gpus)
+
+    @property
+    def model_name(self) -> str:
+        return self.served_model_name or self.name
+
+    @property
+    def effective_revision(self) -> str | None:
+        return self.revision or self.uri.revision
+
+    def secret_refs(self) -> dict[str, SecretRef]:
+        """Every secret reference in this service, keyed by a dotted field path."""
+        refs: dict[str, SecretRef] = {}
+        if self.api_key:
+            refs["api_key"] = self.api_key
+        creds = self.storage.credentials
+        for field in ("hf_token", "modelscope_token"):
+            ref = getattr(creds, field)
+            if ref:
+                refs[f"storage.credentials.{field}"] = ref
+        if creds.s3:
+            for field in ("access_key_id", "secret_access_key", "session_token"):
+                ref = getattr(creds.s3, field)
+                if ref:
+                    refs[f"storage.credentials.s3.{field}"] = ref
+        if creds.gcs:
+            refs["storage.credentials.gcs.application_credentials"] = creds.gcs.application_credentials
+        return refs
+
+
+class Deployment(Strict):
+    services: list[Service] = Field(min_length=1)

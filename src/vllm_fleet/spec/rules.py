@@ -1,0 +1,111 @@
+"""Rules that span fields, services or a target; pydantic checks single fields."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from vllm_fleet.spec.errors import SpecIssue, show_value
+from vllm_fleet.spec.model import Accelerator, Deployment, Service, Task
+from vllm_fleet.spec.uri import Target, UriError, check_scheme_for_target
+
+SECRET_KINDS_BY_TARGET = {
+    Target.VM: ("env", "vault"),
+    Target.K8S: ("k8s_secret", "pulumi_config"),
+}
+
+Rule = Callable[[Deployment], Iterator[SpecIssue]]
+
+
+def service_rules(svc: Service, i: int) -> Iterator[SpecIssue]:
+    at = f"services[{i}]"
+    uri = svc.uri
+    if uri.revision and svc.revision and uri.revision != svc.revision:
+        yield SpecIssue(f"{at}.revision", show_value(svc.revision),
+                        f"differs from the revision '{uri.revision}' pinned in storage_uri",
+                        "give the revision in one place")
+    if svc.revision and not uri.is_hub:
+        yield SpecIssue(f"{at}.revision", show_value(svc.revision),
+                        f"is set for a {uri.scheme}:// URI, which has no revisions",
+                        "remove revision; only hf:// and ms:// URIs take one")
+    if svc.task is not Task.GENERATE:
+        for field in ("tool_call_parser", "reasoning_parser"):
+            value = getattr(svc.engine, field)
+            if value:
+                yield SpecIssue(f"{at}.engine.{field}", show_value(value),
+                                f"is set on a '{svc.task.value}' service, which never generates text",
+                                f"remove engine.{field}, or set task: generate")
+    world = svc.tensor_parallel_size * svc.pipeline_parallel_size
+    if svc.accelerator is Accelerator.CPU:
+        if svc.gpu_count:
+            yield SpecIssue(f"{at}.gpus", show_value(svc.gpus), "asks for GPUs on accelerator cpu",
+                            "set gpus: 0, or accelerator: nvidia")
+        if world != 1:
+            yield SpecIssue(f"{at}.tensor_parallel_size", show_value(svc.tensor_parallel_size),
+                            f"tensor x pipeline parallel size is {world} on accelerator cpu", "use 1 x 1 on CPU")
+    elif world != svc.gpu_count:
+        yield SpecIssue(
+            f"{at}.gpus", show_value(svc.gpus),
+            f"tensor_parallel_size ({svc.tensor_parallel_size}) x pipeline_parallel_size "
+            f"({svc.pipeline_parallel_size}) = {world}, but {svc.gpu_count} GPU(s) are given",
+            f"give gpus: {world}, or parallel sizes whose product is {svc.gpu_count}",
+        )
+    creds = svc.storage.credentials
+    if creds.s3 and uri.scheme != "s3":
+        yield SpecIssue(f"{at}.storage.credentials.s3", "(set)", f"is set but storage_uri is {uri.scheme}://",
+                        "remove the s3 credentials, or use an s3:// URI")
+    if creds.gcs and uri.scheme != "gs":
+        yield SpecIssue(f"{at}.storage.credentials.gcs", "(set)", f"is set but storage_uri is {uri.scheme}://",
+                        "remove the gcs credentials, or use a gs:// URI")
+    if (svc.storage.allow_patterns or svc.storage.ignore_patterns) and not uri.is_hub and uri.scheme not in ("s3", "gs"):
+        yield SpecIssue(f"{at}.storage.allow_patterns", show_value(svc.storage.allow_patterns),
+                        f"file patterns do not apply to {uri.scheme}:// URIs",
+                        "remove allow_patterns/ignore_patterns")
+
+
+def deployment_rules(dep: Deployment) -> Iterator[SpecIssue]:
+    names: dict[str, int] = {}
+    for i, svc in enumerate(dep.services):
+        if svc.name in names:
+            yield SpecIssue(f"services[{i}].name", show_value(svc.name),
+                            f"is already the name of services[{names[svc.name]}]", "give every service its own name")
+        names.setdefault(svc.name, i)
+        yield from service_rules(svc, i)
+
+
+def target_rules(dep: Deployment, target: Target) -> Iterator[SpecIssue]:
+    allowed = SECRET_KINDS_BY_TARGET[target]
+    for i, svc in enumerate(dep.services):
+        try:
+            check_scheme_for_target(svc.uri, target)
+        except UriError as exc:
+            yield SpecIssue(f"services[{i}].storage_uri", show_value(svc.storage_uri), exc.problem, exc.fix)
+        for path, ref in svc.secret_refs().items():
+            if ref.kind not in allowed:
+                yield SpecIssue(f"services[{i}].{path}", f"{{{ref.kind}: ...}}",
+                                f"is a {ref.kind} reference, which a {target.value} target cannot resolve",
+                                f"use one of: {', '.join(allowed)}")
+    if target is Target.VM:
+        yield from vm_host_rules(dep)
+    else:
+        from vllm_fleet.k8s.validation import cluster_rules
+
+        yield from cluster_rules(dep)
+
+
+def vm_host_rules(dep: Deployment) -> Iterator[SpecIssue]:
+    """Every service of a VM spec runs on each host it is assigned to: ports and GPU ids must not clash."""
+    ports: dict[int, int] = {}
+    devices: dict[int, int] = {}
+    for i, svc in enumerate(dep.services):
+        if svc.port in ports:
+            yield SpecIssue(f"services[{i}].port", show_value(svc.port),
+                            f"is already used by services[{ports[svc.port]}] ({dep.services[ports[svc.port]].name}) "
+                            "on the same host", "give each service on a host its own port")
+        ports.setdefault(svc.port, i)
+        for dev in svc.device_ids or []:
+            if dev in devices:
+                yield SpecIssue(f"services[{i}].gpus", show_value(svc.gpus),
+                                f"GPU {dev} is already given to services[{devices[dev]}] "
+                                f"({dep.services[devices[dev]].name}) on the same host",
+                                "give each service its own GPUs")
+            devices.setdefault(dev, i)
