@@ -37,23 +37,35 @@ def _spec_failure(errors: list[SpecError], as_json: bool) -> None:
         ]})
     else:
         for e in errors:
-            console.print(e.render(), markup=False, highlight=False)
+            console.print(e.render(), markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_BAD_INPUT)
 
 
-def check_inventory(inventory: Path, limit: str | None = None) -> dict[str, Any]:
-    """Validate every serving host's spec; raise typer.Exit(2) with every problem found."""
-    from vllm_fleet.inventory import SPEC_VAR, SERVE_GROUP, host_specs
+class SpecErrors(Exception):
+    """Problems found in one or more specs; nothing was contacted."""
+
+    def __init__(self, errors: list[SpecError]) -> None:
+        super().__init__("\n".join(e.render() for e in errors))
+        self.errors = errors
+
+
+def check_inventory(inventory: Path, limit: str | None = None, *, secrets: bool) -> dict[str, Any]:
+    """Validate every serving host's spec (and, for a run, its secret references); raise SpecErrors."""
+    import os
+
+    from vllm_fleet.inventory import SERVE_GROUP, SPEC_VAR, host_specs
+    from vllm_fleet.plan import plan_for_host
     from vllm_fleet.spec.errors import SpecIssue
 
+    def bad(problem: str, fix: str) -> SpecErrors:
+        return SpecErrors([SpecError([SpecIssue("--inventory", repr(str(inventory)), problem, fix)], "inventory")])
+
     if not inventory.exists():
-        raise SpecError([SpecIssue("--inventory", repr(str(inventory)), "does not exist",
-                                   "give an inventory file or directory, e.g. inventories/local")], "inventory")
+        raise bad("does not exist", "give an inventory file or directory, e.g. inventories/local")
     hosts = host_specs(inventory, limit)
     if not hosts:
-        raise SpecError([SpecIssue("--inventory", repr(str(inventory)), f"has no hosts in group '{SERVE_GROUP}'",
-                                   f"put the GPU hosts in a group named {SERVE_GROUP}")], "inventory")
-    errors, planned = [], {}
+        raise bad(f"has no hosts in group '{SERVE_GROUP}'", f"put the GPU hosts in a group named {SERVE_GROUP}")
+    errors, plans = [], {}
     for h in hosts:
         source = f"{SPEC_VAR} of host {h.host}"
         if h.spec is None:
@@ -61,22 +73,19 @@ def check_inventory(inventory: Path, limit: str | None = None) -> dict[str, Any]
                                                f"define {SPEC_VAR} in group_vars/{SERVE_GROUP}.yml")], source))
             continue
         try:
-            planned[h.host] = validate_spec(h.spec, Target.VM, source=source)
+            plans[h.host] = plan_for_host(h.spec, h.address, source=source,
+                                          environ=os.environ if secrets else None,
+                                          variables=h.variables if secrets else None)
         except SpecError as exc:
             errors.append(exc)
     if errors:
-        raise _SpecErrors(errors)
-    return planned
-
-
-class _SpecErrors(Exception):
-    def __init__(self, errors: list[SpecError]) -> None:
-        self.errors = errors
+        raise SpecErrors(errors)
+    return plans
 
 
 @app.command()
 def validate(
-    inventory: InventoryOpt | None = None,
+    inventory: Annotated[Path | None, typer.Option("--inventory", "-i", help="Ansible inventory")] = None,
     spec: Annotated[Path | None, typer.Option("--spec", "-s", help="a spec file (bare, or a vars file)")] = None,
     target: Annotated[Target, typer.Option(help="what the spec file is for")] = Target.VM,
     limit: LimitOpt = None,
@@ -97,11 +106,11 @@ def validate(
             dep = validate_spec(load_spec_file(spec), target, source=str(spec))
             checked[str(spec)] = [s.name for s in dep.services]
         if inventory is not None:
-            for host, dep in check_inventory(inventory, limit).items():
-                checked[host] = [s.name for s in dep.services]
+            for host, host_plan in check_inventory(inventory, limit, secrets=False).items():
+                checked[host] = [svc["name"] for svc in host_plan["services"]]
     except SpecError as exc:
         _spec_failure([exc], as_json)
-    except _SpecErrors as exc:
+    except SpecErrors as exc:
         _spec_failure(exc.errors, as_json)
     if as_json:
         _emit_json({"ok": True, "checked": checked})
@@ -125,10 +134,8 @@ def _run(inventory: Path, *, check: bool, limit: str | None, tags: str | None, a
     from vllm_fleet.runner import run_playbook
 
     try:
-        check_inventory(inventory, limit)
-    except SpecError as exc:
-        _spec_failure([exc], as_json)
-    except _SpecErrors as exc:
+        check_inventory(inventory, limit, secrets=True)
+    except SpecErrors as exc:
         _spec_failure(exc.errors, as_json)
 
     if as_json or not console.is_terminal:

@@ -15,6 +15,7 @@ class HostSpec:
     host: str
     spec: Any  # raw, still to be validated
     address: str
+    variables: dict[str, Any]
 
 
 def host_specs(inventory: str | Path, limit: str | None = None) -> list[HostSpec]:
@@ -31,5 +32,6 @@ def host_specs(inventory: str | Path, limit: str | None = None) -> list[HostSpec
     out = []
     for host in inv.get_hosts(pattern=SERVE_GROUP):
         hv = variables.get_vars(host=host, include_hostvars=False)
-        out.append(HostSpec(host.name, hv.get(SPEC_VAR), str(hv.get("ansible_host", host.name))))
+        address = hv.get("vllm_fleet_address") or hv.get("ansible_host") or host.name
+        out.append(HostSpec(host.name, hv.get(SPEC_VAR), str(address), dict(hv)))
     return out

@@ -4,9 +4,204 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from vllm_fleet.spec.errors import SpecIssue
-from vllm_fleet.spec.model import Deployment
+from pydantic import ValidationError
+
+from vllm_fleet.k8s.model import ClusterSettings
+from vllm_fleet.spec.errors import SpecIssue, issues_from_validation_error, show_value
+from vllm_fleet.spec.model import Accelerator, Deployment, SecretRef, Service
+
+# KServe names the objects it creates after the InferenceService: a Standard (raw) predictor is the
+# Deployment and Service `NAME-predictor`; a Knative one adds the revision suffix `-00001`.
+# Both must stay DNS labels of at most 63 characters.
+PREDICTOR_SUFFIX = "-predictor"
+KNATIVE_REVISION_SUFFIX = "-predictor-00001"
+
+# The keys KServe's credential builder reads from Secrets attached to the predictor's ServiceAccount.
+S3_KEYS = {"access_key_id": "AWS_ACCESS_KEY_ID", "secret_access_key": "AWS_SECRET_ACCESS_KEY"}
+GCS_KEY = "gcloud-application-credentials.json"
+HF_KEY = "HF_TOKEN"
+MODELSCOPE_KEY = "MODELSCOPE_API_TOKEN"
+
+
+def cluster_settings(svc: Service) -> ClusterSettings:
+    """The parsed `kubernetes` block of a service that passed validation."""
+    return ClusterSettings.model_validate(svc.kubernetes)
+
+
+def max_name_length(settings: ClusterSettings) -> int:
+    suffix = PREDICTOR_SUFFIX if settings.is_standard else KNATIVE_REVISION_SUFFIX
+    return 63 - len(suffix)
 
 
 def cluster_rules(dep: Deployment) -> Iterator[SpecIssue]:
-    yield from ()
+    for i, svc in enumerate(dep.services):
+        at = f"services[{i}]"
+        try:
+            settings = ClusterSettings.model_validate(svc.kubernetes)
+        except ValidationError as exc:
+            yield from issues_from_validation_error(exc, ("services", i, "kubernetes"))
+            continue
+        yield from _name_rules(svc, settings, at)
+        yield from _gpu_rules(svc, settings, at)
+        yield from _scaling_rules(settings, at)
+        yield from _credential_rules(svc, settings, at)
+        yield from _mode_rules(svc, settings, at)
+
+
+def _name_rules(svc: Service, s: ClusterSettings, at: str) -> Iterator[SpecIssue]:
+    limit = max_name_length(s)
+    if len(svc.name) > limit:
+        suffix = PREDICTOR_SUFFIX if s.is_standard else KNATIVE_REVISION_SUFFIX
+        yield SpecIssue(f"{at}.name", show_value(svc.name),
+                        f"is {len(svc.name)} characters long; KServe names the predictor '{svc.name}{suffix}', "
+                        f"which must be a DNS label of at most 63, so the name may have at most {limit}",
+                        f"shorten the name to {limit} characters or fewer")
+    if not svc.name[:1].isalpha():
+        yield SpecIssue(f"{at}.name", show_value(svc.name),
+                        "starts with a digit; KServe requires InferenceService names to start with a letter",
+                        f"rename it, e.g. 'm-{svc.name}'")
+
+
+def _gpu_rules(svc: Service, s: ClusterSettings, at: str) -> Iterator[SpecIssue]:
+    if svc.device_ids is not None:
+        yield SpecIssue(f"{at}.gpus", show_value(svc.gpus),
+                        "lists device ids; on a cluster the scheduler picks the GPUs",
+                        f"give a count instead: gpus: {svc.gpu_count}")
+    if svc.accelerator is Accelerator.NVIDIA and svc.gpu_count == 0:
+        yield SpecIssue(f"{at}.gpus", show_value(svc.gpus), "is 0 on accelerator nvidia",
+                        "give at least 1 GPU, or set accelerator: cpu")
+    if svc.gpu_count > s.max_gpus_per_node:
+        yield SpecIssue(f"{at}.gpus", show_value(svc.gpus),
+                        f"asks for {svc.gpu_count} GPUs in one pod, more than a node has "
+                        f"(kubernetes.max_gpus_per_node = {s.max_gpus_per_node})",
+                        "use fewer GPUs, or raise max_gpus_per_node if your nodes really have more")
+    if svc.accelerator is Accelerator.CPU and s.runtime_class_name == "nvidia":
+        yield SpecIssue(f"{at}.kubernetes.runtime_class_name", show_value(s.runtime_class_name),
+                        "is the NVIDIA runtime on accelerator cpu", "remove runtime_class_name, or use accelerator: nvidia")
+
+
+def _scaling_rules(s: ClusterSettings, at: str) -> Iterator[SpecIssue]:
+    k = f"{at}.kubernetes"
+    if s.min_replicas < 0:
+        yield SpecIssue(f"{k}.min_replicas", show_value(s.min_replicas), "is a negative replica count",
+                        "give 0 or more (0 only with scale to zero)")
+    if s.max_replicas is not None and s.max_replicas < 1:
+        yield SpecIssue(f"{k}.max_replicas", show_value(s.max_replicas), "is less than 1",
+                        "give at least 1, or remove it")
+    elif s.max_replicas is not None and s.max_replicas < s.min_replicas:
+        yield SpecIssue(f"{k}.max_replicas", show_value(s.max_replicas),
+                        f"is less than min_replicas ({s.min_replicas})", f"give at least {s.min_replicas}")
+    if s.min_replicas == 0 and s.is_standard and s.autoscaler_class != "keda":
+        yield SpecIssue(f"{k}.min_replicas", "0",
+                        "scale to zero needs deployment_mode Knative or autoscaler_class keda",
+                        "give min_replicas: 1, or set deployment_mode: Knative")
+    if s.autoscaler_class is not None and not s.is_standard:
+        yield SpecIssue(f"{k}.autoscaler_class", show_value(s.autoscaler_class),
+                        f"applies to deployment_mode Standard only, not {s.deployment_mode}",
+                        "remove autoscaler_class; Knative scales with its own autoscaler")
+    if s.scale_metric in ("concurrency", "rps") and s.is_standard:
+        yield SpecIssue(f"{k}.scale_metric", show_value(s.scale_metric),
+                        "is a Knative metric; a Standard deployment scales on cpu or memory",
+                        "use scale_metric: cpu or memory, or deployment_mode: Knative")
+    if s.scale_target is not None and s.scale_metric is None:
+        yield SpecIssue(f"{k}.scale_target", show_value(s.scale_target), "is set without scale_metric",
+                        "set scale_metric too")
+
+
+def _credential_rules(svc: Service, s: ClusterSettings, at: str) -> Iterator[SpecIssue]:
+    creds = svc.storage.credentials
+    scheme = svc.uri.scheme
+    storage_creds = [c for c in (creds.s3, creds.gcs, creds.hf_token, creds.modelscope_token) if c]
+    if storage_creds and s.service_account_name:
+        yield SpecIssue(f"{at}.kubernetes.service_account_name", show_value(s.service_account_name),
+                        "is set together with storage.credentials; KServe reads storage credentials from the "
+                        "predictor's ServiceAccount, which the program creates to list them",
+                        "remove service_account_name, or remove storage.credentials and attach them to your account")
+    if scheme == "s3" and not creds.s3 and not s.service_account_name:
+        yield SpecIssue(f"{at}.storage.credentials.s3", "(missing)",
+                        "is missing for an s3:// URI; the storage initializer would have no credentials secret",
+                        "add storage.credentials.s3 with k8s_secret or pulumi_config references, or set "
+                        "kubernetes.service_account_name to an account with S3 access (e.g. IRSA)")
+    if scheme == "gs" and not creds.gcs and not s.service_account_name:
+        yield SpecIssue(f"{at}.storage.credentials.gcs", "(missing)",
+                        "is missing for a gs:// URI; the storage initializer would have no credentials secret",
+                        "add storage.credentials.gcs.application_credentials, or set "
+                        "kubernetes.service_account_name to an account with GCS access (workload identity)")
+    if creds.s3:
+        base = f"{at}.storage.credentials.s3"
+        if creds.s3.session_token:
+            yield SpecIssue(f"{base}.session_token", "{...}",
+                            "is not read by KServe's S3 credential builder, and temporary tokens expire",
+                            "remove session_token; use long-lived keys or an IRSA service account")
+        refs = {f: getattr(creds.s3, f) for f in S3_KEYS}
+        kinds = {r.kind for r in refs.values()}
+        if len(kinds) > 1:
+            yield SpecIssue(base, "{k8s_secret, pulumi_config}", "mixes k8s_secret and pulumi_config references",
+                            "give both keys the same kind of reference")
+        elif kinds == {"k8s_secret"}:
+            yield from _existing_secret_keys(base, refs, S3_KEYS)
+    if creds.gcs:
+        yield from _existing_secret_keys(f"{at}.storage.credentials.gcs",
+                                         {"application_credentials": creds.gcs.application_credentials},
+                                         {"application_credentials": GCS_KEY})
+    if creds.hf_token:
+        yield from _existing_secret_keys(f"{at}.storage.credentials", {"hf_token": creds.hf_token},
+                                         {"hf_token": HF_KEY})
+    if creds.modelscope_token:
+        yield from _existing_secret_keys(f"{at}.storage.credentials", {"modelscope_token": creds.modelscope_token},
+                                         {"modelscope_token": MODELSCOPE_KEY})
+
+
+def _existing_secret_keys(base: str, refs: dict[str, SecretRef], keys: dict[str, str]) -> Iterator[SpecIssue]:
+    """KServe finds storage credentials by fixed key names in Secrets the ServiceAccount lists."""
+    names = {r.k8s_secret.name for r in refs.values() if r.k8s_secret}
+    if len(names) > 1:
+        yield SpecIssue(base, show_value(sorted(names)), "names more than one Secret",
+                        "keep these keys in one Secret; KServe reads them together")
+    for field, ref in refs.items():
+        if ref.k8s_secret and ref.k8s_secret.key != keys[field]:
+            yield SpecIssue(f"{base}.{field}.k8s_secret.key", show_value(ref.k8s_secret.key),
+                            f"is not '{keys[field]}', the key KServe's storage initializer reads",
+                            f"store the value under the key {keys[field]}, or use pulumi_config")
+
+
+def _mode_rules(svc: Service, s: ClusterSettings, at: str) -> Iterator[SpecIssue]:
+    k = f"{at}.kubernetes"
+    if s.mode == "container" and s.runtime is not None:
+        yield SpecIssue(f"{k}.runtime", show_value(s.runtime), "names a ServingRuntime in mode container",
+                        "remove runtime, or set mode: runtime")
+    if s.mode == "runtime" and svc.api_key is not None:
+        yield SpecIssue(f"{at}.api_key", "{...}",
+                        "is set in mode runtime; KServe's huggingface runtime does not read VLLM_API_KEY",
+                        "use mode: container (the vLLM OpenAI server checks the key), or remove api_key")
+    if s.ingress is not None and not s.is_standard:
+        yield SpecIssue(f"{k}.ingress", show_value(s.ingress.host),
+                        "is for deployment_mode Standard; Knative routes through its own gateway",
+                        "remove ingress (configure the Knative domain), or use deployment_mode: Standard")
+    if s.model_cache and s.model_cache.claim_name and svc.uri.scheme == "pvc" \
+            and s.model_cache.claim_name == svc.uri.authority:
+        yield SpecIssue(f"{k}.model_cache.claim_name", show_value(s.model_cache.claim_name),
+                        "is the claim storage_uri already mounts at /mnt/models",
+                        "use a different claim for the cache, or remove model_cache")
+    shm = _quantity_bytes(svc.shm_size)
+    memory = _quantity_bytes(s.resources.memory)
+    if shm is not None and memory is not None and shm >= memory:
+        yield SpecIssue(f"{at}.shm_size", show_value(svc.shm_size),
+                        f"is not below the memory limit ({s.resources.memory}); a Memory emptyDir counts "
+                        "against it and the pod would be OOM-killed",
+                        "raise kubernetes.resources.memory, or lower shm_size")
+
+
+_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
+          "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+
+
+def _quantity_bytes(text: str) -> float | None:
+    """Bytes in '16g', '16Gi', '512m' (a size, as the spec and Kubernetes write them)."""
+    import re
+
+    m = re.match(r"^([0-9]+(?:\.[0-9]+)?)\s*([kKmMgGtT]i?)?[bB]?$", text.strip())
+    if not m:
+        return None
+    unit = (m.group(2) or "").lower()
+    return float(m.group(1)) * _UNITS[unit]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,9 +32,34 @@ def path_text(loc: Sequence[str | int]) -> str:
     return out or "(spec)"
 
 
+_SECRET_FLAG = re.compile(r"key|token|secret|password", re.IGNORECASE)
+
+
+def redact_args(args: list[Any]) -> list[Any]:
+    """Hide the values of secret-looking flags (--api-key X, --hf-token=X)."""
+    out: list[Any] = []
+    hide_next = False
+    for arg in args:
+        text = str(arg)
+        if hide_next:
+            out.append("<redacted>")
+            hide_next = False
+        elif text.startswith("-") and _SECRET_FLAG.search(text.split("=", 1)[0]):
+            out.append(text.split("=", 1)[0] + "=<redacted>" if "=" in text else text)
+            hide_next = "=" not in text
+        else:
+            out.append(arg)
+    return out
+
+
 def show_value(value: Any, loc: Sequence[str | int] = ()) -> str:
     if any(isinstance(p, str) and p in SECRET_FIELDS for p in loc) and isinstance(value, str):
         return f"<a literal string of {len(value)} characters, redacted>"
+    if isinstance(value, list):
+        value = redact_args(value)
+    elif isinstance(value, dict):
+        value = {k: ("<redacted>" if k in SECRET_FIELDS or _SECRET_FLAG.search(str(k)) else v)
+                 for k, v in value.items()}
     text = repr(value)
     if len(text) > _MAX_VALUE:
         text = text[: _MAX_VALUE - 3] + "..."

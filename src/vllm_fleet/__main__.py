@@ -1,0 +1,3 @@
+from vllm_fleet.cli import app
+
+app(prog_name="vllm-fleet")
