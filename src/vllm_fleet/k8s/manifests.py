@@ -30,7 +30,7 @@ A_S3_USE_HTTPS = "serving.kserve.io/s3-usehttps"
 A_S3_VERIFY_SSL = "serving.kserve.io/s3-verifyssl"
 A_S3_REGION = "serving.kserve.io/s3-region"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "vllm-fleet"}
-API_KEY_SECRET_KEY = "api-key"
+API_KEY_FIELD = "api-key"
 SHM_VOLUME = "dshm"
 CACHE_VOLUME = "model-cache"
 HEALTH_PATH = "/health"
@@ -76,7 +76,8 @@ def service_manifests(svc: Service) -> list[Manifest]:
     storage_secrets = _storage_secrets(svc, s)
     out.extend(storage_secrets)
     if svc.api_key and svc.api_key.pulumi_config:
-        out.append(_secret(svc, s, api_key_secret_name(svc), {API_KEY_SECRET_KEY: ConfigSecret(svc.api_key.pulumi_config)}))
+        key = ConfigSecret(svc.api_key.pulumi_config)
+        out.append(_secret(svc, s, api_key_secret_name(svc), {API_KEY_FIELD: key}))
     attached = sorted({m["metadata"]["name"] for m in storage_secrets} | _existing_storage_secret_names(svc))
     if attached:
         out.append(_service_account(svc, s, attached))
@@ -231,7 +232,7 @@ def _env(svc: Service, s: ClusterSettings) -> list[dict[str, Any]]:
         env.append({"name": "STORAGE_URI", "value": svc.uri.kserve_uri(svc.effective_revision)})
     if svc.api_key:
         env.append({"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": _key_ref(
-            svc.api_key, api_key_secret_name(svc), API_KEY_SECRET_KEY)}})
+            svc.api_key, api_key_secret_name(svc), API_KEY_FIELD)}})
     creds = svc.storage.credentials
     if creds.hf_token:
         env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": _key_ref(

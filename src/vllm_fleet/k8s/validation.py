@@ -77,7 +77,8 @@ def _gpu_rules(svc: Service, s: ClusterSettings, at: str) -> Iterator[SpecIssue]
                         "use fewer GPUs, or raise max_gpus_per_node if your nodes really have more")
     if svc.accelerator is Accelerator.CPU and s.runtime_class_name == "nvidia":
         yield SpecIssue(f"{at}.kubernetes.runtime_class_name", show_value(s.runtime_class_name),
-                        "is the NVIDIA runtime on accelerator cpu", "remove runtime_class_name, or use accelerator: nvidia")
+                        "is the NVIDIA runtime on accelerator cpu",
+                        "remove runtime_class_name, or use accelerator: nvidia")
 
 
 def _scaling_rules(s: ClusterSettings, at: str) -> Iterator[SpecIssue]:

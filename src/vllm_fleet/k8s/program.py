@@ -1,0 +1,51 @@
+"""The Pulumi program behind `pulumi/__main__.py`: validate the spec, then register the cluster objects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+from vllm_fleet.k8s.component import (
+    CONFIG_NAMESPACE,
+    InferenceService,
+    InferenceServiceArgs,
+    SecretResolver,
+    config_secret,
+    register_manifest,
+)
+from vllm_fleet.k8s.manifests import namespace_manifest
+from vllm_fleet.k8s.validation import cluster_settings
+from vllm_fleet.spec import Deployment, Target, validate_spec
+
+SPEC_KEY = "spec"
+SPEC_SOURCE = f"Pulumi config {CONFIG_NAMESPACE}:{SPEC_KEY}"
+
+
+def load_deployment(data: Any) -> Deployment:
+    """The validated spec; raises SpecError before anything is registered."""
+    return validate_spec(data, Target.K8S, source=SPEC_SOURCE)
+
+
+def run(data: Any, secret_value: SecretResolver = config_secret) -> dict[str, InferenceService]:
+    dep = load_deployment(data)
+    namespaces: dict[str, pulumi.CustomResource] = {}
+    for svc in dep.services:
+        s = cluster_settings(svc)
+        if s.create_namespace and s.namespace not in namespaces:
+            namespaces[s.namespace] = register_manifest(namespace_manifest(s.namespace), secret_value)
+    components = {}
+    for svc in dep.services:
+        ns = namespaces.get(cluster_settings(svc).namespace)
+        args = InferenceServiceArgs(svc, secret_value, depends_on=[ns] if ns else [])
+        components[svc.name] = InferenceService(svc.name, args)
+    pulumi.export("services", {
+        name: {"internal_url": c.internal_url, "openai_base_url": c.openai_base_url,
+               "external_url": c.external_url, "served_model_name": c.served_model_name}
+        for name, c in components.items()
+    })
+    pulumi.export("served_model_names", [c.served_model_name for c in components.values()])
+    return components
+
+
+def main() -> None:
+    run(pulumi.Config(CONFIG_NAMESPACE).require_object(SPEC_KEY))
