@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -124,7 +125,12 @@ def run_playbook(
         cmdline.append("--diff")
     private = Path(tempfile.mkdtemp(prefix="vllm-fleet-run-"))
     try:
-        env = {"ANSIBLE_CONFIG": str(PROJECT_ROOT / "ansible.cfg")}
+        # ansible-playbook is found beside this interpreter even when the venv is not activated.
+        bindir = str(Path(sys.executable).parent)
+        env = {
+            "ANSIBLE_CONFIG": str(PROJECT_ROOT / "ansible.cfg"),
+            "PATH": os.pathsep.join([bindir, os.environ.get("PATH", "")]),
+        }
         # Secrets referenced by {env: NAME} are read from this process's environment by the playbook.
         runner = ansible_runner.run(
             private_data_dir=str(private),
@@ -135,7 +141,7 @@ def run_playbook(
             tags=tags,
             extravars=extravars or {},
             cmdline=" ".join(cmdline) or None,
-            envvars={**env, **{k: v for k, v in os.environ.items() if k.startswith("ANSIBLE_")}},
+            envvars={**{k: v for k, v in os.environ.items() if k.startswith("ANSIBLE_")}, **env},
             event_handler=tracker,
             quiet=quiet,
             verbosity=verbosity,

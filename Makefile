@@ -1,0 +1,52 @@
+# vllm-fleet: `make demo` runs the embedded default, `make test` runs every test.
+# Both set up what they need on a Debian 12 machine, as root, from this repo's own files.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+APT_PACKAGES := docker.io debootstrap nginx-light dpkg-dev apt-utils gnupg iproute2 python3-venv python3-pip git make
+export PATH := $(abspath $(BIN)):$(PATH)
+export ANSIBLE_CONFIG := $(abspath ansible.cfg)
+
+.PHONY: setup system-packages venv world demo lint test unit clean
+
+setup: system-packages venv world
+
+system-packages:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt-get install:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade "pip==25.3"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+venv: $(VENV)/.installed
+	$(PY) -c 'from vllm_fleet.paths import ensure_collection_link as link; link()'
+
+world: venv
+	$(BIN)/vllm-fleet sandbox engine
+	$(BIN)/vllm-fleet sandbox image
+
+demo: setup
+	$(PY) -m vllm_fleet.demo
+
+lint: venv
+	$(BIN)/ruff check src plugins tests benchmarks pulumi
+	$(BIN)/mypy
+	$(BIN)/ansible-lint --profile production --offline
+
+unit: venv
+	$(BIN)/pytest -m "not world"
+
+test: setup lint
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .collections .ansible build

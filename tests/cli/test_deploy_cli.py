@@ -1,0 +1,87 @@
+"""`vllm-fleet deploy/plan` through ansible-runner against real container hosts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write_inventory
+
+pytestmark = pytest.mark.world
+
+SPEC = {
+    "services": [
+        {"name": "tiny-chat", "storage_uri": "file:///srv/models/tiny", "accelerator": "cpu", "gpus": 0,
+         "port": 8000, "api_key": {"env": "VF_TEST_KEY"}},
+        {"name": "tiny-embed", "task": "embed", "storage_uri": "file:///srv/models/embed", "accelerator": "cpu",
+         "gpus": 0, "port": 8001},
+    ]
+}
+
+
+def cli(*args: str, env_key: bool = True) -> subprocess.CompletedProcess[str]:
+    import os
+
+    env = dict(os.environ)
+    if env_key:
+        env["VF_TEST_KEY"] = "test-key-3b1f"
+    else:
+        env.pop("VF_TEST_KEY", None)
+    return subprocess.run([sys.executable, "-m", "vllm_fleet", *args], capture_output=True, text=True,
+                          env=env, check=False, timeout=600)
+
+
+def test_deploy_json_against_a_reachable_host(sandbox_hosts, tmp_path: Path) -> None:
+    (host,) = sandbox_hosts(prefix="cli")
+    inv = write_inventory(tmp_path / "hosts.yml", [host], SPEC, vllm_fleet_address="127.0.0.1")
+    proc = cli("deploy", "-i", str(inv), "--tags", "summary", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["ok"] is True and summary["status"] == "successful" and summary["rc"] == 0
+    assert set(summary["hosts"]) == {host}
+    assert summary["hosts"][host]["failed"] == 0 and summary["hosts"][host]["unreachable"] is False
+    assert summary["hosts"][host]["ok"] >= 2
+    rows = {(e["host"], e["service"]): e for e in summary["endpoints"]}
+    assert set(rows) == {(host, "tiny-chat"), (host, "tiny-embed")}
+    assert rows[(host, "tiny-chat")]["url"] == "http://127.0.0.1:8000/v1"
+    assert rows[(host, "tiny-embed")]["task"] == "embed"
+    assert "test-key-3b1f" not in proc.stdout + proc.stderr
+
+
+def test_plan_runs_in_check_mode(sandbox_hosts, tmp_path: Path) -> None:
+    (host,) = sandbox_hosts(prefix="cli")
+    inv = write_inventory(tmp_path / "hosts.yml", [host], SPEC)
+    proc = cli("plan", "-i", str(inv), "--tags", "summary", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads(proc.stdout)["hosts"][host]["changed"] == 0
+
+
+def test_deploy_against_an_unreachable_host_fails_clearly(world: str, tmp_path: Path) -> None:
+    inv = write_inventory(tmp_path / "hosts.yml", ["vf-cli-no-such-host"], SPEC)
+    proc = cli("deploy", "-i", str(inv), "--tags", "summary", "--json")
+    assert proc.returncode != 0
+    summary = json.loads(proc.stdout)
+    assert summary["ok"] is False
+    host = summary["hosts"]["vf-cli-no-such-host"]
+    assert host["unreachable"] is True
+    assert host["error"].startswith("unreachable")
+
+    human = cli("deploy", "-i", str(inv), "--tags", "summary")
+    assert human.returncode != 0
+    assert "FAILED vf-cli-no-such-host: unreachable" in human.stderr
+
+
+def test_missing_secret_fails_before_any_host_is_contacted(world: str, tmp_path: Path) -> None:
+    # The host does not exist: had the run contacted it, it would report it unreachable instead.
+    inv = write_inventory(tmp_path / "hosts.yml", ["vf-cli-never-contacted"], SPEC)
+    proc = cli("deploy", "-i", str(inv), "--json", env_key=False)
+    assert proc.returncode == 2
+    payload = json.loads(proc.stdout)
+    issue = payload["errors"][0]["issues"][0]
+    assert issue["path"] == "services[0].api_key"
+    assert "VF_TEST_KEY" in issue["problem"]
+    assert "hosts" not in payload
