@@ -9,14 +9,13 @@ placeholder, which the component resolves to a secret Output and `render` writes
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from vllm_fleet.engine_args import MODEL_MOUNT, SERVER_MODULE, render_engine_args
 from vllm_fleet.k8s.model import ClusterSettings
-from vllm_fleet.k8s.validation import GCS_KEY, HF_KEY, MODELSCOPE_KEY, S3_KEYS, cluster_settings
+from vllm_fleet.k8s.validation import GCS_KEY, HF_KEY, MODELSCOPE_KEY, S3_KEYS, cluster_settings, k8s_size
 from vllm_fleet.spec.model import Accelerator, Deployment, S3Credentials, SecretRef, Service
 
 Manifest = dict[str, Any]
@@ -213,17 +212,6 @@ def _ingress(svc: Service, s: ClusterSettings) -> Manifest:
         spec["tls"] = [{"hosts": [ing.host], "secretName": ing.tls_secret_name}]
     return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
             "metadata": _meta(svc, s, svc.name, dict(ing.annotations) or None), "spec": spec}
-
-
-def k8s_size(size: str) -> str:
-    """A spec size ('16g', '512m', '1Gi') as a Kubernetes quantity ('16Gi', '512Mi', '1Gi')."""
-    m = re.match(r"^([0-9]+(?:\.[0-9]+)?)\s*([kKmMgGtT])?(i)?[bB]?$", size.strip())
-    if not m:
-        return size
-    number, unit = m.group(1), (m.group(2) or "").upper()
-    if not unit:
-        return number
-    return f"{number}{'K' if unit == 'K' else unit}i"
 
 
 def _env(svc: Service, s: ClusterSettings) -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 from pydantic import ValidationError
@@ -184,7 +185,7 @@ def _mode_rules(svc: Service, s: ClusterSettings, at: str) -> Iterator[SpecIssue
         yield SpecIssue(f"{k}.model_cache.claim_name", show_value(s.model_cache.claim_name),
                         "is the claim storage_uri already mounts at /mnt/models",
                         "use a different claim for the cache, or remove model_cache")
-    shm = _quantity_bytes(svc.shm_size)
+    shm = _quantity_bytes(k8s_size(svc.shm_size))
     memory = _quantity_bytes(s.resources.memory)
     if shm is not None and memory is not None and shm >= memory:
         yield SpecIssue(f"{at}.shm_size", show_value(svc.shm_size),
@@ -199,10 +200,19 @@ _UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
 
 def _quantity_bytes(text: str) -> float | None:
     """Bytes in '16g', '16Gi', '512m' (a size, as the spec and Kubernetes write them)."""
-    import re
-
     m = re.match(r"^([0-9]+(?:\.[0-9]+)?)\s*([kKmMgGtT]i?)?[bB]?$", text.strip())
     if not m:
         return None
     unit = (m.group(2) or "").lower()
     return float(m.group(1)) * _UNITS[unit]
+
+
+def k8s_size(size: str) -> str:
+    """A spec size ('16g', '512m', '1Gi') as a Kubernetes quantity ('16Gi', '512Mi', '1Gi')."""
+    m = re.match(r"^([0-9]+(?:\.[0-9]+)?)\s*([kKmMgGtT])?(i)?[bB]?$", size.strip())
+    if not m:
+        return size
+    number, unit = m.group(1), (m.group(2) or "").upper()
+    if not unit:
+        return number
+    return f"{number}{'K' if unit == 'K' else unit}i"

@@ -1,0 +1,28 @@
+"""The spec files the k8s tests use."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HERE = Path(__file__).parent
+REPO = HERE.parents[1]
+GOOD = sorted((HERE / "good_specs").glob("*.yaml"))
+BAD = sorted((HERE / "bad_specs").glob("*.yaml"))
+EXAMPLE_STACK = REPO / "pulumi" / "Pulumi.example.yaml"
+
+
+def load(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+def header(path: Path) -> dict[str, str]:
+    fields = {}
+    for line in path.read_text().splitlines():
+        m = re.match(r"^# ([a-z-]+): ?(.*)$", line)
+        if m:
+            fields[m.group(1)] = m.group(2)
+    return fields
