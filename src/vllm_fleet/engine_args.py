@@ -13,7 +13,9 @@ _POOLING_CONVERT = {Task.EMBED: "embed", Task.SCORE: "classify"}
 def render_engine_args(svc: Service, *, port: int = 8000, model_path: str = MODEL_MOUNT) -> list[str]:
     """The argument list after the server entry point, in a stable order."""
     eng = svc.engine
-    args = ["--model", model_path, "--served-model-name", svc.model_name, "--host", "0.0.0.0", "--port", str(port)]
+    # The server listens inside its container or pod; what is exposed is decided by port publishing.
+    listen = "0.0.0.0"  # noqa: S104
+    args = ["--model", model_path, "--served-model-name", svc.model_name, "--host", listen, "--port", str(port)]
     if svc.tensor_parallel_size > 1:
         args += ["--tensor-parallel-size", str(svc.tensor_parallel_size)]
     if svc.pipeline_parallel_size > 1:

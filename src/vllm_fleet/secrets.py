@@ -9,7 +9,9 @@ from vllm_fleet.spec.errors import SpecIssue
 from vllm_fleet.spec.model import Deployment
 
 
-def unresolved_secrets(dep: Deployment, environ: Mapping[str, str], variables: Mapping[str, Any]) -> Iterator[SpecIssue]:
+def unresolved_secrets(
+    dep: Deployment, environ: Mapping[str, str], variables: Mapping[str, Any]
+) -> Iterator[SpecIssue]:
     for i, svc in enumerate(dep.services):
         for path, ref in svc.secret_refs().items():
             if ref.env is not None and not environ.get(ref.env):

@@ -28,7 +28,7 @@ def header(path: Path) -> dict[str, str]:
 
 def test_the_corpus_is_large_and_distinct() -> None:
     assert len(BAD) >= 30
-    bodies = {"\n".join(l for l in p.read_text().splitlines() if not l.startswith("#")) for p in BAD}
+    bodies = {"\n".join(ln for ln in p.read_text().splitlines() if not ln.startswith("#")) for p in BAD}
     assert len(bodies) == len(BAD), "two bad specs have the same body"
 
 

@@ -47,7 +47,7 @@ def ensure_engine(timeout: float = 60.0) -> str:
         if engine_answers():
             return how
     with DOCKERD_LOG.open("ab") as log:
-        subprocess.Popen(  # noqa: S603 - a fixed command line
+        subprocess.Popen(
             ["dockerd"],
             stdout=log,
             stderr=subprocess.STDOUT,

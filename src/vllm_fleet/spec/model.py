@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -33,13 +33,13 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Task(str, Enum):
+class Task(StrEnum):
     GENERATE = "generate"
     EMBED = "embed"
     SCORE = "score"
 
 
-class Accelerator(str, Enum):
+class Accelerator(StrEnum):
     NVIDIA = "nvidia"
     CPU = "cpu"
 

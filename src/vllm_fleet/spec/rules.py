@@ -56,7 +56,8 @@ def service_rules(svc: Service, i: int) -> Iterator[SpecIssue]:
     if creds.gcs and uri.scheme != "gs":
         yield SpecIssue(f"{at}.storage.credentials.gcs", "(set)", f"is set but storage_uri is {uri.scheme}://",
                         "remove the gcs credentials, or use a gs:// URI")
-    if (svc.storage.allow_patterns or svc.storage.ignore_patterns) and not uri.is_hub and uri.scheme not in ("s3", "gs"):
+    patterns = svc.storage.allow_patterns or svc.storage.ignore_patterns
+    if patterns and not uri.is_hub and uri.scheme not in ("s3", "gs"):
         yield SpecIssue(f"{at}.storage.allow_patterns", show_value(svc.storage.allow_patterns),
                         f"file patterns do not apply to {uri.scheme}:// URIs",
                         "remove allow_patterns/ignore_patterns")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from urllib.parse import urlsplit
 
 
-class Target(str, Enum):
+class Target(StrEnum):
     VM = "vm"
     K8S = "k8s"
 
