@@ -1,0 +1,77 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+"""Remove old weight revisions of one service once the new one serves."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: model_weights_prune
+short_description: Keep the newest completed weight revisions of a service and remove the rest
+description:
+  - Removes completed revision directories under O(models_root)/O(service)/ beyond the O(keep) newest, never the
+    O(active) one, and leftover staging directories of other revisions.
+  - Call it only after the service is healthy on its new revision.
+version_added: "0.1.0"
+author: vllm-fleet
+options:
+  service:
+    description: Service name.
+    type: str
+    required: true
+  models_root:
+    description: Directory that holds every service's weights.
+    type: path
+    default: /var/lib/vllm-fleet/models
+  keep:
+    description: How many completed revisions to keep, the active one included.
+    type: int
+    default: 2
+  active:
+    description: Revision the service runs now; it is always kept.
+    type: str
+"""
+
+EXAMPLES = r"""
+- name: Keep the active revision and one older
+  vllmfleet.fleet.model_weights_prune:
+    service: chat
+    active: "{{ model_weights_paths.chat.revision }}"
+    keep: 2
+"""
+
+RETURN = r"""
+removed:
+  description: Directory names removed.
+  type: list
+  elements: str
+  returned: always
+"""
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+
+from ansible_collections.vllmfleet.fleet.plugins.module_utils.weights_fetch import WeightsError, prune  # noqa: E402
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            service=dict(type="str", required=True),
+            models_root=dict(type="path", default="/var/lib/vllm-fleet/models"),
+            keep=dict(type="int", default=2),
+            active=dict(type="str"),
+        ),
+        supports_check_mode=False,
+    )
+    p = module.params
+    if p["keep"] < 1:
+        module.fail_json(msg="keep must be at least 1")
+    try:
+        removed = prune(p["models_root"], p["service"], p["keep"], p["active"])
+    except (WeightsError, OSError) as exc:
+        module.fail_json(msg=f"service {p['service']}: {exc}")
+    module.exit_json(changed=bool(removed), removed=removed)
+
+
+if __name__ == "__main__":
+    main()

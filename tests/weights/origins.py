@@ -1,0 +1,144 @@
+"""Real origins for weight-fetch tests: nginx (from Debian) serving files, and moto's S3 server behind nginx.
+
+nginx writes an access log with the body bytes it sent per request, which is how the tests count what
+an origin served. Test models are generated here: a config.json and a real safetensors file written
+per the format (8-byte little-endian header length, JSON header, raw tensor bytes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def write_safetensors(path: Path, tensors: dict[str, tuple[list[int], bytes]], dtype: str = "F32") -> None:
+    header: dict[str, object] = {"__metadata__": {"format": "pt"}}
+    offset = 0
+    blobs = []
+    for name, (shape, data) in tensors.items():
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + len(data)]}
+        offset += len(data)
+        blobs.append(data)
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    with open(path, "wb") as fh:
+        fh.write(struct.pack("<Q", len(raw)))
+        fh.write(raw)
+        for blob in blobs:
+            fh.write(blob)
+
+
+def make_model(root: Path, weight_bytes: int = 64 * 1024, seed: int = 0) -> Path:
+    """A tiny model directory: config.json, tokenizer_config.json and model.safetensors of ~weight_bytes."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "config.json").write_text(json.dumps({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2",
+                                                  "hidden_size": 128, "num_hidden_layers": 2, "seed": seed}))
+    (root / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 256}))
+    n = max(4, weight_bytes // 4 // 4 * 4)
+    data = os.urandom(n * 4) if seed < 0 else (bytes(range(256)) * (n * 4 // 256 + 1))[: n * 4]
+    write_safetensors(root / "model.safetensors", {"embed.weight": ([n // 4, 4], data)})
+    return root
+
+
+@dataclass
+class Nginx:
+    prefix: Path
+    root: Path
+    port: int
+    host: str
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def log(self) -> Path:
+        return self.prefix / "access.log"
+
+    def requests(self) -> list[dict[str, str]]:
+        if not self.log.exists():
+            return []
+        out = []
+        for line in self.log.read_text().splitlines():
+            method, uri, status, sent, rng = [*line.split("\t"), "", "", "", ""][:5]
+            out.append({"method": method, "uri": uri, "status": status, "bytes": sent, "range": rng})
+        return out
+
+    def body_bytes(self, method: str = "GET") -> int:
+        return sum(int(r["bytes"]) for r in self.requests() if r["method"] == method and r["bytes"].isdigit())
+
+    def reset_log(self) -> None:
+        self.log.write_text("")
+        os.kill(self.proc.pid, signal.SIGUSR1)  # reopen the log
+        time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def start_nginx(prefix: Path, root: Path, *, host: str = "127.0.0.1", limit_rate: str | None = None,
+                proxy_to: str | None = None) -> Nginx:
+    """nginx serving `root` (or proxying to `proxy_to`) with a body-bytes access log."""
+    prefix.mkdir(parents=True, exist_ok=True)
+    port = free_port(host)
+    rate = f"limit_rate {limit_rate};" if limit_rate else ""
+    location = (f"proxy_pass {proxy_to}; proxy_set_header Host $http_host; proxy_buffering off; "
+                "proxy_request_buffering off; client_max_body_size 0;" if proxy_to else f"root {root};")
+    user = "user root;" if os.geteuid() == 0 else ""
+    conf = f"""
+daemon off;
+{user}
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+  types {{ application/octet-stream safetensors bin; application/json json; application/gzip gz;
+          application/zip zip; application/x-tar tar; }}
+  default_type application/octet-stream;
+  log_format bytes "$request_method\\t$uri\\t$status\\t$body_bytes_sent\\t$http_range";
+  access_log {prefix}/access.log bytes;
+  client_body_temp_path {prefix}/body; proxy_temp_path {prefix}/proxy; fastcgi_temp_path {prefix}/fcgi;
+  uwsgi_temp_path {prefix}/uwsgi; scgi_temp_path {prefix}/scgi;
+  sendfile on;
+  server {{
+    listen {host}:{port};
+    location / {{ {location} {rate} }}
+  }}
+}}
+"""
+    (prefix / "nginx.conf").write_text(conf)
+    proc = subprocess.Popen([NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                break
+        except OSError:
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode() if proc.stderr else ""
+                raise RuntimeError(f"nginx did not start: {err}") from None
+            time.sleep(0.1)
+    return Nginx(prefix, root, port, host, proc)
