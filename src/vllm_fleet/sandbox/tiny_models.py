@@ -1,0 +1,49 @@
+"""Tiny models for the embedded default and the end-to-end tests, generated inside the vLLM image.
+
+The controller needs no torch/transformers: the generator script runs in a throw-away container of the
+vLLM CPU image, which has them, and writes into a bind-mounted cache directory.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
+from vllm_fleet.sandbox.vllm_image import IMAGE, cache_dir
+
+MODELS = ("tiny-chat", "tiny-embed", "tiny-rerank")
+GENERATOR_VERSION = "1"
+
+
+def models_dir() -> Path:
+    return cache_dir().parent / f"tiny-models-v{GENERATOR_VERSION}"
+
+
+def generate(image: str = IMAGE, out: Path | None = None, log=print) -> Path:
+    """Return the directory holding MODELS, generating them once (a few seconds)."""
+    out = (out or models_dir()).resolve()
+    if all((out / name / "config.json").exists() for name in MODELS):
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    script = resources.files("vllm_fleet.sandbox").joinpath("tiny_models_gen.py").read_text()
+    log(f"generating tiny models into {out}")
+    subprocess.run(
+        ["docker", "run", "--rm", "-i", "--network", "none", "--user", f"{os.getuid()}:{os.getgid()}",
+         "-e", "HOME=/tmp", "-v", f"{out}:/out", "--entrypoint", "python3", image, "-", "/out"],
+        input=script, text=True, check=True, capture_output=True,
+    )
+    missing = [n for n in MODELS if not (out / n / "config.json").exists()]
+    if missing:
+        raise RuntimeError(f"tiny model generation wrote no config.json for {', '.join(missing)}")
+    return out
+
+
+def main() -> None:
+    print(generate(log=lambda m: print(m, file=sys.stderr)))
+
+
+if __name__ == "__main__":
+    main()

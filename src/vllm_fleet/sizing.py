@@ -1,0 +1,171 @@
+"""Auto-sizing: the tensor-parallel size and a max model length the KV cache can hold.
+
+Inputs are a model's config.json and the host's GPUs (the gpu_facts module: memory_total_mib per GPU, gpu_count).
+The rule (figures in roles/vllm_server/README.md):
+
+- weights = parameters x bytes per parameter; parameters are counted from the config (embeddings, attention with
+  its KV heads, a gated MLP); quantized linear layers take bits/8 bytes (GPTQ/AWQ int4 0.5, int8 and fp8 1),
+  embeddings and the LM head stay in 16 bits; plus 2 % for norms, biases and quantization scales.
+- per GPU, at tensor-parallel size t: budget = memory x gpu_memory_utilization - weights / t - overhead,
+  with overhead = 1.5 GiB (CUDA context, activations of a profiling batch, sampler buffers).
+- KV cache per token per GPU = 2 (K and V) x layers x ceil(kv_heads / t) x head_dim x 2 bytes (16-bit cache).
+- capacity = budget / KV per token. vLLM refuses to start unless one sequence of max_model_len fits.
+- t ranges over 1, 2, 4, 8 up to the GPUs given, with attention heads divisible by t and KV heads divisible by t
+  (or t divisible by them). The smallest t whose capacity holds the target length (the asked max_model_len,
+  else the model's max_position_embeddings) wins; when none does, the largest valid t is used with
+  max_model_len = capacity rounded down to a multiple of 256, provided that is at least MIN_CONTEXT tokens.
+- Otherwise the model does not fit: refuse with the numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+GIB = 1024**3
+MIB = 1024**2
+OVERHEAD_BYTES = int(1.5 * GIB)
+EXTRA_WEIGHT_FRACTION = 0.02
+MIN_CONTEXT = 2048
+LEN_STEP = 256
+TP_CHOICES = (1, 2, 4, 8)
+DTYPE_BYTES = {"float32": 4, "float": 4, "float16": 2, "half": 2, "bfloat16": 2, "auto": 2}
+
+
+class SizingError(ValueError):
+    """The model cannot be served on the GPUs given; the message carries the numbers."""
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate: int
+    vocab: int
+    max_positions: int
+    dtype_bytes: float
+    linear_bytes: float
+    tied: bool
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> ModelShape:
+        cfg = dict(cfg.get("text_config") or cfg) if "hidden_size" not in cfg else dict(cfg)
+        try:
+            hidden = int(cfg["hidden_size"])
+            layers = int(cfg["num_hidden_layers"])
+            heads = int(cfg["num_attention_heads"])
+        except KeyError as exc:
+            raise SizingError(f"config.json has no {exc.args[0]}; cannot size this model") from None
+        kv = int(cfg.get("num_key_value_heads") or heads)
+        head_dim = int(cfg.get("head_dim") or hidden // heads)
+        dtype_bytes = DTYPE_BYTES.get(str(cfg.get("torch_dtype") or cfg.get("dtype") or "bfloat16"), 2)
+        quant = cfg.get("quantization_config") or {}
+        bits = quant.get("bits") or quant.get("w_bit")
+        method = str(quant.get("quant_method", "")).lower()
+        if bits:
+            linear = int(bits) / 8
+        elif method in ("fp8", "fbgemm_fp8", "compressed-tensors"):
+            linear = 1.0
+        else:
+            linear = float(dtype_bytes)
+        return cls(hidden, layers, heads, kv, head_dim, int(cfg.get("intermediate_size") or 4 * hidden),
+                   int(cfg.get("vocab_size") or 32000), int(cfg.get("max_position_embeddings") or 4096),
+                   float(dtype_bytes), linear, bool(cfg.get("tie_word_embeddings", False)))
+
+    @property
+    def linear_params(self) -> int:
+        attn = self.hidden * self.heads * self.head_dim * 2 + self.hidden * self.kv_heads * self.head_dim * 2
+        mlp = 3 * self.hidden * self.intermediate
+        return self.layers * (attn + mlp)
+
+    @property
+    def embedding_params(self) -> int:
+        return self.vocab * self.hidden * (1 if self.tied else 2)
+
+    @property
+    def params(self) -> int:
+        return self.linear_params + self.embedding_params
+
+    @property
+    def weight_bytes(self) -> int:
+        raw = self.linear_params * self.linear_bytes + self.embedding_params * self.dtype_bytes
+        return int(raw * (1 + EXTRA_WEIGHT_FRACTION))
+
+    def kv_bytes_per_token(self, tp: int, cache_bytes: int = 2) -> int:
+        return 2 * self.layers * math.ceil(self.kv_heads / tp) * self.head_dim * cache_bytes
+
+
+@dataclass(frozen=True)
+class SizingResult:
+    tensor_parallel_size: int
+    max_model_len: int
+    kv_capacity_tokens: int
+    weights_gib_per_gpu: float
+    kv_gib_per_gpu: float
+    params_billion: float
+
+
+def valid_tp(shape: ModelShape, tp: int) -> bool:
+    return shape.heads % tp == 0 and (shape.kv_heads % tp == 0 or tp % shape.kv_heads == 0)
+
+
+def capacity(shape: ModelShape, tp: int, gpu_mib: int, utilization: float) -> tuple[int, int]:
+    """(budget bytes for the KV cache per GPU, tokens it holds) at tensor-parallel size tp."""
+    budget = int(gpu_mib * MIB * utilization) - shape.weight_bytes // tp - OVERHEAD_BYTES
+    return budget, max(0, budget) // shape.kv_bytes_per_token(tp)
+
+
+def size(
+    config: Mapping[str, Any],
+    *,
+    gpu_mib: int,
+    gpu_count: int,
+    utilization: float = 0.9,
+    max_model_len: int | None = None,
+    tensor_parallel_size: int | None = None,
+) -> SizingResult:
+    """Choose (or check) the tensor-parallel size and the max model length; raise SizingError with numbers."""
+    shape = ModelShape.from_config(config)
+    target = max_model_len or shape.max_positions
+    if max_model_len and max_model_len > shape.max_positions:
+        raise SizingError(f"max_model_len {max_model_len} exceeds the model's max_position_embeddings "
+                          f"{shape.max_positions}")
+    if tensor_parallel_size is not None:
+        candidates = [tensor_parallel_size]
+    else:
+        candidates = [t for t in TP_CHOICES if t <= gpu_count and valid_tp(shape, t)]
+    if not candidates or (tensor_parallel_size or 1) > gpu_count:
+        raise SizingError(f"no tensor-parallel size fits: {gpu_count} GPU(s), {shape.heads} attention heads, "
+                          f"{shape.kv_heads} KV heads")
+    if tensor_parallel_size is not None and not valid_tp(shape, tensor_parallel_size):
+        raise SizingError(f"tensor_parallel_size {tensor_parallel_size} does not divide the model's "
+                          f"{shape.heads} attention heads / {shape.kv_heads} KV heads")
+
+    def result(tp: int, length: int, tokens: int) -> SizingResult:
+        return SizingResult(tp, length, tokens, round(shape.weight_bytes / tp / GIB, 2),
+                            round(tokens * shape.kv_bytes_per_token(tp) / GIB, 2), round(shape.params / 1e9, 2))
+
+    for tp in candidates:
+        _, tokens = capacity(shape, tp, gpu_mib, utilization)
+        if tokens >= target:
+            return result(tp, target, tokens)
+    tp = candidates[-1]
+    budget, tokens = capacity(shape, tp, gpu_mib, utilization)
+    fitted = tokens // LEN_STEP * LEN_STEP
+    if max_model_len is None and fitted >= MIN_CONTEXT:
+        return result(tp, fitted, tokens)
+    usable = gpu_mib * MIB * utilization / GIB
+    weights = shape.weight_bytes / tp / GIB
+    kv_need = target * shape.kv_bytes_per_token(tp) / GIB
+    raise SizingError(
+        f"{shape.params / 1e9:.1f}B parameters need {weights:.1f} GiB of weights per GPU at tensor-parallel size "
+        f"{tp}, plus {OVERHEAD_BYTES / GIB:.1f} GiB overhead, plus {kv_need:.2f} GiB of KV cache for "
+        f"{target} tokens; each GPU offers {usable:.1f} GiB ({gpu_mib} MiB x {utilization:g}), leaving "
+        f"{max(budget, 0) / GIB:.2f} GiB for {tokens} tokens of KV cache"
+        + ("" if max_model_len else f" (at least {MIN_CONTEXT} needed)")
+    )

@@ -1,0 +1,108 @@
+"""Auto-sizing on real model configs (public config.json values) x real GPU memory sizes (nvidia-smi MiB)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vllm_fleet.sizing import MIN_CONTEXT, ModelShape, SizingError, capacity, size
+
+CONFIGS = Path(__file__).parent / "fixtures" / "model_configs"
+# memory.total as nvidia-smi reports it
+GPU_MIB = {"A100-80GB": 81920, "H100-SXM": 81559, "L4": 23034, "RTX-4090": 24564}
+
+
+def cfg(name: str) -> dict:
+    return json.loads((CONFIGS / f"{name}.json").read_text())
+
+
+@pytest.mark.parametrize(("model", "billions"), [
+    ("llama-3.1-8b", 8.03), ("llama-3.1-70b", 70.55), ("qwen2.5-7b-instruct", 7.62),
+    ("qwen2.5-72b-instruct-gptq-int8", 72.7), ("mistral-7b-instruct-v0.3", 7.25),
+])
+def test_parameter_count_matches_the_published_size(model: str, billions: float) -> None:
+    assert ModelShape.from_config(cfg(model)).params / 1e9 == pytest.approx(billions, rel=0.01)
+
+
+def test_int8_gptq_halves_the_weights_of_a_16_bit_model() -> None:
+    q = ModelShape.from_config(cfg("qwen2.5-72b-instruct-gptq-int8"))
+    full = ModelShape.from_config({k: v for k, v in cfg("qwen2.5-72b-instruct-gptq-int8").items()
+                                   if k != "quantization_config"})
+    assert 0.5 < q.weight_bytes / full.weight_bytes < 0.55  # embeddings stay 16-bit
+
+
+@pytest.mark.parametrize(("model", "gpu", "count", "tp", "max_len"), [
+    ("llama-3.1-8b", "A100-80GB", 1, 1, 131072),
+    ("llama-3.1-8b", "H100-SXM", 8, 1, 131072),
+    ("llama-3.1-8b", "L4", 2, 2, 131072),
+    ("llama-3.1-70b", "A100-80GB", 4, 4, 131072),
+    ("llama-3.1-70b", "H100-SXM", 8, 4, 131072),
+    ("qwen2.5-7b-instruct", "RTX-4090", 1, 1, 32768),
+    ("qwen2.5-7b-instruct", "L4", 4, 1, 32768),
+    ("qwen2.5-72b-instruct-gptq-int8", "A100-80GB", 2, 2, 32768),
+    ("qwen2.5-72b-instruct-gptq-int8", "H100-SXM", 4, 2, 32768),
+    ("qwen2.5-72b-instruct-gptq-int8", "RTX-4090", 8, 8, 32768),
+    ("mistral-7b-instruct-v0.3", "L4", 1, 1, 32768),
+    ("mistral-7b-instruct-v0.3", "RTX-4090", 1, 1, 32768),
+])
+def test_smallest_tensor_parallel_size_holding_the_full_context(model, gpu, count, tp, max_len) -> None:
+    r = size(cfg(model), gpu_mib=GPU_MIB[gpu], gpu_count=count)
+    assert (r.tensor_parallel_size, r.max_model_len) == (tp, max_len)
+    assert r.kv_capacity_tokens >= r.max_model_len
+    if tp > 1:  # one size smaller would not have held the context
+        assert capacity(ModelShape.from_config(cfg(model)), tp // 2, GPU_MIB[gpu], 0.9)[1] < max_len
+
+
+@pytest.mark.parametrize(("model", "gpu", "count", "tp"), [
+    ("llama-3.1-8b", "L4", 1, 1),
+    ("llama-3.1-8b", "RTX-4090", 1, 1),
+    ("llama-3.1-70b", "A100-80GB", 2, 2),
+    ("llama-3.1-70b", "L4", 8, 8),
+    ("qwen2.5-72b-instruct-gptq-int8", "L4", 4, 4),
+])
+def test_context_is_shortened_to_what_the_kv_cache_holds(model, gpu, count, tp) -> None:
+    r = size(cfg(model), gpu_mib=GPU_MIB[gpu], gpu_count=count)
+    shape = ModelShape.from_config(cfg(model))
+    assert r.tensor_parallel_size == tp
+    assert MIN_CONTEXT <= r.max_model_len < shape.max_positions
+    assert r.max_model_len % 256 == 0
+    assert r.max_model_len <= r.kv_capacity_tokens < r.max_model_len + 256
+
+
+@pytest.mark.parametrize(("model", "gpu", "count"), [
+    ("llama-3.1-70b", "A100-80GB", 1),
+    ("llama-3.1-70b", "RTX-4090", 4),
+    ("qwen2.5-72b-instruct-gptq-int8", "H100-SXM", 1),
+    ("qwen2.5-72b-instruct-gptq-int8", "L4", 2),
+])
+def test_a_model_too_large_is_refused_with_the_numbers(model, gpu, count) -> None:
+    with pytest.raises(SizingError) as err:
+        size(cfg(model), gpu_mib=GPU_MIB[gpu], gpu_count=count)
+    text = str(err.value)
+    assert "GiB of weights per GPU" in text and f"{GPU_MIB[gpu]} MiB" in text
+
+
+def test_an_asked_length_beyond_the_cache_is_refused_not_shortened() -> None:
+    with pytest.raises(SizingError, match="131072 tokens"):
+        size(cfg("llama-3.1-8b"), gpu_mib=GPU_MIB["L4"], gpu_count=1, max_model_len=131072)
+    assert size(cfg("llama-3.1-8b"), gpu_mib=GPU_MIB["L4"], gpu_count=1, max_model_len=8192).max_model_len == 8192
+
+
+def test_a_given_tensor_parallel_size_is_checked_not_replaced() -> None:
+    r = size(cfg("qwen2.5-72b-instruct-gptq-int8"), gpu_mib=GPU_MIB["A100-80GB"], gpu_count=4,
+             tensor_parallel_size=4)
+    assert r.tensor_parallel_size == 4
+    with pytest.raises(SizingError, match="does not divide"):
+        size(cfg("qwen2.5-7b-instruct"), gpu_mib=GPU_MIB["A100-80GB"], gpu_count=8, tensor_parallel_size=8)
+
+
+def test_a_length_beyond_the_model_is_refused() -> None:
+    with pytest.raises(SizingError, match="max_position_embeddings"):
+        size(cfg("mistral-7b-instruct-v0.3"), gpu_mib=GPU_MIB["H100-SXM"], gpu_count=1, max_model_len=65536)
+
+
+def test_a_config_without_a_shape_is_refused() -> None:
+    with pytest.raises(SizingError, match="num_hidden_layers"):
+        size({"hidden_size": 8, "num_attention_heads": 2}, gpu_mib=1000, gpu_count=1)
