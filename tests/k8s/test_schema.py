@@ -1,0 +1,102 @@
+"""Every InferenceService the program creates passes a strict check against KServe's own models."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from tests.k8s.schema import check, check_inference_service
+from tests.k8s.specs import GOOD, load
+from vllm_fleet.k8s.render import rendered_manifests
+from vllm_fleet.k8s.validation import cluster_settings
+from vllm_fleet.spec import Target, validate_spec
+
+CORE_MODELS = {"Namespace": "V1Namespace", "Secret": "V1Secret", "ServiceAccount": "V1ServiceAccount",
+               "PersistentVolumeClaim": "V1PersistentVolumeClaim", "Ingress": "V1Ingress"}
+
+
+def manifests(path) -> list[dict[str, Any]]:
+    return rendered_manifests(validate_spec(load(path), Target.K8S))
+
+
+def isvcs(path) -> list[dict[str, Any]]:
+    return [m for m in manifests(path) if m["kind"] == "InferenceService"]
+
+
+def test_the_specs_cover_every_case_the_issue_names() -> None:
+    seen: set[str] = set()
+    for path in GOOD:
+        for svc in validate_spec(load(path), Target.K8S).services:
+            s = cluster_settings(svc)
+            seen |= {svc.uri.scheme, svc.task.value, s.mode, "standard" if s.is_standard else "knative"}
+            if svc.tensor_parallel_size > 1:
+                seen.add("multi-gpu-tp")
+    assert {"s3", "gs", "hf", "pvc", "ms", "https", "embed", "score", "generate", "container", "runtime",
+            "standard", "knative", "multi-gpu-tp"} <= seen
+
+
+@pytest.mark.parametrize("spec", GOOD, ids=[p.stem for p in GOOD])
+def test_every_inference_service_matches_the_kserve_models(spec) -> None:
+    found = isvcs(spec)
+    assert found
+    for isvc in found:
+        assert check_inference_service(isvc) == []
+
+
+@pytest.mark.parametrize("spec", GOOD, ids=[p.stem for p in GOOD])
+def test_every_other_object_matches_the_kubernetes_models(spec) -> None:
+    for m in manifests(spec):
+        if m["kind"] != "InferenceService":
+            assert check(m, CORE_MODELS[m["kind"]]) == [], m["kind"]
+
+
+def planted(isvc: dict[str, Any], where: str) -> dict[str, Any]:
+    bad = copy.deepcopy(isvc)
+    predictor = bad["spec"]["predictor"]
+    if where == "top":
+        bad["spec"]["predicter"] = {}
+    elif where == "predictor":
+        predictor["minReplica"] = 1
+    elif where == "container":
+        predictor["containers"][0]["imagePullPolicyy"] = "Always"
+    elif where == "probe":
+        predictor["containers"][0]["startupProbe"]["httpGet"]["paths"] = "/health"
+    elif where == "volume":
+        predictor["volumes"][0]["emptyDir"]["sizelimit"] = "1Gi"
+    elif where == "metadata":
+        bad["metadata"]["annotation"] = {}
+    return bad
+
+
+@pytest.mark.parametrize("where", ["top", "predictor", "container", "probe", "volume", "metadata"])
+def test_a_planted_unknown_field_is_caught_with_its_path(where) -> None:
+    isvc = isvcs(GOOD[0])[0]
+    problems = check_inference_service(planted(isvc, where))
+    assert len(problems) == 1
+    assert "unknown field" in problems[0]
+    key = {"top": "spec.predicter", "predictor": "spec.predictor.minReplica",
+           "container": "spec.predictor.containers[0].imagePullPolicyy",
+           "probe": "spec.predictor.containers[0].startupProbe.httpGet.paths",
+           "volume": "spec.predictor.volumes[0].emptyDir.sizelimit", "metadata": "metadata.annotation"}[where]
+    assert problems[0].startswith(key + ":")
+
+
+def test_a_wrong_type_is_caught() -> None:
+    isvc = copy.deepcopy(isvcs(GOOD[0])[0])
+    isvc["spec"]["predictor"]["minReplicas"] = "1"
+    isvc["spec"]["predictor"]["containers"][0]["args"] = "--model /mnt/models"
+    problems = check_inference_service(isvc)
+    assert any(p.startswith("spec.predictor.minReplicas: expected int") for p in problems)
+    assert any(p.startswith("spec.predictor.containers[0].args: expected a list") for p in problems)
+
+
+def test_the_sdk_alone_would_not_catch_it() -> None:
+    """Why the strict walk exists: the SDK's deserialiser drops unknown keys without a word."""
+    from kserve.api_client import ApiClient
+
+    fmt = {"name": "huggingface", "verison": "1"}
+    obj = ApiClient()._ApiClient__deserialize(fmt, "V1beta1ModelFormat")
+    assert ApiClient().sanitize_for_serialization(obj) == {"name": "huggingface"}
+    assert check(fmt, "V1beta1ModelFormat") == [".verison: unknown field of V1beta1ModelFormat"]
