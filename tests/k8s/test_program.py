@@ -205,7 +205,6 @@ def test_pulumi_main_runs_the_same_program() -> None:
     import runpy
 
     import pulumi
-
     from tests.k8s.harness import RecordingMocks, RecordingMonitor
     from tests.k8s.specs import EXAMPLE_STACK
 
