@@ -4,7 +4,7 @@
 DOCUMENTATION = r"""
 ---
 name: secret
-short_description: Resolve a vllm-fleet secret reference ({env: NAME} or {vault: variable})
+short_description: "Resolve a vllm-fleet secret reference ({env: NAME} or {vault: variable})"
 description:
   - Returns the secret a spec reference points at, read on the controller.
   - C({env: NAME}) reads the controller's environment; C({vault: name}) reads an inventory or extra
