@@ -7,10 +7,10 @@ name: secret
 short_description: "Resolve a vllm-fleet secret reference ({env: NAME} or {vault: variable})"
 description:
   - Returns the secret a spec reference points at, read on the controller.
-  - C({env: NAME}) reads the controller's environment; C({vault: name}) reads an inventory or extra
-    variable, typically one encrypted with Ansible Vault.
+  - "C({env: NAME}) reads the controller's environment; C({vault: name}) reads an inventory or extra
+    variable, typically one encrypted with Ansible Vault."
   - Fails with the reference (never a value) when the secret is missing or empty.
-  - Use it only in tasks with C(no_log: true).
+  - "Use it only in tasks with C(no_log: true)."
 version_added: "0.1.0"
 author: vllm-fleet
 options:
