@@ -63,3 +63,39 @@ def test_a_spec_error_never_echoes_a_pasted_secret() -> None:
     assert run.mocks.resources == []
     assert pasted not in str(run.error)
     assert "services[0].storage.credentials.hf_token" in str(run.error)
+
+
+def test_a_namespaced_config_key_is_read_from_its_namespace() -> None:
+    spec = {"services": [{"name": "chat", "storage_uri": "hf://a/b",
+                          "api_key": {"pulumi_config": "shared:apiKey"}}]}
+    # The harness prefixes every key with vllm-fleet:, so set the namespaced key directly.
+    import json
+
+    import pulumi
+    from tests.k8s.harness import RecordingMocks, RecordingMonitor
+
+    mocks = RecordingMocks()
+    pulumi.runtime.set_mocks(mocks, project="vllm-fleet", stack="test", preview=False,
+                             monitor=RecordingMonitor(mocks))
+    pulumi.runtime.set_all_config({"vllm-fleet:spec": json.dumps(spec), "shared:apiKey": "k-from-shared-ns"},
+                                  secret_keys=["shared:apiKey"])
+
+    @pulumi.runtime.test
+    def body() -> None:
+        from vllm_fleet.k8s.program import main
+
+        main()
+
+    body()
+    [secret] = [r for r in mocks.resources if r.typ == "kubernetes:core/v1:Secret"]
+    assert unwrap(secret.inputs)["stringData"] == {"api-key": "k-from-shared-ns"}
+
+
+def test_an_unset_secret_config_key_stops_the_program_before_anything_is_registered() -> None:
+    run = run_program(load(EXAMPLE_STACK)["config"]["vllm-fleet:spec"], secrets={"hfToken": "x"})
+    assert run.mocks.resources == []
+    assert run.error is not None
+    paths = sorted(i.path for i in run.error.issues)
+    assert paths == ["services[0].api_key", "services[1].storage.credentials.s3.access_key_id",
+                     "services[1].storage.credentials.s3.secret_access_key"]
+    assert "pulumi config set --secret vllmApiKey" in run.error.render()

@@ -20,8 +20,9 @@ SecretResolver = Callable[[str], pulumi.Input[str]]
 
 
 def config_secret(key: str) -> pulumi.Output[str]:
-    """A secret Pulumi config value of this project, as a secret Output."""
-    return pulumi.Config(CONFIG_NAMESPACE).require_secret(key)
+    """A secret Pulumi config value, as a secret Output: `KEY` in this project, or `NAMESPACE:KEY`."""
+    namespace, _, name = key.rpartition(":")
+    return pulumi.Config(namespace or CONFIG_NAMESPACE).require_secret(name)
 
 
 @dataclass

@@ -15,7 +15,7 @@ from vllm_fleet.k8s.component import (
 )
 from vllm_fleet.k8s.manifests import namespace_manifest
 from vllm_fleet.k8s.validation import cluster_settings
-from vllm_fleet.spec import Deployment, Target, validate_spec
+from vllm_fleet.spec import Deployment, SpecError, SpecIssue, Target, validate_spec
 
 SPEC_KEY = "spec"
 SPEC_SOURCE = f"Pulumi config {CONFIG_NAMESPACE}:{SPEC_KEY}"
@@ -26,8 +26,27 @@ def load_deployment(data: Any) -> Deployment:
     return validate_spec(data, Target.K8S, source=SPEC_SOURCE)
 
 
+def missing_secret_config(dep: Deployment) -> list[SpecIssue]:
+    """Every pulumi_config reference whose key is not set in the stack, found before anything is registered."""
+    issues = []
+    for i, svc in enumerate(dep.services):
+        for path, ref in svc.secret_refs().items():
+            if ref.pulumi_config is None:
+                continue
+            namespace, _, name = ref.pulumi_config.rpartition(":")
+            if pulumi.Config(namespace or CONFIG_NAMESPACE).get(name) is None:
+                issues.append(SpecIssue(f"services[{i}].{path}", f"{{pulumi_config: {ref.pulumi_config}}}",
+                                        "names a Pulumi config key that is not set in this stack",
+                                        f"run: pulumi config set --secret {ref.pulumi_config}"))
+    return issues
+
+
 def run(data: Any, secret_value: SecretResolver = config_secret) -> dict[str, InferenceService]:
     dep = load_deployment(data)
+    if secret_value is config_secret:
+        missing = missing_secret_config(dep)
+        if missing:
+            raise SpecError(missing, SPEC_SOURCE)
     namespaces: dict[str, pulumi.CustomResource] = {}
     for svc in dep.services:
         s = cluster_settings(svc)
