@@ -35,6 +35,7 @@ def max_name_length(settings: ClusterSettings) -> int:
 
 
 def cluster_rules(dep: Deployment) -> Iterator[SpecIssue]:
+    parsed: dict[int, ClusterSettings] = {}
     for i, svc in enumerate(dep.services):
         at = f"services[{i}]"
         try:
@@ -42,11 +43,35 @@ def cluster_rules(dep: Deployment) -> Iterator[SpecIssue]:
         except ValidationError as exc:
             yield from issues_from_validation_error(exc, ("services", i, "kubernetes"))
             continue
+        parsed[i] = settings
         yield from _name_rules(svc, settings, at)
         yield from _gpu_rules(svc, settings, at)
         yield from _scaling_rules(settings, at)
         yield from _credential_rules(svc, settings, at)
         yield from _mode_rules(svc, settings, at)
+    yield from _shared_object_rules(parsed)
+
+
+def _shared_object_rules(parsed: dict[int, ClusterSettings]) -> Iterator[SpecIssue]:
+    """Two services must not create the same claim or route the same host and path."""
+    claims: dict[tuple[str, str], int] = {}
+    routes: dict[tuple[str, str], int] = {}
+    for i, s in parsed.items():
+        cache = s.model_cache
+        if cache and cache.size and cache.claim_name:
+            key = (s.namespace, cache.claim_name)
+            if key in claims:
+                yield SpecIssue(f"services[{i}].kubernetes.model_cache.size", show_value(cache.size),
+                                f"creates the claim '{cache.claim_name}', which services[{claims[key]}] creates too",
+                                "set size on one service only; the others share the claim by claim_name")
+            claims.setdefault(key, i)
+        if s.ingress:
+            route = (s.ingress.host, s.ingress.path)
+            if route in routes:
+                yield SpecIssue(f"services[{i}].kubernetes.ingress", show_value(s.ingress.host),
+                                f"routes {s.ingress.host}{s.ingress.path}, as services[{routes[route]}] does",
+                                "give each service its own host or path")
+            routes.setdefault(route, i)
 
 
 def _name_rules(svc: Service, s: ClusterSettings, at: str) -> Iterator[SpecIssue]:
