@@ -7,6 +7,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 APT_PACKAGES := docker.io debootstrap nginx-light dpkg-dev apt-utils gnupg iproute2 python3-venv python3-pip git make
+# Some machines' pip.conf lists index directories that do not exist; pip warns about each, at length.
+PIP_NOISE := is ignored: it is neither a file nor a directory
 export PATH := $(abspath $(BIN)):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 
@@ -23,8 +25,8 @@ system-packages:
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade "pip==25.3"
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q --upgrade "pip==25.3" 2> >(grep -v "$(PIP_NOISE)" >&2)
+	$(PY) -m pip install -q -e ".[dev]" 2> >(grep -v "$(PIP_NOISE)" >&2)
 	touch $@
 
 venv: $(VENV)/.installed

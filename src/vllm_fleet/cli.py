@@ -198,13 +198,10 @@ def plan(
 
 
 def _mount_subcommands() -> None:
+    from vllm_fleet.k8s.cli import k8s_app
     from vllm_fleet.sandbox.cli import sandbox_app
 
     app.add_typer(sandbox_app, name="sandbox")
-    try:
-        from vllm_fleet.k8s.cli import k8s_app
-    except ImportError:  # the k8s command group is optional until its module exists
-        return
     app.add_typer(k8s_app, name="k8s")
 
 
