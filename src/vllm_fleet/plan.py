@@ -13,7 +13,6 @@ CONTAINER_PORT = 8000
 
 
 def service_plan(svc: Service, host_address: str) -> dict[str, Any]:
-    uri = svc.uri
     return {
         "name": svc.name,
         "task": svc.task.value,
@@ -30,21 +29,27 @@ def service_plan(svc: Service, host_address: str) -> dict[str, Any]:
         "env": dict(svc.env),
         "engine_args": render_engine_args(svc, port=CONTAINER_PORT, model_path=MODEL_MOUNT),
         "tools_enabled": bool(svc.engine.tool_call_parser),
-        "source": {
-            "uri": svc.storage_uri,
-            "display_uri": uri.display(),
-            "scheme": uri.scheme,
-            "revision": svc.effective_revision,
-            "endpoint": svc.storage.endpoint,
-            "allow_patterns": list(svc.storage.allow_patterns),
-            "ignore_patterns": list(svc.storage.ignore_patterns),
-            "sha256": dict(svc.storage.sha256),
-            "timeout_seconds": svc.storage.timeout_seconds,
-            "retries": svc.storage.retries,
-            "s3": _s3_plan(svc),
-        },
+        "source": source_plan(svc),
         "secrets": {path: ref.model_dump(exclude_none=True) for path, ref in svc.secret_refs().items()},
         "endpoint": f"http://{host_address}:{svc.port}/v1",
+    }
+
+
+def source_plan(svc: Service) -> dict[str, Any]:
+    """Where a service's weights come from, as the model_weights role consumes it."""
+    uri = svc.uri
+    return {
+        "uri": svc.storage_uri,
+        "display_uri": uri.display(),
+        "scheme": uri.scheme,
+        "revision": svc.effective_revision,
+        "endpoint": svc.storage.endpoint,
+        "allow_patterns": list(svc.storage.allow_patterns),
+        "ignore_patterns": list(svc.storage.ignore_patterns),
+        "sha256": dict(svc.storage.sha256),
+        "timeout_seconds": svc.storage.timeout_seconds,
+        "retries": svc.storage.retries,
+        "s3": _s3_plan(svc),
     }
 
 
@@ -55,8 +60,13 @@ def _s3_plan(svc: Service) -> dict[str, Any] | None:
     return {"region": s3.region, "endpoint": s3.endpoint, "verify_ssl": s3.verify_ssl}
 
 
-def host_plan(dep: Deployment, host_address: str) -> dict[str, Any]:
-    return {"services": [service_plan(svc, host_address) for svc in dep.services]}
+def host_plan(dep: Deployment, host_address: str, sized: Mapping[str, int] | None = None) -> dict[str, Any]:
+    services = [service_plan(svc, host_address) for svc in dep.services]
+    for svc in services:
+        if sized and svc["name"] in sized:
+            svc["engine_args"] += ["--max-model-len", str(sized[svc["name"]])]
+            svc["max_model_len_sized"] = sized[svc["name"]]
+    return {"services": services}
 
 
 def plan_for_host(
@@ -72,4 +82,11 @@ def plan_for_host(
         missing = list(unresolved_secrets(dep, environ, variables))
         if missing:
             raise SpecError(missing, source)
-    return host_plan(dep, host_address)
+    sized: dict[str, int] = {}
+    if variables is not None:
+        from vllm_fleet.serving import serving_issues
+
+        issues, sized = serving_issues(dep, variables)
+        if issues:
+            raise SpecError(issues, source)
+    return host_plan(dep, host_address, sized)

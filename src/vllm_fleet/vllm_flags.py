@@ -47,6 +47,7 @@ def check_extra_args(args: list[str]) -> list[tuple[int, str, str]]:
                              "put the flag first, e.g. --max-num-batched-tokens 8192"))
             i += 1
             continue
+        start = i
         flag, eq, inline = arg.partition("=")
         name = _normalise(flag)
         entry = flags.get(name)
@@ -71,7 +72,7 @@ def check_extra_args(args: list[str]) -> list[tuple[int, str, str]]:
             continue
         choices = entry.get("choices")
         if choices and "." not in flag and value not in choices:
-            problems.append((i, f"{flag} does not accept '{value}'", f"use one of: {', '.join(choices)}"))
+            problems.append((start, f"{flag} does not accept '{value}'", f"use one of: {', '.join(choices)}"))
     return problems
 
 

@@ -4,6 +4,7 @@ Regenerate the checked-in table with `python -m vllm_fleet.vllm_flags --regenera
 vLLM CPU image, `python -m vllm_fleet.sandbox.vllm_image`).
 """
 
+import contextlib
 import json
 import sys
 
@@ -13,7 +14,10 @@ except ImportError:  # older layouts
     from vllm.utils import FlexibleArgumentParser
 
 import vllm
-from vllm.entrypoints.openai.cli_args import make_arg_parser
+try:
+    from vllm.entrypoints.launchers.cli_args import make_arg_parser
+except ImportError:  # vLLM before the launchers package
+    from vllm.entrypoints.openai.cli_args import make_arg_parser
 
 parser = make_arg_parser(FlexibleArgumentParser())
 flags = {}
@@ -22,10 +26,8 @@ for action in parser._actions:
         continue
     entry = {"dest": action.dest, "takes_value": action.nargs != 0}
     if action.choices is not None:
-        try:
+        with contextlib.suppress(TypeError):
             entry["choices"] = sorted({str(c) for c in action.choices})
-        except TypeError:
-            pass
     for option in action.option_strings:
         flags[option] = entry
 json.dump({"vllm_version": vllm.__version__, "flags": dict(sorted(flags.items()))}, sys.stdout, indent=1,

@@ -1,0 +1,181 @@
+"""Real vLLM (CPU) in containers on a sandbox container host, driven by playbooks/deploy-vllm.yml.
+
+The steps share one host and run in order: deploy, no-op re-run, one changed argument, a broken argument
+(rolled back while the old container keeps answering), a broken image, and a replace-strategy rollback.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+
+from tests.serving.conftest import KEY, ServingHost, service
+
+pytestmark = [pytest.mark.world, pytest.mark.vllm, pytest.mark.slow]
+
+SPEC: dict[str, Any] = {"services": [
+    service("tiny-chat", "generate", 8000, max_model_len=256),
+    service("tiny-embed", "embed", 8001),
+    service("tiny-rerank", "score", 8002),
+]}
+CONTAINERS = ["vllm-tiny-chat", "vllm-tiny-embed", "vllm-tiny-rerank"]
+
+
+def http(url: str, body: dict | None = None, key: str | None = KEY, timeout: float = 60) -> tuple[int, Any]:
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    req = urllib.request.Request(url, data=json.dumps(body).encode() if body is not None else None,
+                                 headers=headers, method="POST" if body is not None else "GET")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
+    except OSError:
+        return 0, None
+
+
+def chat(host: ServingHost, key: str | None = KEY) -> tuple[int, Any]:
+    return http(f"http://{host.address}:8000/v1/chat/completions",
+                {"model": "tiny-chat", "max_tokens": 4, "messages": [{"role": "user", "content": "Hi"}]}, key)
+
+
+class Poller(threading.Thread):
+    """Asks the chat service for a completion every half second while a deploy runs."""
+
+    def __init__(self, host: ServingHost) -> None:
+        super().__init__(daemon=True)
+        self.host, self.statuses, self._stop_event = host, [], threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            self.statuses.append(chat(self.host)[0])
+            self._stop_event.wait(0.5)
+
+    def stop(self) -> list[int]:
+        self._stop_event.set()
+        self.join(60)
+        return self.statuses
+
+
+@pytest.fixture(scope="module")
+def deployed(serving_host: ServingHost) -> dict[str, Any]:
+    started = time.monotonic()
+    result = serving_host.deploy(SPEC)
+    result["seconds"] = time.monotonic() - started
+    assert result["ok"], result["output"][-6000:]
+    return result
+
+
+def test_chat_answers_with_the_key_and_refuses_without(serving_host: ServingHost, deployed: dict) -> None:
+    status, body = chat(serving_host)
+    assert status == 200
+    assert body["choices"][0]["message"]["content"] is not None and body["model"] == "tiny-chat"
+    assert chat(serving_host, key=None)[0] == 401
+    assert chat(serving_host, key="wrong-key")[0] == 401
+    assert KEY not in deployed["output"]
+    rows = {e["service"]: e["url"] for e in deployed["endpoints"]}
+    assert rows["tiny-chat"] == f"http://{serving_host.address}:8000/v1"
+
+
+def test_embeddings_and_rerank_answer_for_real(serving_host: ServingHost, deployed: dict) -> None:
+    base = f"http://{serving_host.address}"
+    status, body = http(f"{base}:8001/v1/embeddings", {"model": "tiny-embed", "input": ["a cat", "a dog"]})
+    assert status == 200 and len(body["data"]) == 2 and len(body["data"][0]["embedding"]) == 128
+    assert http(f"{base}:8001/v1/embeddings", {"model": "tiny-embed", "input": "x"}, key=None)[0] == 401
+    status, body = http(f"{base}:8002/rerank", {"model": "tiny-rerank", "query": "capital of France",
+                                                "documents": ["Paris is the capital.", "A fox."]})
+    assert status == 200 and sorted(r["index"] for r in body["results"]) == [0, 1]
+    status, body = http(f"{base}:8002/score", {"model": "tiny-rerank", "text_1": "a", "text_2": ["b", "c"]})
+    assert status == 200 and len(body["data"]) == 2 and isinstance(body["data"][0]["score"], float)
+
+
+def test_containers_carry_the_contract(serving_host: ServingHost, deployed: dict) -> None:
+    info = json.loads(serving_host.docker("inspect", "vllm-tiny-chat").stdout)[0]
+    labels = info["Config"]["Labels"]
+    assert labels["io.vllm-fleet.service"] == "tiny-chat" and len(labels["io.vllm-fleet.spec-hash"]) == 16
+    mounts = {m["Destination"]: m for m in info["Mounts"]}
+    assert mounts["/mnt/models"]["RW"] is False
+    assert info["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    assert info["HostConfig"]["LogConfig"]["Config"] == {"max-file": "5", "max-size": "100m"}
+    assert info["HostConfig"]["ShmSize"] == 1024**3
+    assert info["Config"]["Healthcheck"]["Test"][:2] == ["CMD", "curl"]
+    assert KEY not in json.dumps(info["Args"]) and f"VLLM_API_KEY={KEY}" in info["Config"]["Env"]
+    assert not info["HostConfig"].get("DeviceRequests")
+
+
+def test_second_run_changes_and_restarts_nothing(serving_host: ServingHost, deployed: dict) -> None:
+    before = {c: serving_host.started_at(c) for c in CONTAINERS}
+    result = serving_host.deploy(SPEC)
+    assert result["ok"], result["output"][-4000:]
+    assert result["hosts"][serving_host.name]["changed"] == 0
+    assert {c: serving_host.started_at(c) for c in CONTAINERS} == before
+
+
+def test_one_changed_argument_restarts_exactly_that_service(serving_host: ServingHost, deployed: dict) -> None:
+    before = {c: serving_host.started_at(c) for c in CONTAINERS}
+    spec = copy.deepcopy(SPEC)
+    spec["services"][1]["engine"]["max_num_seqs"] = 8
+    result = serving_host.deploy(spec)
+    assert result["ok"], result["output"][-4000:]
+    after = {c: serving_host.started_at(c) for c in CONTAINERS}
+    assert [c for c in CONTAINERS if after[c] != before[c]] == ["vllm-tiny-embed"]
+    args = json.loads(serving_host.docker("inspect", "-f", "{{json .Args}}", "vllm-tiny-embed").stdout)
+    assert args[args.index("--max-num-seqs") + 1] == "8"
+    assert serving_host.containers() == CONTAINERS  # no canary or fallback left behind
+    SPEC["services"][1] = spec["services"][1]
+
+
+def test_broken_argument_is_rolled_back_while_the_old_container_answers(serving_host: ServingHost,
+                                                                        deployed: dict) -> None:
+    before = serving_host.started_at("vllm-tiny-chat")
+    spec = copy.deepcopy(SPEC)
+    spec["services"][0]["engine"]["max_model_len"] = 4096  # beyond the model's 1024 positions: vLLM refuses
+    poller = Poller(serving_host)
+    poller.start()
+    result = serving_host.deploy(spec)
+    statuses = poller.stop()
+    assert not result["ok"]
+    error = result["hosts"][serving_host.name]["error"]
+    assert "canary" in error and "not touched" in error and "max_model_len" in error.lower()
+    assert len(statuses) >= 10 and set(statuses) == {200}, statuses
+    assert serving_host.started_at("vllm-tiny-chat") == before
+    assert serving_host.containers() == CONTAINERS
+    assert chat(serving_host)[0] == 200
+
+
+def test_broken_image_fails_before_any_container_changes(serving_host: ServingHost, deployed: dict) -> None:
+    before = {c: serving_host.started_at(c) for c in CONTAINERS}
+    spec = copy.deepcopy(SPEC)
+    spec["services"][0]["image"] = "vllm-fleet/vllm-cpu:no-such-tag"
+    poller = Poller(serving_host)
+    poller.start()
+    result = serving_host.deploy(spec)
+    statuses = poller.stop()
+    assert not result["ok"]
+    assert "no-such-tag" in result["hosts"][serving_host.name]["error"]
+    assert statuses and set(statuses) == {200}
+    assert {c: serving_host.started_at(c) for c in CONTAINERS} == before
+
+
+def test_replace_strategy_restores_the_previous_container(serving_host: ServingHost, deployed: dict) -> None:
+    spec = copy.deepcopy(SPEC)
+    spec["services"][2]["engine"]["max_model_len"] = 4096  # beyond the BERT's 256 positions
+    result = serving_host.deploy(spec, extra_vars={"vllm_server_update_strategy": "replace"})
+    assert not result["ok"]
+    error = result["hosts"][serving_host.name]["error"]
+    assert "previous container was restored" in error
+    assert serving_host.containers() == CONTAINERS
+    labels = json.loads(serving_host.docker("inspect", "-f", "{{json .Config.Labels}}", "vllm-tiny-rerank").stdout)
+    status, _ = http(f"http://{serving_host.address}:8002/score",
+                     {"model": "tiny-rerank", "text_1": "a", "text_2": "b"})
+    assert status == 200 and labels["io.vllm-fleet.service"] == "tiny-rerank"
+    assert serving_host.deploy(SPEC)["hosts"][serving_host.name]["changed"] == 0

@@ -1,0 +1,153 @@
+"""The container a planned service becomes, and the controller-side serving checks."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from vllm_fleet import serving
+from vllm_fleet.plan import plan_for_host
+
+SETTINGS = {"prefix": "vllm-", "registry_mirror": "", "hf_home": "/var/lib/vllm-fleet/hf-home", "tz": "Etc/UTC",
+            "restart_policy": "unless-stopped", "log_max_size": "100m", "log_max_file": 5, "ipc_host": False}
+SPEC = {"services": [
+    {"name": "chat", "storage_uri": "hf://Qwen/Qwen2.5-72B-Instruct-GPTQ-Int8", "gpus": [0, 1],
+     "tensor_parallel_size": 2, "port": 8000, "api_key": {"env": "UNIT_KEY"},
+     "engine": {"tool_call_parser": "hermes", "enable_prefix_caching": True, "quantization": "gptq"}},
+    {"name": "tiny", "storage_uri": "file:///srv/models/tiny", "accelerator": "cpu", "gpus": 0, "port": 8001,
+     "shm_size": "1g", "task": "embed"},
+]}
+
+
+def plan(spec=SPEC, **variables):
+    return plan_for_host(spec, "10.0.0.5", environ={"UNIT_KEY": "k"}, variables={"vllm_fleet_gpus": {}, **variables})
+
+
+def test_gpu_service_gets_its_device_ids_and_shm() -> None:
+    chat = plan()["services"][0]
+    params = serving.container_params(chat, settings=SETTINGS, weights_dirs={"chat": {"path": "/m/chat/abc",
+                                                                                      "revision": "abc"}})
+    assert params["device_requests"] == [{"driver": "nvidia", "capabilities": [["gpu"]], "device_ids": ["0", "1"]}]
+    assert params["shm_size"] == "16g" and "ipc_mode" not in params
+    assert params["mounts"][0] == {"type": "bind", "source": "/m/chat/abc", "target": "/mnt/models",
+                                   "read_only": True}
+    assert params["labels"]["io.vllm-fleet.revision"] == "abc"
+    args = params["command"]
+    assert args[args.index("--tensor-parallel-size") + 1] == "2"
+    assert "--enable-prefix-caching" in args and args[args.index("--tool-call-parser") + 1] == "hermes"
+    assert "VLLM_API_KEY" not in params["env"] and not any("k" == a for a in args)
+
+
+def test_cpu_service_has_no_gpus_and_a_pooling_runner() -> None:
+    tiny = plan()["services"][1]
+    params = serving.container_params(tiny, settings={**SETTINGS, "ipc_host": True})
+    assert "device_requests" not in params and params["ipc_mode"] == "host" and "shm_size" not in params
+    assert params["mounts"][0]["source"] == "/srv/models/tiny"
+    args = params["command"]
+    assert args[args.index("--runner") + 1] == "pooling" and args[args.index("--convert") + 1] == "embed"
+
+
+def test_spec_hash_moves_with_what_must_restart_the_service() -> None:
+    tiny = plan()["services"][1]
+    base = serving.container_params(tiny, settings=SETTINGS, image_id="sha256:a", api_key="k1")
+    same = serving.container_params(copy.deepcopy(tiny), settings=SETTINGS, image_id="sha256:a", api_key="k1")
+    key = "io.vllm-fleet.spec-hash"
+    assert base["labels"][key] == same["labels"][key]
+    changed_args = copy.deepcopy(tiny)
+    changed_args["engine_args"] = [*tiny["engine_args"], "--max-num-seqs", "8"]
+    variants = [
+        serving.container_params(tiny, settings=SETTINGS, image_id="sha256:b", api_key="k1"),
+        serving.container_params(tiny, settings=SETTINGS, image_id="sha256:a", api_key="k2"),
+        serving.container_params(changed_args, settings=SETTINGS, image_id="sha256:a", api_key="k1"),
+        serving.container_params(tiny, settings=SETTINGS, image_id="sha256:a", api_key="k1",
+                                 weights_dirs={"tiny": {"path": "/m/tiny/r2", "revision": "r2"}}),
+    ]
+    assert len({base["labels"][key], *(v["labels"][key] for v in variants)}) == 5
+    assert "k1" not in str(base)
+
+
+def test_hub_service_without_fetched_weights_is_refused() -> None:
+    with pytest.raises(serving.ServingError, match="run the weights stage"):
+        serving.container_params(plan()["services"][0], settings=SETTINGS)
+
+
+@pytest.mark.parametrize(("image", "mirror", "expected"), [
+    ("vllm/vllm-openai:v0.32.0", "mirror.lan:5000", "mirror.lan:5000/vllm/vllm-openai:v0.32.0"),
+    ("ubuntu:24.04", "mirror.lan:5000", "mirror.lan:5000/library/ubuntu:24.04"),
+    ("nvcr.io/nvidia/vllm:25.01", "mirror.lan/proxy/", "mirror.lan/proxy/nvidia/vllm:25.01"),
+    ("vllm/vllm-openai:v0.32.0", "", "vllm/vllm-openai:v0.32.0"),
+])
+def test_registry_mirror_rewrites_references(image: str, mirror: str, expected: str) -> None:
+    assert serving.mirror_image(image, mirror) == expected
+
+
+def test_canary_runs_beside_on_an_offset_port_without_restarts() -> None:
+    params = serving.container_params(plan()["services"][1], settings=SETTINGS)
+    canary = serving.canary_params(params, 10000)
+    assert canary["name"] == "vllm-tiny-candidate" and canary["published_ports"] == ["18001:8000"]
+    assert canary["restart_policy"] == "no" and canary["labels"]["io.vllm-fleet.managed"] == "candidate"
+    assert params["labels"]["io.vllm-fleet.managed"] == "true"
+
+
+def test_ipc_host_needs_a_large_enough_host_shm() -> None:
+    services = plan()["services"]
+    small = [{"mount": "/dev/shm", "size_total": 64 * 1024 * 1024}]
+    big = [{"mount": "/dev/shm", "size_total": 32 * 1024**3}]
+    problems = serving.shm_problems(services, small, ipc_host=True)
+    assert len(problems) == 1 and "64 MiB" in problems[0] and "16384 MiB" in problems[0]
+    assert serving.shm_problems(services, big, ipc_host=True) == []
+    assert serving.shm_problems(services, small, ipc_host=False) == []
+
+
+def test_plan_sizes_max_model_len_when_the_config_is_known(tmp_path) -> None:
+    import json
+    import shutil
+    from pathlib import Path
+
+    model = tmp_path / "llama"
+    model.mkdir()
+    shutil.copy(Path(__file__).parent / "fixtures/model_configs/llama-3.1-8b.json", model / "config.json")
+    spec = {"services": [{"name": "llama", "storage_uri": f"file://{model}", "gpus": [0]}]}
+    svc = plan(spec, vllm_fleet_gpus={"count": 1, "memory_mib": 23034})["services"][0]
+    assert svc["max_model_len_sized"] == 28416
+    assert svc["engine_args"][-2:] == ["--max-model-len", "28416"]
+    assert json.loads((model / "config.json").read_text())["hidden_size"] == 4096
+
+
+def test_every_flag_the_spec_renders_is_a_flag_of_the_pinned_vllm() -> None:
+    from vllm_fleet.vllm_flags import known_flags
+
+    spec = {"services": [
+        {"name": "a", "storage_uri": "hf://org/m", "gpus": [0, 1, 2, 3], "tensor_parallel_size": 2,
+         "pipeline_parallel_size": 2, "engine": {
+             "max_model_len": 4096, "dtype": "bfloat16", "quantization": "gptq", "enable_prefix_caching": False,
+             "tool_call_parser": "hermes", "reasoning_parser": "deepseek_r1", "chat_template": "/t.jinja",
+             "enforce_eager": True, "max_num_seqs": 8}},
+        {"name": "b", "task": "score", "storage_uri": "hf://org/r", "gpus": [4], "port": 8001},
+    ]}
+    rendered = [a for svc in plan(spec)["services"] for a in svc["engine_args"] if a.startswith("--")]
+    assert len(set(rendered)) >= 18
+    assert [a for a in rendered if a not in known_flags()] == []
+
+
+@pytest.mark.parametrize(("args", "problem"), [
+    (["--max-num-seqs", "8", "--enable-chunked-prefill"], None),
+    (["--max_num_seqs=8"], None),
+    (["--compilation-config.mode=3"], None),
+    (["--no-enable-chunked-prefill"], None),
+    (["--max-num-seq", "8"], "did you mean --max-num-seqs?"),
+    (["--kv-cache-dtype", "int3"], "does not accept 'int3'"),
+    (["--enable-chunked-prefill=yes"], "takes no value"),
+    (["--max-num-batched-tokens"], "needs a value"),
+    (["--max-num-batched-tokens", "--enforce-eager"], "needs a value"),
+    (["8192"], "no flag before it"),
+])
+def test_extra_args_are_checked_against_the_real_flag_table(args: list[str], problem: str | None) -> None:
+    from vllm_fleet.vllm_flags import check_extra_args
+
+    found = check_extra_args(args)
+    if problem is None:
+        assert found == []
+    else:
+        assert found and problem in " ".join(p + " " + f for _, p, f in found)
