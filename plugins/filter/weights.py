@@ -1,0 +1,50 @@
+# -*- coding: utf-8 -*-
+"""Filters of the model_weights role: which storage secrets to resolve, and the fact it publishes."""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+
+# Plan secret paths (services[*].secrets keys) -> model_weights module parameters.
+SECRET_PARAMS = {
+    "storage.credentials.hf_token": "hf_token",
+    "storage.credentials.modelscope_token": "modelscope_token",
+    "storage.credentials.s3.access_key_id": "s3_access_key_id",
+    "storage.credentials.s3.secret_access_key": "s3_secret_access_key",
+    "storage.credentials.s3.session_token": "s3_session_token",
+    "storage.credentials.gcs.application_credentials": "gcs_credentials",
+}
+
+
+def weights_secret_refs(services):
+    """[{service, param, ref}] for every storage credential reference of the planned services."""
+    out = []
+    for svc in services or []:
+        for path, ref in sorted((svc.get("secrets") or {}).items()):
+            if path in SECRET_PARAMS:
+                out.append({"service": svc["name"], "param": SECRET_PARAMS[path], "ref": ref})
+    return out
+
+
+def weights_paths(results):
+    """{service: {path, revision, manifest, changed}} from the model_weights results of this host."""
+    paths = {}
+    for res in results or []:
+        svc = res.get("svc")
+        if not svc or res.get("skipped"):
+            continue
+        if res.get("failed") or not res.get("path"):
+            raise AnsibleFilterError(f"no completed weights for service {svc['name']}: {res.get('msg', 'not fetched')}")
+        paths[svc["name"]] = {
+            "path": res["path"],
+            "revision": res.get("revision"),
+            "manifest": res.get("manifest"),
+            "source": svc["source"].get("display_uri"),
+            "changed": bool(res.get("changed")),
+        }
+    return paths
+
+
+class FilterModule:
+    def filters(self):
+        return {"weights_secret_refs": weights_secret_refs, "weights_paths": weights_paths}

@@ -1,0 +1,127 @@
+"""The model_weights role on two sandbox container hosts, origins served from this machine's docker gateway.
+
+Peer fan-out: the origin is read once for the fleet; a second run changes nothing and reads nothing; a
+-vvv run with an HF token and S3 keys in the environment leaves no trace of either in the output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import write_inventory
+from tests.weights.conftest import REPO, S3_KEYS
+from tests.weights.origins import make_model, start_nginx
+
+pytestmark = [pytest.mark.world, pytest.mark.slow]
+
+HF_TOKEN = "hf_weightsWorldTestTokenDoNotLeak0123"
+
+
+def weights_plan(spec: dict) -> dict:
+    """The part of vllm_fleet_plan this role reads (what vllmfleet.fleet.fleet_plan sets), from the shared code."""
+    from vllm_fleet.plan import source_plan
+    from vllm_fleet.spec import Target, validate_spec
+
+    dep = validate_spec(spec, Target.VM, source="test")
+    return {"services": [{"name": s.name, "source": source_plan(s),
+                          "secrets": {k: v.model_dump(exclude_none=True) for k, v in s.secret_refs().items()}}
+                         for s in dep.services]}
+
+
+def gateway() -> str:
+    out = subprocess.run(["docker", "network", "inspect", "vllm-fleet", "-f", "{{(index .IPAM.Config 0).Gateway}}"],
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def run_playbook(inventory: Path, *extra: str, env: dict[str, str], json_out: bool = False
+                 ) -> subprocess.CompletedProcess[str]:
+    run_env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
+                   ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks", **env)
+    if json_out:
+        run_env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.posix.json"
+    return subprocess.run(["ansible-playbook", "-i", str(inventory), str(REPO / "tests/weights/deploy-weights.yml"),
+                           *extra], cwd=REPO, env=run_env, capture_output=True, text=True, timeout=900)
+
+
+def test_peer_fanout_reads_origin_once_idempotent_and_leaks_nothing(sandbox_hosts, tmp_path, moto_server):
+    import boto3
+
+    hosts = sandbox_hosts(2, prefix="weights")
+    gw = gateway()
+    www = tmp_path / "www"
+    model = make_model(tmp_path / "src" / "tiny", weight_bytes=2 << 20, seed=-1)
+    with tarfile.open(www.mkdir() or www / "tiny.tar.gz", "w:gz") as tf:
+        tf.add(model, arcname="tiny")
+    https = start_nginx(tmp_path / "nginx", www, host=gw)
+    s3 = start_nginx(tmp_path / "nginx-s3", www, host=gw, proxy_to=moto_server)
+    try:
+        client = boto3.client("s3", endpoint_url=s3.url, region_name="us-east-1",
+                              aws_access_key_id=S3_KEYS["s3_access_key_id"],
+                              aws_secret_access_key=S3_KEYS["s3_secret_access_key"])
+        client.create_bucket(Bucket="world")
+        for f in model.iterdir():
+            client.put_object(Bucket="world", Key=f"tiny/{f.name}", Body=f.read_bytes(), ChecksumAlgorithm="SHA256")
+        s3.reset_log()
+        spec = {"services": [
+            {"name": "tar", "storage_uri": f"{https.url}/tiny.tar.gz", "accelerator": "cpu", "gpus": 0,
+             "storage": {"credentials": {"hf_token": {"env": "WEIGHTS_HF_TOKEN"}}, "timeout_seconds": 60}},
+            {"name": "bucket", "storage_uri": "s3://world/tiny", "accelerator": "cpu", "gpus": 0, "port": 8001,
+             "storage": {"credentials": {"s3": {"access_key_id": {"env": "WEIGHTS_S3_KEY"},
+                                                "secret_access_key": {"env": "WEIGHTS_S3_SECRET"},
+                                                "endpoint": s3.url, "region": "us-east-1"}}}},
+        ]}
+        inv = write_inventory(tmp_path / "hosts.yml", hosts, spec, vllm_fleet_plan=weights_plan(spec),
+                              model_weights_fanout="peer",
+                              model_weights_wheelhouse=str(Path.home() / ".cache/vllm-fleet/fetch-wheels-test"))
+        env = {"WEIGHTS_HF_TOKEN": HF_TOKEN, "WEIGHTS_S3_KEY": S3_KEYS["s3_access_key_id"],
+               "WEIGHTS_S3_SECRET": S3_KEYS["s3_secret_access_key"]}
+
+        first = run_playbook(inv, "-vvv", env=env)
+
+        output = first.stdout + first.stderr
+        assert first.returncode == 0, output[-6000:]
+        for secret in (HF_TOKEN, *S3_KEYS.values()):
+            assert secret not in output
+        assert https.body_bytes("GET") == (www / "tiny.tar.gz").stat().st_size  # the fleet read the origin once
+        object_gets = [r for r in s3.requests() if r["method"] == "GET" and r["uri"].startswith("/world/tiny/")]
+        assert sorted(r["uri"] for r in object_gets) == sorted(f"/world/tiny/{f.name}" for f in model.iterdir())
+        want = {f.name: f.stat().st_size for f in model.iterdir()}
+        for host in hosts:
+            for svc in ("tar", "bucket"):
+                listing = subprocess.run(
+                    ["docker", "exec", host, "sh", "-c",
+                     f"cd /var/lib/vllm-fleet/models/{svc} && ls -A && cat */.vllm-fleet-manifest.json"],
+                    capture_output=True, text=True, check=True).stdout
+                names, manifest = listing.split("{", 1)
+                assert not [n for n in names.split() if n.startswith(".staging-")]
+                files = json.loads("{" + manifest)["files"]
+                assert {f["path"]: f["size"] for f in files} == want
+
+        https.reset_log()
+        s3.reset_log()
+        second = run_playbook(inv, env=env, json_out=True)
+
+        assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-2000:]
+        report, _ = json.JSONDecoder().raw_decode(second.stdout[second.stdout.index("{"):])
+        assert all(stats["changed"] == 0 and stats["failures"] == 0 for stats in report["stats"].values()), \
+            report["stats"]
+        assert https.body_bytes("GET") == 0
+        assert [r for r in s3.requests() if r["method"] == "GET" and r["uri"].startswith("/world/tiny/")] == []
+        facts = [t for t in report["plays"][0]["tasks"] if t["task"]["name"] == "Show the fact the serving role consumes"]
+        paths = facts[0]["hosts"][hosts[1]]["model_weights_paths"]
+        assert set(paths) == {"tar", "bucket"}
+        for svc, entry in paths.items():
+            assert re.fullmatch(rf"/var/lib/vllm-fleet/models/{svc}/r-[0-9a-f]{{16}}", entry["path"])
+            assert entry["manifest"] == entry["path"] + "/.vllm-fleet-manifest.json"
+            assert entry["changed"] is False
+    finally:
+        https.stop()
+        s3.stop()
