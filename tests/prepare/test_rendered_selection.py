@@ -61,7 +61,7 @@ class Rendered:
         self.templar = Templar(loader=loader, variables=variables)
 
     def __getitem__(self, name: str) -> Any:
-        return self.templar.template(trust_as_template("{{ %s }}" % name))
+        return self.templar.template(trust_as_template("{{ " + name + " }}"))
 
     def template(self, name: str) -> str:
         return self.templar.template(trust_as_template((self.role / "templates" / name).read_text()))
