@@ -120,7 +120,9 @@ def ensure(models_root: str, service: str, spec: dict[str, Any], creds: dict[str
     pub.ensure_dirs()
     if check_only and peer_revision:
         final = pub.existing(peer_revision, deep=deep_verify)
-        return {"changed": False, "present": final is not None, "path": final, "revision": peer_revision}
+        if final:
+            return _unchanged(final, peer_revision, present=True)
+        return {"changed": False, "present": False, "path": None, "revision": peer_revision}
 
     src = source or make_source(spec, creds, display_uri, peer_url, peer_revision)
     pinned = src.pinned_revision()
