@@ -115,7 +115,8 @@ def test_peer_fanout_reads_origin_once_idempotent_and_leaks_nothing(sandbox_host
             report["stats"]
         assert https.body_bytes("GET") == 0
         assert [r for r in s3.requests() if r["method"] == "GET" and r["uri"].startswith("/world/tiny/")] == []
-        facts = [t for t in report["plays"][0]["tasks"] if t["task"]["name"] == "Show the fact the serving role consumes"]
+        facts = [t for t in report["plays"][0]["tasks"]
+                 if t["task"]["name"] == "Show the fact the serving role consumes"]
         paths = facts[0]["hosts"][hosts[1]]["model_weights_paths"]
         assert set(paths) == {"tar", "bucket"}
         for svc, entry in paths.items():
