@@ -57,6 +57,16 @@ def sandbox_host(models: Path, archive: Path, tag: str) -> None:
     host_up(HostSpec(name=HOST, image=tag, publish=(PUBLISH,), shm_size="2g", mounts=mounts))
 
 
+def docker_in_host() -> None:
+    """Until the prepare stage (playbooks/prepare-gpu-hosts.yml) is part of deploy-vllm.yml, install Debian's
+    Docker engine in the sandbox host the way that stage does on a CPU host."""
+    if (PROJECT_ROOT / "playbooks" / "prepare-gpu-hosts.yml").exists():
+        return
+    subprocess.run(["docker", "exec", HOST, "bash", "-c",
+                    "command -v dockerd >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive "
+                    "apt-get install -y -qq docker.io >/dev/null)"], check=True)
+
+
 def api_key() -> str:
     if os.environ.get("VLLM_API_KEY"):
         return os.environ["VLLM_API_KEY"]
@@ -84,6 +94,7 @@ def main() -> int:
     models = step("tiny models", generate, image, log=log)
     archive = step("image archive", save_archive, image, log=log)
     step("sandbox host", sandbox_host, models, archive, tag)
+    step("docker engine in the host", docker_in_host)
     key = api_key()
     env = {**os.environ, "VLLM_API_KEY": key}
     started = time.monotonic()

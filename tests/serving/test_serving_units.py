@@ -36,7 +36,7 @@ def test_gpu_service_gets_its_device_ids_and_shm() -> None:
     args = params["command"]
     assert args[args.index("--tensor-parallel-size") + 1] == "2"
     assert "--enable-prefix-caching" in args and args[args.index("--tool-call-parser") + 1] == "hermes"
-    assert "VLLM_API_KEY" not in params["env"] and not any("k" == a for a in args)
+    assert "VLLM_API_KEY" not in params["env"] and not any(a == "k" for a in args)
 
 
 def test_cpu_service_has_no_gpus_and_a_pooling_runner() -> None:

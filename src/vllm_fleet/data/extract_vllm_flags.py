@@ -14,6 +14,7 @@ except ImportError:  # older layouts
     from vllm.utils import FlexibleArgumentParser
 
 import vllm
+
 try:
     from vllm.entrypoints.launchers.cli_args import make_arg_parser
 except ImportError:  # vLLM before the launchers package
