@@ -82,6 +82,16 @@ def vllm_shm_problems(services, mounts, ipc_host):
     return serving.shm_problems(services, mounts, bool(ipc_host))
 
 
+def vllm_port_conflicts(services, containers, prefix):
+    _need()
+    return serving.port_conflicts(services, containers or [], prefix)
+
+
+def vllm_gpu_problems(services, gpu_facts):
+    _need()
+    return serving.gpu_problems(services, gpu_facts or {})
+
+
 def vllm_update_strategy(service, strategy):
     return ("canary" if service.get("accelerator") == "cpu" else "replace") if strategy == "auto" else strategy
 
@@ -94,4 +104,6 @@ class FilterModule:
             "vllm_image_ref": vllm_image_ref,
             "vllm_shm_problems": vllm_shm_problems,
             "vllm_update_strategy": vllm_update_strategy,
+            "vllm_port_conflicts": vllm_port_conflicts,
+            "vllm_gpu_problems": vllm_gpu_problems,
         }

@@ -276,3 +276,40 @@ def serving_issues(dep: Any, variables: Mapping[str, Any]) -> tuple[list[Any], d
         issues.append(SpecIssue("services", f"{counted} GPUs", f"the services ask for {counted} GPUs in all but the "
                                 f"host has {gpus.get('count')}", "give each service its own GPUs within the host"))
     return issues, sized
+
+
+def port_conflicts(services: list[Mapping[str, Any]], containers: list[Mapping[str, Any]], prefix: str) -> list[str]:
+    """Host ports the services need that a container not managed by vllm-fleet already publishes."""
+    ours = {container_name(s, prefix) for s in services}
+    ours |= {f"{n}-previous" for n in ours} | {f"{n}-candidate" for n in ours}
+    wanted = {int(s["port"]): s["name"] for s in services}
+    problems = []
+    for c in containers:
+        names = [str(n).lstrip("/") for n in c.get("Names") or []]
+        labels = c.get("Labels") or {}
+        if any(n in ours for n in names) or labels.get(f"{LABEL_PREFIX}.managed"):
+            continue
+        for port in c.get("Ports") or []:
+            public = port.get("PublicPort")
+            if public in wanted:
+                problems.append(f"port {public} of service {wanted[public]} is already published by container "
+                                f"{', '.join(names) or c.get('Id', '?')[:12]}, which vllm-fleet does not manage; "
+                                "stop it or give the service another port")
+    return problems
+
+
+def gpu_problems(services: list[Mapping[str, Any]], gpu_facts: Mapping[str, Any] | None) -> list[str]:
+    """Device ids and counts against the host's real GPUs (the prepare stage's gpu_facts)."""
+    if not gpu_facts:
+        return []
+    count = int(gpu_facts.get("gpu_count") or 0)
+    problems = []
+    for s in services:
+        if s.get("accelerator") != "nvidia":
+            continue
+        bad = [i for i in s.get("device_ids") or [] if i >= count]
+        if bad:
+            problems.append(f"service {s['name']}: GPU id(s) {bad} do not exist; this host has {count} GPU(s)")
+        elif int(s.get("gpu_count") or 0) > count:
+            problems.append(f"service {s['name']}: asks for {s['gpu_count']} GPU(s); this host has {count}")
+    return problems

@@ -151,3 +151,22 @@ def test_extra_args_are_checked_against_the_real_flag_table(args: list[str], pro
         assert found == []
     else:
         assert found and problem in " ".join(p + " " + f for _, p, f in found)
+
+
+def test_a_port_published_by_a_foreign_container_is_a_conflict() -> None:
+    services = plan()["services"]
+    containers = [
+        {"Names": ["/nginx"], "Ports": [{"PrivatePort": 80, "PublicPort": 8001, "Type": "tcp"}], "Labels": {}},
+        {"Names": ["/vllm-chat"], "Ports": [{"PrivatePort": 8000, "PublicPort": 8000}], "Labels": {}},
+        {"Names": ["/vllm-tiny-candidate"], "Ports": [{"PrivatePort": 8000, "PublicPort": 18001}]},
+        {"Names": ["/other"], "Ports": [{"PrivatePort": 8000}], "Labels": {}},
+    ]
+    problems = serving.port_conflicts(services, containers, "vllm-")
+    assert len(problems) == 1 and "port 8001 of service tiny" in problems[0] and "nginx" in problems[0]
+
+
+def test_gpu_ids_are_checked_against_the_real_gpus() -> None:
+    services = plan()["services"]
+    assert serving.gpu_problems(services, {"gpu_count": 4}) == []
+    assert "GPU id(s) [1] do not exist" in serving.gpu_problems(services, {"gpu_count": 1})[0]
+    assert serving.gpu_problems(services, {}) == []
