@@ -85,10 +85,12 @@ def main() -> None:
         t0 = time.monotonic()
         run_role(inventory(names, "direct", warm_spec))
         venv_seconds = time.monotonic() - t0
+        print(f"fetch venv set up on {len(names)} hosts in {venv_seconds:.1f}s", flush=True)
         wipe(names)
 
         origin.reset_log()
         single = run_role(inventory(names[:1], "direct"))
+        print(f"one host, direct: {single:.1f}s, origin served {origin.body_bytes('GET') / size:.2f}x", flush=True)
         wipe(names)
         results = []
         for n in opts.hosts:
@@ -99,6 +101,7 @@ def main() -> None:
                 results.append({"hosts": n, "fanout": fanout, "seconds": round(took, 1),
                                 "origin_bytes_x_model": round(served / size, 2),
                                 "wall_time_x_single": round(took / single, 2)})
+                print(json.dumps(results[-1]), flush=True)
                 wipe(names)
         print(json.dumps({"model_bytes": size, "origin_rate_per_connection": opts.rate,
                           "venv_setup_seconds_all_hosts": round(venv_seconds, 1),
