@@ -165,3 +165,18 @@ def test_existing_directory_from_another_uri_is_refused(tmp_path):
                                "files": wf.verify_tree(str(d), None, {}, True)})
     with pytest.raises(wf.WeightsError, match="holds revision r-1 of s3://b/old"):
         pub.existing("r-1")
+
+
+def test_source_plan_is_what_the_role_reads():
+    from vllm_fleet.plan import source_plan
+    from vllm_fleet.spec import Target, validate_spec
+
+    dep = validate_spec({"services": [{
+        "name": "chat", "storage_uri": "s3://bucket/models/chat", "accelerator": "cpu", "gpus": 0,
+        "storage": {"allow_patterns": ["*.json"], "timeout_seconds": 30, "retries": 1, "credentials": {"s3": {
+            "access_key_id": {"env": "K"}, "secret_access_key": {"env": "S"}, "endpoint": "http://minio:9000"}}}}]},
+        Target.VM, source="test")
+    assert source_plan(dep.services[0]) == {
+        "uri": "s3://bucket/models/chat", "display_uri": "s3://bucket/models/chat", "scheme": "s3", "revision": None,
+        "endpoint": None, "allow_patterns": ["*.json"], "ignore_patterns": [], "sha256": {}, "timeout_seconds": 30,
+        "retries": 1, "s3": {"region": None, "endpoint": "http://minio:9000", "verify_ssl": True}}
