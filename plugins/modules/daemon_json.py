@@ -69,12 +69,12 @@ backup_file:
   type: str
 """
 
-import os  # noqa: E402
-import tempfile  # noqa: E402
+import os
+import tempfile
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible.module_utils.common.text.converters import to_bytes, to_native  # noqa: E402
-from ansible_collections.vllmfleet.fleet.plugins.module_utils.daemon_json import (  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.text.converters import to_bytes, to_native
+from ansible_collections.vllmfleet.fleet.plugins.module_utils.daemon_json import (
     DaemonJsonError,
     dump,
     load,

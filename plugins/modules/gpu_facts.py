@@ -91,8 +91,8 @@ ansible_facts:
           type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.vllmfleet.fleet.plugins.module_utils.gpu_smi import (  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.vllmfleet.fleet.plugins.module_utils.gpu_smi import (
     QUERY_ARGS,
     GpuParseError,
     build_facts,
