@@ -7,9 +7,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from pulumi.runtime.mocks import MockMonitor
-
 import pulumi
+from pulumi.runtime.mocks import MockMonitor
 
 # The marker Pulumi's RPC layer wraps a secret value in (sig key and secret sig value).
 SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"

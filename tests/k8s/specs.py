@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +18,3 @@ def load(path: Path) -> Any:
     return yaml.safe_load(path.read_text())
 
 
-def header(path: Path) -> dict[str, str]:
-    fields = {}
-    for line in path.read_text().splitlines():
-        m = re.match(r"^# ([a-z-]+): ?(.*)$", line)
-        if m:
-            fields[m.group(1)] = m.group(2)
-    return fields

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
+from tests.bad_specs import header
 from tests.k8s.harness import run_program
-from tests.k8s.specs import BAD, header, load
+from tests.k8s.specs import BAD, load
 from vllm_fleet.cli import app
 from vllm_fleet.spec import SpecError
 

@@ -205,6 +205,7 @@ def test_pulumi_main_runs_the_same_program() -> None:
     import runpy
 
     import pulumi
+
     from tests.k8s.harness import RecordingMocks, RecordingMonitor
     from tests.k8s.specs import EXAMPLE_STACK
 

@@ -72,6 +72,7 @@ def test_a_namespaced_config_key_is_read_from_its_namespace() -> None:
     import json
 
     import pulumi
+
     from tests.k8s.harness import RecordingMocks, RecordingMonitor
 
     mocks = RecordingMocks()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,19 +10,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tests.bad_specs import header
 from vllm_fleet.cli import app
 
 BAD = sorted((Path(__file__).parent / "bad").glob("*.yaml"))
 runner = CliRunner()
-
-
-def header(path: Path) -> dict[str, str]:
-    fields = {}
-    for line in path.read_text().splitlines():
-        m = re.match(r"^# ([a-z-]+): ?(.*)$", line)
-        if m:
-            fields[m.group(1)] = m.group(2)
-    return fields
 
 
 def test_the_corpus_is_large_and_distinct() -> None:

@@ -6,10 +6,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_kubernetes.apiextensions import CustomResource
 
-import pulumi
 from vllm_fleet.k8s.manifests import ConfigSecret, Manifest, external_url, internal_url, service_manifests
 from vllm_fleet.spec.model import Service
 

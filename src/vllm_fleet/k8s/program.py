@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pulumi
+
 from vllm_fleet.k8s.component import (
     CONFIG_NAMESPACE,
     InferenceService,

@@ -29,6 +29,12 @@ MANAGED_FLAGS = frozenset({
 })
 
 
+def http_url(value: str | None, form: str) -> str | None:
+    if value is not None and not re.match(r"^https?://[^/\s]+", value):
+        raise fail("is not an http(s) URL", f"write it as {form}")
+    return value
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -107,9 +113,7 @@ class S3Credentials(Strict):
     @field_validator("endpoint")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^https?://[^/\s]+", v):
-            raise fail("is not an http(s) URL", "write it as https://HOST[:PORT]")
-        return v
+        return http_url(v, "https://HOST[:PORT]")
 
 
 class GcsCredentials(Strict):
@@ -135,9 +139,7 @@ class Storage(Strict):
     @field_validator("endpoint")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^https?://[^/\s]+", v):
-            raise fail("is not an http(s) URL", "write it as https://HOST[/PATH], e.g. https://hf-mirror.com")
-        return v
+        return http_url(v, "https://HOST[/PATH], e.g. https://hf-mirror.com")
 
     @field_validator("sha256")
     @classmethod
