@@ -115,12 +115,12 @@ bytes_downloaded:
   returned: when fetched
 """
 
-import os  # noqa: E402
+import os
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vllmfleet.fleet.plugins.module_utils.weights_fetch import WeightsError  # noqa: E402
-from ansible_collections.vllmfleet.fleet.plugins.module_utils.weights_run import ensure  # noqa: E402
+from ansible_collections.vllmfleet.fleet.plugins.module_utils.weights_fetch import WeightsError
+from ansible_collections.vllmfleet.fleet.plugins.module_utils.weights_run import ensure
 
 SECRET_OPTIONS = ("hf_token", "modelscope_token", "s3_access_key_id", "s3_secret_access_key", "s3_session_token",
                   "gcs_credentials")

@@ -48,9 +48,9 @@ removed:
   returned: always
 """
 
-from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vllmfleet.fleet.plugins.module_utils.weights_fetch import WeightsError, prune  # noqa: E402
+from ansible_collections.vllmfleet.fleet.plugins.module_utils.weights_fetch import WeightsError, prune
 
 
 def main():
