@@ -73,9 +73,9 @@ def check_inventory(inventory: Path, limit: str | None = None, *, secrets: bool)
                                                f"define {SPEC_VAR} in group_vars/{SERVE_GROUP}.yml")], source))
             continue
         try:
+            # Flag and sizing checks always run; secret references are checked only for a run.
             plans[h.host] = plan_for_host(h.spec, h.address, source=source,
-                                          environ=os.environ if secrets else None,
-                                          variables=h.variables if secrets else None)
+                                          environ=os.environ if secrets else None, variables=h.variables)
         except SpecError as exc:
             errors.append(exc)
     if errors:

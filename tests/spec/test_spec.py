@@ -120,3 +120,14 @@ def test_secret_refs_are_listed_by_path() -> None:
     refs = dep.services[0].secret_refs()
     assert set(refs) == {"api_key", "storage.credentials.s3.access_key_id", "storage.credentials.s3.secret_access_key"}
     assert refs["api_key"].kind == "vault"
+
+
+def test_validate_inventory_checks_flags_against_the_pinned_vllm(tmp_path: Path) -> None:
+    from tests.conftest import write_inventory
+
+    spec = one(engine={"extra_args": ["--enable-prefix-cachin"]})
+    inv = write_inventory(tmp_path / "hosts.yml", ["gpu-a"], spec)
+    result = CliRunner().invoke(app, ["validate", "-i", str(inv), "--json"])
+    assert result.exit_code == 2, result.output
+    assert "services[0].engine.extra_args[0]" in result.stdout
+    assert "--enable-prefix-caching" in result.stdout  # the suggested fix
