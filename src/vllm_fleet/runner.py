@@ -61,8 +61,15 @@ class RunResult:
 
 
 def _error_text(res: dict[str, Any]) -> str:
-    msg = res.get("msg") or res.get("stderr") or res.get("reason") or ""
-    return str(msg).strip()
+    msg = str(res.get("msg") or res.get("stderr") or res.get("reason") or "").strip()
+    # A module that could not even start says why only in its own stderr.
+    for failed in (res.get("failed_modules") or {}).values():
+        detail = str(failed.get("module_stderr") or failed.get("msg") or "").strip()
+        if detail:
+            msg = f"{msg} {detail}".strip()
+    if res.get("module_stderr") and str(res["module_stderr"]).strip() not in msg:
+        msg = f"{msg} {str(res['module_stderr']).strip()}".strip()
+    return msg
 
 
 class EventTracker:

@@ -41,7 +41,8 @@ def https_origin(tmp_path: Path) -> Iterator[Nginx]:
 def slow_https_origin(tmp_path: Path) -> Iterator[Nginx]:
     root = tmp_path / "www"
     root.mkdir()
-    origin = start_nginx(tmp_path / "nginx", root, limit_rate="4m")
+    # Slow enough that a 1 MiB write lands about once a second, so every kill point is reachable.
+    origin = start_nginx(tmp_path / "nginx", root, limit_rate="1m")
     yield origin
     origin.stop()
 

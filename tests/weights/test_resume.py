@@ -70,7 +70,13 @@ def _kill_when(proc: subprocess.Popen[str], condition, timeout: float = 60) -> b
 
 
 def _part_size(staging_root: Path) -> int:
-    return sum(p.stat().st_size for p in staging_root.rglob("*" + wf.PART_SUFFIX)) if staging_root.exists() else 0
+    total = 0
+    try:
+        for part in staging_root.rglob("*" + wf.PART_SUFFIX):
+            total += part.stat().st_size
+    except FileNotFoundError:  # the fetch renamed or removed its staging directory while we looked
+        pass
+    return total
 
 
 def _run_with_kills(spec: dict, creds: dict, root: Path, total: int, points: list[float],
@@ -80,9 +86,13 @@ def _run_with_kills(spec: dict, creds: dict, root: Path, total: int, points: lis
     watcher.start()
     kills = 0
     try:
-        for fraction in points:
+        for i, fraction in enumerate(points):
+            # Writes land in 1 MiB chunks and may jump past a point: each kill also waits for new bytes,
+            # and leaves the remaining points their share of what is left.
+            before = _part_size(service_dir)
             proc = _fetch_proc(spec, creds, root)
-            threshold = int(total * fraction)
+            share = before + (total - before) // (len(points) - i + 1)
+            threshold = max(min(int(total * fraction), share), before + 1)
             killed = _kill_when(proc, lambda t=threshold: _part_size(service_dir) >= t)
             assert killed, f"the fetch finished before the kill point {fraction:.0%}: {proc.stdout.read()}"
             kills += 1
@@ -136,7 +146,7 @@ def test_s3_objects_survive_ten_kills(s3_origin, tmp_path):
     from tests.weights.origins import start_nginx
 
     slow = start_nginx(tmp_path / "nginx-s3-slow", tmp_path, proxy_to=_moto_url(origin),
-                       limit_rate="4m")
+                       limit_rate="1m")
     try:
         spec = spec_for("s3://resume/m", s3={"endpoint": slow.url, "region": "us-east-1", "verify_ssl": True})
         size = sum(f.stat().st_size for f in model.iterdir())
@@ -159,7 +169,11 @@ def assert_resumed(gets: list[dict[str, str]], size: int) -> None:
     """
     starts = [int(r["range"][len("bytes="):].split("-")[0]) for r in gets]
     assert len(starts) >= 9 and starts[0] > 0 and starts == sorted(set(starts)), starts
-    assert gets[-1]["status"] == "206" and int(gets[-1]["bytes"]) == size - starts[-1]
+    last = gets[-1]
+    if last["status"] == "416":  # a killed run had already received every byte: nothing left to ask for
+        assert starts[-1] == size, (starts[-1], size)
+    else:
+        assert last["status"] == "206" and int(last["bytes"]) == size - starts[-1]
 
 
 def _moto_url(origin) -> str:

@@ -33,6 +33,7 @@ def up_cmd(
     names: Annotated[list[str], typer.Argument(help="host container names")],
     publish: Annotated[list[str] | None, typer.Option("--publish", "-p", help="docker -p spec, repeatable")] = None,
     shm_size: Annotated[str, typer.Option(help="/dev/shm size of the host")] = "2g",
+    volume: Annotated[list[str] | None, typer.Option("--volume", "-v", help="docker -v spec, repeatable")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Start container hosts (idempotent) and wait until systemd runs in each."""
@@ -40,7 +41,9 @@ def up_cmd(
     tag, _ = ensure_host_image(log=lambda m: typer.echo(m, err=True))
     result = {}
     for name in names:
-        addr, created = host_up(HostSpec(name=name, image=tag, publish=tuple(publish or ()), shm_size=shm_size))
+        spec = HostSpec(name=name, image=tag, publish=tuple(publish or ()), shm_size=shm_size,
+                        mounts=tuple(volume or ()))
+        addr, created = host_up(spec)
         result[name] = {"address": addr, "created": created}
     if as_json:
         typer.echo(json.dumps(result))
