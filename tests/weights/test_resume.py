@@ -69,11 +69,13 @@ def _kill_when(proc: subprocess.Popen[str], condition, timeout: float = 60) -> b
     raise AssertionError("the kill point was never reached")
 
 
-def _part_size(staging_root: Path) -> int:
+def _part_size(service_dir: Path) -> int:
+    """Bytes downloaded so far into the staging area, finished files and .part files alike."""
     total = 0
     try:
-        for part in staging_root.rglob("*" + wf.PART_SUFFIX):
-            total += part.stat().st_size
+        for path in service_dir.glob(f"{wf.STAGING_PREFIX}*/**/*"):
+            if path.is_file():
+                total += path.stat().st_size
     except FileNotFoundError:  # the fetch renamed or removed its staging directory while we looked
         pass
     return total
@@ -133,6 +135,7 @@ def test_https_archive_survives_ten_kills(slow_https_origin, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timing
 def test_s3_objects_survive_ten_kills(s3_origin, tmp_path):
     origin, client = s3_origin
     model = make_model(tmp_path / "src", weight_bytes=12 << 20, seed=-1)
