@@ -30,7 +30,8 @@ from tests.weights.test_role_world import gateway, weights_plan  # noqa: E402
 
 def run_role(inventory: Path, limit: list[str] | None = None) -> float:
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
-    args = ["ansible-playbook", "-i", str(inventory), str(REPO / "tests/weights/deploy-weights.yml")]
+    playbook = str(Path(sys.executable).parent / "ansible-playbook")
+    args = [playbook, "-i", str(inventory), str(REPO / "tests/weights/deploy-weights.yml")]
     if limit:
         args += ["--limit", ",".join(limit)]
     start = time.monotonic()

@@ -12,7 +12,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SCENARIOS = sorted(REPO.glob("roles/*/molecule/*/molecule.yml"))
 
-pytestmark = [pytest.mark.world, pytest.mark.molecule, pytest.mark.slow]
+pytestmark = [pytest.mark.world, pytest.mark.molecule, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 def test_every_role_has_a_scenario() -> None:

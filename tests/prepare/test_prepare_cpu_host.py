@@ -17,7 +17,7 @@ from tests.conftest import write_inventory
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = [pytest.mark.world, pytest.mark.slow]
+pytestmark = [pytest.mark.world, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 def _play(inv: Path) -> str:

@@ -19,7 +19,8 @@ import pytest
 
 from tests.serving.conftest import KEY, ServingHost, service
 
-pytestmark = [pytest.mark.world, pytest.mark.vllm, pytest.mark.slow]
+# The first test also waits for the vLLM CPU image build (minutes on a fresh machine) and the deploy.
+pytestmark = [pytest.mark.world, pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(3000)]
 
 ALL_SERVICES = [
     service("tiny-chat", "generate", 8000, max_model_len=256),

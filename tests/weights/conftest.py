@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.weights.origins import Nginx, free_port, start_nginx
+from tests.weights.origins import Nginx, start_moto, start_nginx
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -49,12 +49,8 @@ def slow_https_origin(tmp_path: Path) -> Iterator[Nginx]:
 
 @pytest.fixture(scope="module")
 def moto_server() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
+    server = start_moto()
+    yield server.url
     server.stop()
 
 

@@ -14,6 +14,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +98,56 @@ class Nginx:
             self.proc.kill()
 
 
+def wait_for_port(host: str, port: int, proc: subprocess.Popen[bytes], what: str, seconds: float = 30) -> None:
+    """Wait until `proc` listens on host:port; fail with its stderr if it exits or the deadline passes."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode() if proc.stderr else ""
+                raise RuntimeError(f"{what} did not start: {err}") from None
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"{what} did not listen on {host}:{port} within {seconds:.0f} s")
+
+
+@dataclass
+class MotoServer:
+    """moto's S3 API as its own process (a thread would wait forever if its socket failed to bind)."""
+
+    port: int
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def start_moto(attempts: int = 3) -> MotoServer:
+    last: RuntimeError | None = None
+    for _ in range(attempts):  # a free port can be taken between choosing it and binding it
+        port = free_port()
+        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            wait_for_port("127.0.0.1", port, proc, "moto server", seconds=60)
+            return MotoServer(port, proc)
+        except RuntimeError as exc:
+            last = exc
+    assert last is not None
+    raise last
+
+
 def start_nginx(prefix: Path, root: Path, *, host: str = "127.0.0.1", limit_rate: str | None = None,
                 proxy_to: str | None = None) -> Nginx:
     """nginx serving `root` (or proxying to `proxy_to`) with a body-bytes access log."""
@@ -131,14 +182,5 @@ http {{
     (prefix / "nginx.conf").write_text(conf)
     proc = subprocess.Popen([NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                break
-        except OSError:
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                raise RuntimeError(f"nginx did not start: {err}") from None
-            time.sleep(0.1)
+    wait_for_port(host, port, proc, "nginx", seconds=10)
     return Nginx(prefix, root, port, host, proc)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -161,26 +163,36 @@ def test_s3_prefix_fetch_uses_origin_checksums_and_is_not_reread(s3_origin, tmp_
     assert origin.body_bytes("GET") < 4096  # the one bucket listing
 
 
-def test_s3_layout_matches_kserve_storage_initializer(s3_origin, tmp_path, monkeypatch):
-    from kserve_storage import Storage
+def _kserve_download_s3(uri: str, out: Path, allow: list[str], ignore: list[str], env: dict[str, str]) -> None:
+    """KServe's storage initializer, in a process of its own, as KServe runs it.
 
+    Storage._download_s3 forks a multiprocessing pool; forked from pytest (a process with threads) a worker
+    can inherit a held lock and hang forever, so it runs in a fresh interpreter with a deadline.
+    """
+    code = ("import json, sys; from kserve_storage import Storage; a = json.loads(sys.argv[1]); "
+            "Storage._download_s3(a[0], a[1], a[2] or None, a[3] or None)")
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps([uri, str(out), allow, ignore])],
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=180, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_s3_layout_matches_kserve_storage_initializer(s3_origin, tmp_path):
     origin, client = s3_origin
     model = make_model(tmp_path / "src")
     _upload_model(client, "kserve-layout", "a/b", model)
     client.put_object(Bucket="kserve-layout", Key="a/b/nested/extra.json", Body=b"{}")
     client.put_object(Bucket="kserve-layout", Key="a/b/README.md", Body=b"# readme")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", origin.url)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3_KEYS["s3_access_key_id"])
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_KEYS["s3_secret_access_key"])
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    env = {"AWS_ENDPOINT_URL": origin.url, "AWS_ACCESS_KEY_ID": S3_KEYS["s3_access_key_id"],
+           "AWS_SECRET_ACCESS_KEY": S3_KEYS["s3_secret_access_key"], "AWS_DEFAULT_REGION": "us-east-1"}
     for allow, ignore in (([], []), (["*.json", "*.safetensors"], ["nested/*"])):
         kserve_dir = tmp_path / f"kserve-{len(allow)}"
         kserve_dir.mkdir()
-        Storage._download_s3("s3://kserve-layout/a/b", str(kserve_dir), allow or None, ignore or None)
+        _kserve_download_s3("s3://kserve-layout/a/b", kserve_dir, allow, ignore, env)
         ours = ensure(str(tmp_path / "models"), f"ks{len(allow)}",
                       spec_for("s3://kserve-layout/a/b", allow_patterns=allow, ignore_patterns=ignore,
                                s3={"endpoint": origin.url, "region": "us-east-1", "verify_ssl": True}), S3_KEYS)
         assert sorted(wf.walk_files(ours["path"])) == sorted(wf.walk_files(str(kserve_dir)))
+        assert (kserve_dir / "model.safetensors").is_file()
 
 
 def test_s3_spec_sha256_mismatch_publishes_nothing(s3_origin, tmp_path):

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from tests.conftest import write_inventory
 from tests.weights.conftest import REPO, S3_KEYS
 from tests.weights.origins import make_model, start_nginx
 
-pytestmark = [pytest.mark.world, pytest.mark.slow]
+pytestmark = [pytest.mark.world, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 HF_TOKEN = "hf_weightsWorldTestTokenDoNotLeak0123"
 
@@ -47,7 +48,8 @@ def run_playbook(inventory: Path, *extra: str, env: dict[str, str], json_out: bo
                    ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks", **env)
     if json_out:
         run_env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.posix.json"
-    return subprocess.run(["ansible-playbook", "-i", str(inventory), str(REPO / "tests/weights/deploy-weights.yml"),
+    playbook = str(Path(sys.executable).parent / "ansible-playbook")
+    return subprocess.run([playbook, "-i", str(inventory), str(REPO / "tests/weights/deploy-weights.yml"),
                            *extra], cwd=REPO, env=run_env, capture_output=True, text=True, timeout=900)
 
 
