@@ -20,7 +20,7 @@ else:
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("spec", "address", "fact_name"))
+    _VALID_ARGS = frozenset(("spec", "address", "fact_name", "model_configs", "resolve_auto"))
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
@@ -29,6 +29,8 @@ class ActionModule(ActionBase):
                 "spec": {"type": "raw", "required": True},
                 "address": {"type": "str", "required": True},
                 "fact_name": {"type": "str", "default": "vllm_fleet_plan"},
+                "model_configs": {"type": "dict", "default": {}},
+                "resolve_auto": {"type": "bool", "default": False},
             }
         )
         if plan_for_host is None:
@@ -38,13 +40,18 @@ class ActionModule(ActionBase):
             )
         if not isidentifier(args["fact_name"]):
             raise AnsibleActionFail(f"fact_name {args['fact_name']!r} is not a valid variable name")
+        variables = dict(task_vars)
+        if args["model_configs"]:  # config.json contents read off the host, e.g. after the weights stage
+            variables["vllm_fleet_model_configs"] = {**(task_vars.get("vllm_fleet_model_configs") or {}),
+                                                     **args["model_configs"]}
         try:
             plan = plan_for_host(
                 args["spec"],
                 args["address"],
                 source=f"vllm_fleet_spec of {task_vars['inventory_hostname']}",
                 environ=os.environ,
-                variables=task_vars,
+                variables=variables,
+                resolve_auto=args["resolve_auto"],
             )
         except SpecError as exc:
             result.update(failed=True, msg=exc.render(), issues=[i.as_dict() for i in exc.issues])

@@ -66,6 +66,15 @@ def vllm_container(service, settings, weights_dirs=None, image_id="", api_key=No
         raise AnsibleFilterError(str(exc)) from None
 
 
+def vllm_weights_dir(service, weights_dirs=None):
+    """The completed weights directory a planned service mounts (the same rule as vllm_container)."""
+    _need()
+    try:
+        return serving.weights_dir(service, weights_dirs or {})
+    except serving.ServingError as exc:
+        raise AnsibleFilterError(str(exc)) from None
+
+
 def vllm_canary(params, port_offset):
     _need()
     return serving.canary_params(params, int(port_offset))
@@ -101,6 +110,7 @@ class FilterModule:
         return {
             "vllm_container": vllm_container,
             "vllm_canary": vllm_canary,
+            "vllm_weights_dir": vllm_weights_dir,
             "vllm_image_ref": vllm_image_ref,
             "vllm_shm_problems": vllm_shm_problems,
             "vllm_update_strategy": vllm_update_strategy,

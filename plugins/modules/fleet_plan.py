@@ -24,6 +24,17 @@ options:
     description: Name of the fact to set.
     type: str
     default: vllm_fleet_plan
+  model_configs:
+    description:
+      - The models' C(config.json) contents by service name, as read off the host after the weights stage.
+      - Used to size services, together with the host's C(vllm_fleet_gpus).
+    type: dict
+    default: {}
+  resolve_auto:
+    description:
+      - Fail when a C(tensor_parallel_size: auto) cannot be sized yet, instead of leaving it for a later plan.
+    type: bool
+    default: false
 """
 
 EXAMPLES = r"""

@@ -16,7 +16,8 @@ def render_engine_args(svc: Service, *, port: int = 8000, model_path: str = MODE
     # The server listens inside its container or pod; what is exposed is decided by port publishing.
     listen = "0.0.0.0"  # noqa: S104
     args = ["--model", model_path, "--served-model-name", svc.model_name, "--host", listen, "--port", str(port)]
-    if svc.tensor_parallel_size > 1:
+    # An unresolved `auto` renders nothing here; the plan resolves it before any host runs the arguments.
+    if isinstance(svc.tensor_parallel_size, int) and svc.tensor_parallel_size > 1:
         args += ["--tensor-parallel-size", str(svc.tensor_parallel_size)]
     if svc.pipeline_parallel_size > 1:
         args += ["--pipeline-parallel-size", str(svc.pipeline_parallel_size)]

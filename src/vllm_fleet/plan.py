@@ -60,12 +60,23 @@ def _s3_plan(svc: Service) -> dict[str, Any] | None:
     return {"region": s3.region, "endpoint": s3.endpoint, "verify_ssl": s3.verify_ssl}
 
 
-def host_plan(dep: Deployment, host_address: str, sized: Mapping[str, int] | None = None) -> dict[str, Any]:
-    services = [service_plan(svc, host_address) for svc in dep.services]
-    for svc in services:
-        if sized and svc["name"] in sized:
-            svc["engine_args"] += ["--max-model-len", str(sized[svc["name"]])]
-            svc["max_model_len_sized"] = sized[svc["name"]]
+def host_plan(dep: Deployment, host_address: str, settled: Mapping[str, Mapping[str, Any]] | None = None
+              ) -> dict[str, Any]:
+    """The plan of every service; `settled` (from serving_issues) fills in sized values and resolves auto."""
+    settled = settled or {}
+    services = []
+    for svc in dep.services:
+        entry = settled.get(svc.name, {})
+        if "tensor_parallel_size" in entry:
+            svc = svc.model_copy(update={"tensor_parallel_size": entry["tensor_parallel_size"],
+                                         "gpus": entry["gpus"]})
+        plan = service_plan(svc, host_address)
+        if "max_model_len" in entry:
+            plan["engine_args"] += ["--max-model-len", str(entry["max_model_len"])]
+            plan["max_model_len_sized"] = entry["max_model_len"]
+        if "tensor_parallel_size" in entry:
+            plan["tensor_parallel_size_sized"] = entry["tensor_parallel_size"]
+        services.append(plan)
     return {"services": services}
 
 
@@ -75,18 +86,23 @@ def plan_for_host(
     source: str = "spec",
     environ: Mapping[str, str] | None = None,
     variables: Mapping[str, Any] | None = None,
+    resolve_auto: bool = False,
 ) -> dict[str, Any]:
-    """Validate a host's raw spec and its secret references (raising SpecError) and return its plan."""
+    """Validate a host's raw spec and its secret references (raising SpecError) and return its plan.
+
+    With `variables` the serving checks run and sized values are filled in; a tensor_parallel_size auto that
+    cannot be sized yet stays `auto` in the plan unless `resolve_auto` asks for it to be settled now.
+    """
     dep = validate_spec(raw_spec, Target.VM, source=source)
     if environ is not None and variables is not None:
         missing = list(unresolved_secrets(dep, environ, variables))
         if missing:
             raise SpecError(missing, source)
-    sized: dict[str, int] = {}
+    settled: dict[str, dict[str, Any]] = {}
     if variables is not None:
         from vllm_fleet.serving import serving_issues
 
-        issues, sized = serving_issues(dep, variables)
+        issues, settled = serving_issues(dep, variables, resolve_auto=resolve_auto)
         if issues:
             raise SpecError(issues, source)
-    return host_plan(dep, host_address, sized)
+    return host_plan(dep, host_address, settled)

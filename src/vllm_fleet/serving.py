@@ -211,19 +211,22 @@ def _load_config(svc: Any, configs: Mapping[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def serving_issues(dep: Any, variables: Mapping[str, Any]) -> tuple[list[Any], dict[str, int]]:
+def serving_issues(dep: Any, variables: Mapping[str, Any], *, resolve_auto: bool = False
+                   ) -> tuple[list[Any], dict[str, dict[str, Any]]]:
     """Controller-side checks of what the serving stage will run, before any host is touched.
 
-    Returns (issues, sized max_model_len per service name). Host variables read: vllm_fleet_gpus
-    ({count, memory_mib}: the host's GPUs, as the prepare stage's gpu_facts will report them),
-    vllm_fleet_model_configs (service -> config.json path or mapping) and vllm_server_ipc_host.
+    Returns (issues, what the plan settles per service name: max_model_len, and for tensor_parallel_size auto
+    the chosen size and the GPUs it takes). Host variables read: vllm_fleet_gpus ({count, memory_mib}: the
+    host's GPUs, as the prepare stage's gpu_facts reports them), vllm_fleet_model_configs (service -> config.json
+    path or mapping) and vllm_server_ipc_host. A service with tensor_parallel_size auto whose GPUs or config.json
+    are not known yet is left for a later plan; with resolve_auto that is an error.
     """
     from vllm_fleet.sizing import SizingError, size
     from vllm_fleet.spec.errors import SpecIssue, show_value
     from vllm_fleet.vllm_flags import check_extra_args
 
     issues: list[Any] = []
-    sized: dict[str, int] = {}
+    settled: dict[str, dict[str, Any]] = {}
     gpus = variables.get("vllm_fleet_gpus") or {}
     configs = variables.get("vllm_fleet_model_configs") or {}
     ipc_host = bool(variables.get("vllm_server_ipc_host", False))
@@ -237,6 +240,16 @@ def serving_issues(dep: Any, variables: Mapping[str, Any]) -> tuple[list[Any], d
             issues.append(SpecIssue(f"{at}.shm_size", show_value(svc.shm_size),
                                     f"is below the {MIN_SHM_MIB} MiB of shared memory vLLM needs to start",
                                     "give at least 1g (16g on multi-GPU hosts)"))
+        config = _load_config(svc, configs) if svc.accelerator.value == "nvidia" and gpus else None
+        if svc.tp_auto and (config is None or not gpus.get("memory_mib")):
+            if resolve_auto:
+                missing = ("the host's GPUs (vllm_fleet_gpus)" if not gpus.get("memory_mib")
+                           else "the model's config.json")
+                issues.append(SpecIssue(f"{at}.tensor_parallel_size", show_value(svc.tensor_parallel_size),
+                                        f"cannot be sized: {missing} is not known",
+                                        "run the prepare and weights stages first (deploy-vllm.yml does), "
+                                        "or give tensor_parallel_size and gpus as numbers"))
+            continue
         if svc.accelerator.value != "nvidia" or not gpus:
             continue
         count = int(gpus.get("count", 0))
@@ -245,19 +258,19 @@ def serving_issues(dep: Any, variables: Mapping[str, Any]) -> tuple[list[Any], d
                 issues.append(SpecIssue(f"{at}.gpus", show_value(svc.gpus),
                                         f"GPU {dev} does not exist: the host has {count} GPU(s), ids 0-{count - 1}",
                                         "use ids the host has, as nvidia-smi lists them"))
-        counted += svc.gpu_count
-        if svc.gpu_count > count:
+        if svc.gpu_count > count and not svc.tp_auto:
             issues.append(SpecIssue(f"{at}.gpus", show_value(svc.gpus),
                                     f"asks for {svc.gpu_count} GPU(s) but the host has {count}",
                                     "lower tensor_parallel_size and gpus, or pick a larger host"))
             continue
-        config = _load_config(svc, configs)
         if config is None or not gpus.get("memory_mib"):
+            counted += svc.gpu_count
             continue
+        pool = min(svc.gpu_count, count)
         try:
-            result = size(config, gpu_mib=int(gpus["memory_mib"]), gpu_count=svc.gpu_count,
+            result = size(config, gpu_mib=int(gpus["memory_mib"]), gpu_count=pool,
                           utilization=svc.engine.gpu_memory_utilization, max_model_len=svc.engine.max_model_len,
-                          tensor_parallel_size=svc.tensor_parallel_size)
+                          tensor_parallel_size=None if svc.tp_auto else svc.tensor_parallel_size)
         except SizingError as exc:
             hint = "use a larger GPU, quantization, or a lower max_model_len"
             try:
@@ -267,15 +280,24 @@ def serving_issues(dep: Any, variables: Mapping[str, Any]) -> tuple[list[Any], d
                         f"{fit.tensor_parallel_size}) with max_model_len {fit.max_model_len}")
             except SizingError:
                 pass
+            pool_note = f" on the {pool} GPU(s) it may use" if svc.tp_auto else ""
             issues.append(SpecIssue(f"{at}.tensor_parallel_size", show_value(svc.tensor_parallel_size),
-                                    f"the model does not fit: {exc}", hint))
+                                    f"the model does not fit{pool_note}: {exc}", hint))
             continue
+        entry: dict[str, Any] = {}
         if svc.engine.max_model_len is None:
-            sized[svc.name] = result.max_model_len
+            entry["max_model_len"] = result.max_model_len
+        if svc.tp_auto:
+            tp = result.tensor_parallel_size
+            entry["tensor_parallel_size"] = tp
+            entry["gpus"] = svc.device_ids[:tp] if svc.device_ids else tp
+        counted += result.tensor_parallel_size if svc.tp_auto else svc.gpu_count
+        if entry:
+            settled[svc.name] = entry
     if gpus and counted > int(gpus.get("count", 0)):
         issues.append(SpecIssue("services", f"{counted} GPUs", f"the services ask for {counted} GPUs in all but the "
                                 f"host has {gpus.get('count')}", "give each service its own GPUs within the host"))
-    return issues, sized
+    return issues, settled
 
 
 def port_conflicts(services: list[Mapping[str, Any]], containers: list[Mapping[str, Any]], prefix: str) -> list[str]:

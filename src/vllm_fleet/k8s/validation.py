@@ -89,6 +89,11 @@ def _name_rules(svc: Service, s: ClusterSettings, at: str) -> Iterator[SpecIssue
 
 
 def _gpu_rules(svc: Service, s: ClusterSettings, at: str) -> Iterator[SpecIssue]:
+    if svc.tp_auto:
+        yield SpecIssue(f"{at}.tensor_parallel_size", show_value(svc.tensor_parallel_size),
+                        "is chosen from a host's GPU facts, which a cluster deployment does not have",
+                        "give tensor_parallel_size and gpus as numbers (vllm-fleet validate against a VM "
+                        "inventory with vllm_fleet_gpus shows the size auto would pick)")
     if svc.device_ids is not None:
         yield SpecIssue(f"{at}.gpus", show_value(svc.gpus),
                         "lists device ids; on a cluster the scheduler picks the GPUs",

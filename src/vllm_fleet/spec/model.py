@@ -202,7 +202,8 @@ class Service(Strict):
     image: str = DEFAULT_IMAGE
     accelerator: Accelerator = Accelerator.NVIDIA
     gpus: int | list[int] = 1
-    tensor_parallel_size: int = Field(1, ge=1)
+    tensor_parallel_size: int | Literal["auto"] = Field(
+        1, description="a size, or auto: the plan picks the smallest that fits the host's GPUs (gpus is the pool)")
     pipeline_parallel_size: int = Field(1, ge=1)
     engine: Engine = Field(default_factory=Engine)
     port: int = 8000
@@ -249,6 +250,13 @@ class Service(Strict):
             raise fail("lists a device id twice", "list each GPU once")
         return v
 
+    @field_validator("tensor_parallel_size")
+    @classmethod
+    def _tp(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 1:
+            raise fail("is below 1", "give a size >= 1, or auto to let the plan choose it")
+        return v
+
     @field_validator("port")
     @classmethod
     def _port(cls, v: int) -> int:
@@ -283,6 +291,11 @@ class Service(Strict):
     @property
     def gpu_count(self) -> int:
         return self.gpus if isinstance(self.gpus, int) else len(self.gpus)
+
+    @property
+    def tp_auto(self) -> bool:
+        """The tensor-parallel size is chosen by the plan from the host's GPUs and the model's config.json."""
+        return self.tensor_parallel_size == "auto"
 
     @property
     def device_ids(self) -> list[int] | None:

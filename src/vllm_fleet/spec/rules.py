@@ -34,6 +34,36 @@ def service_rules(svc: Service, i: int) -> Iterator[SpecIssue]:
                 yield SpecIssue(f"{at}.engine.{field}", show_value(value),
                                 f"is set on a '{svc.task.value}' service, which never generates text",
                                 f"remove engine.{field}, or set task: generate")
+    yield from _parallel_rules(svc, at)
+    creds = svc.storage.credentials
+    if creds.s3 and uri.scheme != "s3":
+        yield SpecIssue(f"{at}.storage.credentials.s3", "(set)", f"is set but storage_uri is {uri.scheme}://",
+                        "remove the s3 credentials, or use an s3:// URI")
+    if creds.gcs and uri.scheme != "gs":
+        yield SpecIssue(f"{at}.storage.credentials.gcs", "(set)", f"is set but storage_uri is {uri.scheme}://",
+                        "remove the gcs credentials, or use a gs:// URI")
+    patterns = svc.storage.allow_patterns or svc.storage.ignore_patterns
+    if patterns and not uri.is_hub and uri.scheme not in ("s3", "gs"):
+        yield SpecIssue(f"{at}.storage.allow_patterns", show_value(svc.storage.allow_patterns),
+                        f"file patterns do not apply to {uri.scheme}:// URIs",
+                        "remove allow_patterns/ignore_patterns")
+
+
+def _parallel_rules(svc: Service, at: str) -> Iterator[SpecIssue]:
+    if svc.tp_auto:
+        auto = show_value(svc.tensor_parallel_size)
+        if svc.accelerator is Accelerator.CPU:
+            yield SpecIssue(f"{at}.tensor_parallel_size", auto, "is sized from GPUs, and accelerator is cpu",
+                            "use tensor_parallel_size: 1 on CPU")
+        elif svc.pipeline_parallel_size != 1:
+            yield SpecIssue(f"{at}.tensor_parallel_size", auto,
+                            f"cannot be chosen together with pipeline_parallel_size {svc.pipeline_parallel_size}",
+                            "give both sizes as numbers, or use pipeline_parallel_size: 1")
+        elif svc.gpu_count < 1:
+            yield SpecIssue(f"{at}.gpus", show_value(svc.gpus), "gives no GPUs to choose a tensor-parallel size from",
+                            "give the GPUs the service may use, e.g. gpus: 8 or gpus: [0, 1, 2, 3]")
+        return
+    assert isinstance(svc.tensor_parallel_size, int)
     world = svc.tensor_parallel_size * svc.pipeline_parallel_size
     if svc.accelerator is Accelerator.CPU:
         if svc.gpu_count:
@@ -49,18 +79,6 @@ def service_rules(svc: Service, i: int) -> Iterator[SpecIssue]:
             f"({svc.pipeline_parallel_size}) = {world}, but {svc.gpu_count} GPU(s) are given",
             f"give gpus: {world}, or parallel sizes whose product is {svc.gpu_count}",
         )
-    creds = svc.storage.credentials
-    if creds.s3 and uri.scheme != "s3":
-        yield SpecIssue(f"{at}.storage.credentials.s3", "(set)", f"is set but storage_uri is {uri.scheme}://",
-                        "remove the s3 credentials, or use an s3:// URI")
-    if creds.gcs and uri.scheme != "gs":
-        yield SpecIssue(f"{at}.storage.credentials.gcs", "(set)", f"is set but storage_uri is {uri.scheme}://",
-                        "remove the gcs credentials, or use a gs:// URI")
-    patterns = svc.storage.allow_patterns or svc.storage.ignore_patterns
-    if patterns and not uri.is_hub and uri.scheme not in ("s3", "gs"):
-        yield SpecIssue(f"{at}.storage.allow_patterns", show_value(svc.storage.allow_patterns),
-                        f"file patterns do not apply to {uri.scheme}:// URIs",
-                        "remove allow_patterns/ignore_patterns")
 
 
 def deployment_rules(dep: Deployment) -> Iterator[SpecIssue]:
