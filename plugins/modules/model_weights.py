@@ -20,19 +20,13 @@ description:
   - Runs with the Python of the fetch venv (huggingface_hub, boto3, requests).
 version_added: "0.1.0"
 author: vllm-fleet
+extends_documentation_fragment:
+  - vllmfleet.fleet.weights_store
 options:
-  service:
-    description: Service name; the weights live under O(models_root)/O(service)/.
-    type: str
-    required: true
   source:
     description: The C(source) mapping of a service in C(vllm_fleet_plan).
     type: dict
     required: true
-  models_root:
-    description: Directory that holds every service's weights.
-    type: path
-    default: /var/lib/vllm-fleet/models
   state:
     description:
       - C(present) fetches when needed.

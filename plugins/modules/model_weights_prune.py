@@ -14,15 +14,9 @@ description:
   - Call it only after the service is healthy on its new revision.
 version_added: "0.1.0"
 author: vllm-fleet
+extends_documentation_fragment:
+  - vllmfleet.fleet.weights_store
 options:
-  service:
-    description: Service name.
-    type: str
-    required: true
-  models_root:
-    description: Directory that holds every service's weights.
-    type: path
-    default: /var/lib/vllm-fleet/models
   keep:
     description: How many completed revisions to keep, the active one included.
     type: int

@@ -20,21 +20,10 @@ options:
     description: Name of the container serving the model.
     type: str
     required: true
-  port:
-    description: Host port the container publishes.
-    type: int
-    required: true
-  host:
-    description: Address to reach the port at.
-    type: str
-    default: 127.0.0.1
   served_model_name:
     description: The name C(/v1/models) must list.
     type: str
     required: true
-  api_key:
-    description: The server's API key, if it has one.
-    type: str
   timeout:
     description: Seconds to wait in all.
     type: int
@@ -49,6 +38,8 @@ options:
     default: 40
 notes:
   - Supports check mode; it then only reports.
+extends_documentation_fragment:
+  - vllmfleet.fleet.service_endpoint
 """
 
 EXAMPLES = r"""

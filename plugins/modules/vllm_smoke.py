@@ -16,14 +16,6 @@ description:
 version_added: "0.1.0"
 author: vllm-fleet
 options:
-  port:
-    description: Host port of the service.
-    type: int
-    required: true
-  host:
-    description: Address to reach the port at.
-    type: str
-    default: 127.0.0.1
   task:
     description: What the service does.
     type: str
@@ -33,9 +25,6 @@ options:
     description: Model name the requests use.
     type: str
     required: true
-  api_key:
-    description: The server's API key, if it has one.
-    type: str
   tools:
     description: Also check a tool call (the service runs with a tool-call parser).
     type: bool
@@ -46,6 +35,8 @@ options:
     default: 120
 notes:
   - Supports check mode; it then only reports.
+extends_documentation_fragment:
+  - vllmfleet.fleet.service_endpoint
 """
 
 EXAMPLES = r"""

@@ -57,6 +57,14 @@ def make_model(root: Path, weight_bytes: int = 64 * 1024, seed: int = 0) -> Path
     return root
 
 
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 @dataclass
 class Nginx:
     prefix: Path
@@ -91,11 +99,7 @@ class Nginx:
         time.sleep(0.1)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process(self.proc)
 
 
 def wait_for_port(host: str, port: int, proc: subprocess.Popen[bytes], what: str, seconds: float = 30) -> None:
@@ -126,11 +130,7 @@ class MotoServer:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process(self.proc)
 
 
 def start_moto(attempts: int = 3) -> MotoServer:
