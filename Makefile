@@ -12,7 +12,7 @@ PIP_NOISE := is ignored: it is neither a file nor a directory
 export PATH := $(abspath $(BIN)):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 
-.PHONY: setup system-packages venv world demo lint test test-all unit clean
+.PHONY: setup system-packages venv world demo lint test unit clean
 
 setup: system-packages venv world
 
@@ -45,13 +45,9 @@ lint: venv
 	$(BIN)/ansible-lint --profile production --offline
 
 unit: venv
-	$(BIN)/pytest -m "not world and not timing"
+	$(BIN)/pytest -m "not world"
 
-# Tests marked `timing` race a live transfer and are left out (see tests/README.md); `make test-all` runs them.
 test: setup lint
-	$(BIN)/pytest -m "not timing"
-
-test-all: setup lint
 	$(BIN)/pytest
 
 clean:

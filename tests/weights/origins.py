@@ -154,7 +154,9 @@ def start_nginx(prefix: Path, root: Path, *, host: str = "127.0.0.1", limit_rate
     prefix.mkdir(parents=True, exist_ok=True)
     port = free_port(host)
     rate = f"limit_rate {limit_rate};" if limit_rate else ""
-    location = (f"proxy_pass {proxy_to}; proxy_set_header Host $http_host; proxy_buffering off; "
+    # nginx ignores limit_rate on unbuffered proxied responses: a rate-limited relay buffers.
+    buffering = "on" if limit_rate else "off"
+    location = (f"proxy_pass {proxy_to}; proxy_set_header Host $http_host; proxy_buffering {buffering}; "
                 "proxy_request_buffering off; client_max_body_size 0;" if proxy_to else f"root {root};")
     user = "user root;" if os.geteuid() == 0 else ""
     conf = f"""

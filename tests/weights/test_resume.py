@@ -135,7 +135,6 @@ def test_https_archive_survives_ten_kills(slow_https_origin, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.timing
 def test_s3_objects_survive_ten_kills(s3_origin, tmp_path):
     origin, client = s3_origin
     model = make_model(tmp_path / "src", weight_bytes=12 << 20, seed=-1)
