@@ -77,7 +77,27 @@ def host_plan(dep: Deployment, host_address: str, settled: Mapping[str, Mapping[
         if "tensor_parallel_size" in entry:
             plan["tensor_parallel_size_sized"] = entry["tensor_parallel_size"]
         services.append(plan)
+    assign_gpu_ids(services)
     return {"services": services}
+
+
+def assign_gpu_ids(services: list[dict[str, Any]]) -> None:
+    """Give every GPU count its own device ids on the host: the lowest ids no other service lists or took.
+
+    Docker hands a `count` request the first GPUs of the host, so two services given counts would share them.
+    """
+    taken = {i for s in services if s["accelerator"] == "nvidia" for i in s["device_ids"] or []}
+    next_id = 0
+    for s in services:
+        if s["accelerator"] != "nvidia" or s["device_ids"] or not s["gpu_count"] or s["tensor_parallel_size"] == "auto":
+            continue
+        ids: list[int] = []
+        while len(ids) < s["gpu_count"]:
+            if next_id not in taken:
+                ids.append(next_id)
+                taken.add(next_id)
+            next_id += 1
+        s["device_ids"] = ids
 
 
 def plan_for_host(

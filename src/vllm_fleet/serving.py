@@ -278,6 +278,9 @@ def serving_issues(dep: Any, variables: Mapping[str, Any], *, resolve_auto: bool
                            utilization=svc.engine.gpu_memory_utilization)
                 hint = (f"it fits at tensor_parallel_size {fit.tensor_parallel_size} (gpus: "
                         f"{fit.tensor_parallel_size}) with max_model_len {fit.max_model_len}")
+                if svc.tp_auto:
+                    need = fit.tensor_parallel_size
+                    hint = f"give it a pool of at least {need} GPUs (gpus: {need})"
             except SizingError:
                 pass
             pool_note = f" on the {pool} GPU(s) it may use" if svc.tp_auto else ""
@@ -330,8 +333,9 @@ def gpu_problems(services: list[Mapping[str, Any]], gpu_facts: Mapping[str, Any]
         if s.get("accelerator") != "nvidia":
             continue
         bad = [i for i in s.get("device_ids") or [] if i >= count]
-        if bad:
-            problems.append(f"service {s['name']}: GPU id(s) {bad} do not exist; this host has {count} GPU(s)")
-        elif int(s.get("gpu_count") or 0) > count:
+        if int(s.get("gpu_count") or 0) > count:
             problems.append(f"service {s['name']}: asks for {s['gpu_count']} GPU(s); this host has {count}")
+        elif bad:
+            problems.append(f"service {s['name']}: GPU id(s) {bad} do not exist on this host, which has {count} "
+                            "GPU(s) (counts take the lowest ids the other services leave free)")
     return problems

@@ -168,5 +168,20 @@ def test_a_port_published_by_a_foreign_container_is_a_conflict() -> None:
 def test_gpu_ids_are_checked_against_the_real_gpus() -> None:
     services = plan()["services"]
     assert serving.gpu_problems(services, {"gpu_count": 4}) == []
-    assert "GPU id(s) [1] do not exist" in serving.gpu_problems(services, {"gpu_count": 1})[0]
+    assert "asks for 2 GPU(s); this host has 1" in serving.gpu_problems(services, {"gpu_count": 1})[0]
+    high = [dict(services[0], device_ids=[2, 3])]
+    assert "GPU id(s) [3] do not exist" in serving.gpu_problems(high, {"gpu_count": 3})[0]
     assert serving.gpu_problems(services, {}) == []
+
+
+def test_gpu_counts_get_their_own_ids_beside_listed_ones() -> None:
+    spec = {"services": [
+        {"name": "a", "storage_uri": "hf://org/a", "gpus": 2, "tensor_parallel_size": 2, "port": 8000},
+        {"name": "b", "storage_uri": "hf://org/b", "gpus": [0], "port": 8001},
+        {"name": "c", "storage_uri": "hf://org/c", "gpus": 1, "port": 8002},
+    ]}
+    ids = {s["name"]: s["device_ids"] for s in plan(spec)["services"]}
+    assert ids == {"a": [1, 2], "b": [0], "c": [3]}
+    params = serving.container_params(plan(spec)["services"][2], settings=SETTINGS,
+                                      weights_dirs={"c": {"path": "/m/c/r", "revision": "r"}})
+    assert params["device_requests"][0]["device_ids"] == ["3"] and "count" not in params["device_requests"][0]

@@ -38,7 +38,7 @@ def test_auto_picks_the_smallest_size_that_holds_the_full_context() -> None:
                                                       "vllm_fleet_model_configs": {"llama": config("llama-3.1-70b")}}
                         )["services"][0]
     # 2 x A100 hold 22784 tokens of a 70B model, 4 hold its 131072.
-    assert svc["tensor_parallel_size"] == 4 and svc["gpu_count"] == 4 and svc["device_ids"] is None
+    assert svc["tensor_parallel_size"] == 4 and svc["gpu_count"] == 4 and svc["device_ids"] == [0, 1, 2, 3]
     args = svc["engine_args"]
     assert args[args.index("--tensor-parallel-size") + 1] == "4"
     assert args[args.index("--max-model-len") + 1] == "131072"
@@ -68,6 +68,14 @@ def test_auto_refuses_with_numbers_when_the_pool_is_too_small() -> None:
     issue = err.value.issues[0]
     assert issue.path == "services[0].tensor_parallel_size" and issue.value == "'auto'"
     assert "on the 2 GPU(s) it may use" in issue.problem and "GiB" in issue.problem
+
+
+def test_a_pool_too_small_for_the_asked_length_names_the_pool_that_fits() -> None:
+    spec = auto_spec(gpus=2, engine={"max_model_len": 131072})
+    with pytest.raises(SpecError) as err:
+        plan_for_host(spec, "h", variables={"vllm_fleet_gpus": A100,
+                                            "vllm_fleet_model_configs": {"llama": config("llama-3.1-70b")}})
+    assert err.value.issues[0].fix == "give it a pool of at least 4 GPUs (gpus: 4)"
 
 
 def run_size_auto(tmp_path: Path, spec: dict, **variables: object) -> subprocess.CompletedProcess[str]:
