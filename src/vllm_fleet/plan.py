@@ -74,8 +74,6 @@ def host_plan(dep: Deployment, host_address: str, settled: Mapping[str, Mapping[
         if "max_model_len" in entry:
             plan["engine_args"] += ["--max-model-len", str(entry["max_model_len"])]
             plan["max_model_len_sized"] = entry["max_model_len"]
-        if "tensor_parallel_size" in entry:
-            plan["tensor_parallel_size_sized"] = entry["tensor_parallel_size"]
         services.append(plan)
     assign_gpu_ids(services)
     return {"services": services}

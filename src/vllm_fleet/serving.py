@@ -276,11 +276,9 @@ def serving_issues(dep: Any, variables: Mapping[str, Any], *, resolve_auto: bool
             try:
                 fit = size(config, gpu_mib=int(gpus["memory_mib"]), gpu_count=count,
                            utilization=svc.engine.gpu_memory_utilization)
-                hint = (f"it fits at tensor_parallel_size {fit.tensor_parallel_size} (gpus: "
-                        f"{fit.tensor_parallel_size}) with max_model_len {fit.max_model_len}")
-                if svc.tp_auto:
-                    need = fit.tensor_parallel_size
-                    hint = f"give it a pool of at least {need} GPUs (gpus: {need})"
+                need = fit.tensor_parallel_size
+                hint = (f"give it a pool of at least {need} GPUs (gpus: {need})" if svc.tp_auto else
+                        f"it fits at tensor_parallel_size {need} (gpus: {need}) with max_model_len {fit.max_model_len}")
             except SizingError:
                 pass
             pool_note = f" on the {pool} GPU(s) it may use" if svc.tp_auto else ""
