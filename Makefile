@@ -30,14 +30,14 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 venv: $(VENV)/.installed
-	$(PY) -c 'from vllm_fleet.paths import ensure_collection_link as link; link()'
+	$(PY) -c 'from vllm_fleet.vm.paths import ensure_collection_link as link; link()'
 
 world: venv
 	$(BIN)/vllm-fleet sandbox engine
 	$(BIN)/vllm-fleet sandbox image
 
 demo: setup
-	$(PY) -m vllm_fleet.demo
+	$(PY) -m vllm_fleet.sandbox.demo
 
 lint: venv
 	$(BIN)/ruff check src plugins tests benchmarks pulumi

@@ -54,8 +54,8 @@ def main() -> None:
     ap.add_argument("--hosts", type=int, nargs="+", default=[4, 8])
     opts = ap.parse_args()
 
-    from vllm_fleet.paths import ensure_collection_link
     from vllm_fleet.sandbox.hosts import HostSpec, host_down, host_up
+    from vllm_fleet.vm.paths import ensure_collection_link
 
     ensure_collection_link()
     n_max = max(opts.hosts)

@@ -16,9 +16,9 @@ os.environ.setdefault("ANSIBLE_CONFIG", str(REPO / "ansible.cfg"))
 @pytest.fixture(scope="session")
 def world() -> str:
     """A running Docker engine and the Debian 12 systemd host image; returns the image tag."""
-    from vllm_fleet.paths import ensure_collection_link
     from vllm_fleet.sandbox.engine import ensure_engine
     from vllm_fleet.sandbox.hostimage import ensure_host_image
+    from vllm_fleet.vm.paths import ensure_collection_link
 
     ensure_collection_link()
     ensure_engine()

@@ -8,14 +8,7 @@ from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 from ansible.utils.vars import isidentifier
 
-try:
-    from vllm_fleet.plan import plan_for_host
-    from vllm_fleet.spec import SpecError
-except ImportError as exc:  # pragma: no cover - depends on the controller's environment
-    plan_for_host = None
-    IMPORT_ERROR = exc
-else:
-    IMPORT_ERROR = None
+from ansible_collections.vllmfleet.fleet.plugins.plugin_utils.fleet import require_package
 
 
 class ActionModule(ActionBase):
@@ -33,11 +26,10 @@ class ActionModule(ActionBase):
                 "resolve_auto": {"type": "bool", "default": False},
             }
         )
-        if plan_for_host is None:
-            raise AnsibleActionFail(
-                f"the vllm_fleet Python package is not importable on the controller ({IMPORT_ERROR}); "
-                "install it with `pip install -e .` in the environment that runs ansible-playbook"
-            )
+        require_package()
+        from vllm_fleet.spec import SpecError
+        from vllm_fleet.vm.plan import plan_for_host
+
         if not isidentifier(args["fact_name"]):
             raise AnsibleActionFail(f"fact_name {args['fact_name']!r} is not a valid variable name")
         variables = dict(task_vars)
@@ -56,5 +48,5 @@ class ActionModule(ActionBase):
         except SpecError as exc:
             result.update(failed=True, msg=exc.render(), issues=[i.as_dict() for i in exc.issues])
             return result
-        result.update(changed=False, ansible_facts={args["fact_name"]: plan})
+        result.update(changed=False, ansible_facts={args["fact_name"]: plan.model_dump(mode="json")})
         return result

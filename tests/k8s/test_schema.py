@@ -10,15 +10,15 @@ import pytest
 from tests.k8s.schema import check, check_inference_service
 from tests.k8s.specs import GOOD, load
 from vllm_fleet.k8s.render import rendered_manifests
-from vllm_fleet.k8s.validation import cluster_settings
-from vllm_fleet.spec import Target, validate_spec
+from vllm_fleet.k8s.validation import CLUSTER_TARGET, cluster_settings
+from vllm_fleet.spec import validate_spec
 
 CORE_MODELS = {"Namespace": "V1Namespace", "Secret": "V1Secret", "ServiceAccount": "V1ServiceAccount",
                "PersistentVolumeClaim": "V1PersistentVolumeClaim", "Ingress": "V1Ingress"}
 
 
 def manifests(path) -> list[dict[str, Any]]:
-    return rendered_manifests(validate_spec(load(path), Target.K8S))
+    return rendered_manifests(validate_spec(load(path), CLUSTER_TARGET))
 
 
 def isvcs(path) -> list[dict[str, Any]]:
@@ -28,7 +28,7 @@ def isvcs(path) -> list[dict[str, Any]]:
 def test_the_specs_cover_every_case_the_issue_names() -> None:
     seen: set[str] = set()
     for path in GOOD:
-        for svc in validate_spec(load(path), Target.K8S).services:
+        for svc in validate_spec(load(path), CLUSTER_TARGET).services:
             s = cluster_settings(svc)
             seen |= {svc.uri.scheme, svc.task.value, s.mode, "standard" if s.is_standard else "knative"}
             if svc.tensor_parallel_size > 1:

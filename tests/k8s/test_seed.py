@@ -10,7 +10,8 @@ from tests.k8s.harness import run_program, unwrap
 from tests.k8s.schema import check_inference_service
 from tests.k8s.specs import HERE
 from vllm_fleet.k8s.render import rendered_manifests
-from vllm_fleet.spec import Target, validate_spec
+from vllm_fleet.k8s.validation import CLUSTER_TARGET
+from vllm_fleet.spec import validate_spec
 
 SEED = yaml.safe_load((HERE / "seed_000_inferenceservice.yaml").read_text())
 SEED_CONTAINER = SEED["spec"]["predictor"]["containers"][0]
@@ -38,7 +39,7 @@ def flag_values(args: list[str]) -> dict[str, str]:
 
 
 def ours() -> dict[str, Any]:
-    [isvc] = [m for m in rendered_manifests(validate_spec(SPEC, Target.K8S)) if m["kind"] == "InferenceService"]
+    [isvc] = [m for m in rendered_manifests(validate_spec(SPEC, CLUSTER_TARGET)) if m["kind"] == "InferenceService"]
     return isvc
 
 

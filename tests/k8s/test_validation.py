@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from vllm_fleet.k8s.validation import k8s_size
-from vllm_fleet.spec import SpecError, Target, validate_spec
+from vllm_fleet.k8s.validation import CLUSTER_TARGET
+from vllm_fleet.spec import SpecError, validate_spec
+from vllm_fleet.units import k8s_size
+from vllm_fleet.vm.rules import VM_TARGET
 
 
 def spec(name: str, **kubernetes: object) -> dict[str, object]:
@@ -16,22 +18,22 @@ def spec(name: str, **kubernetes: object) -> dict[str, object]:
 @pytest.mark.parametrize(("mode", "longest"), [("Standard", 53), ("RawDeployment", 53), ("Knative", 47),
                                                ("Serverless", 47)])
 def test_name_limit_follows_the_names_kserve_derives(mode: str, longest: int) -> None:
-    validate_spec(spec("a" * longest, deployment_mode=mode), Target.K8S)
+    validate_spec(spec("a" * longest, deployment_mode=mode), CLUSTER_TARGET)
     with pytest.raises(SpecError) as err:
-        validate_spec(spec("a" * (longest + 1), deployment_mode=mode), Target.K8S)
+        validate_spec(spec("a" * (longest + 1), deployment_mode=mode), CLUSTER_TARGET)
     assert [i.path for i in err.value.issues] == ["services[0].name"]
     assert f"at most {longest}" in err.value.issues[0].problem
 
 
 def test_the_kubernetes_block_is_not_checked_for_vms() -> None:
-    validate_spec(spec("chat", min_replicas=-1), Target.VM)
+    validate_spec(spec("chat", min_replicas=-1), VM_TARGET)
     with pytest.raises(SpecError):
-        validate_spec(spec("chat", min_replicas=-1), Target.K8S)
+        validate_spec(spec("chat", min_replicas=-1), CLUSTER_TARGET)
 
 
 def test_every_problem_is_reported_at_once() -> None:
     with pytest.raises(SpecError) as err:
-        validate_spec(spec("chat", min_replicas=-1, max_replicas=0, scale_target=3), Target.K8S)
+        validate_spec(spec("chat", min_replicas=-1, max_replicas=0, scale_target=3), CLUSTER_TARGET)
     assert sorted(i.path for i in err.value.issues) == [
         "services[0].kubernetes.max_replicas", "services[0].kubernetes.min_replicas",
         "services[0].kubernetes.scale_target"]

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from vllm_fleet.runner import run_playbook
+from vllm_fleet.vm.runner import run_playbook
 
 pytestmark = pytest.mark.world  # runs ansible-playbook (no Docker needed, but it is a real playbook run)
 

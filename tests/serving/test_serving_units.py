@@ -6,8 +6,9 @@ import copy
 
 import pytest
 
-from vllm_fleet import serving
-from vllm_fleet.plan import plan_for_host
+from vllm_fleet.vm import container
+from vllm_fleet.vm.checks import host_problems
+from vllm_fleet.vm.plan import HostPlan, plan_for_host
 
 SETTINGS = {"prefix": "vllm-", "registry_mirror": "", "hf_home": "/var/lib/vllm-fleet/hf-home", "tz": "Etc/UTC",
             "restart_policy": "unless-stopped", "log_max_size": "100m", "log_max_file": 5, "ipc_host": False}
@@ -25,8 +26,8 @@ def plan(spec=SPEC, **variables):
 
 
 def test_gpu_service_gets_its_device_ids_and_shm() -> None:
-    chat = plan()["services"][0]
-    params = serving.container_params(chat, settings=SETTINGS, weights_dirs={"chat": {"path": "/m/chat/abc",
+    chat = plan().services[0]
+    params = container.container_params(chat, settings=SETTINGS, weights_dirs={"chat": {"path": "/m/chat/abc",
                                                                                       "revision": "abc"}})
     assert params["device_requests"] == [{"driver": "nvidia", "capabilities": [["gpu"]], "device_ids": ["0", "1"]}]
     assert params["shm_size"] == "16g" and "ipc_mode" not in params
@@ -40,8 +41,8 @@ def test_gpu_service_gets_its_device_ids_and_shm() -> None:
 
 
 def test_cpu_service_has_no_gpus_and_a_pooling_runner() -> None:
-    tiny = plan()["services"][1]
-    params = serving.container_params(tiny, settings={**SETTINGS, "ipc_host": True})
+    tiny = plan().services[1]
+    params = container.container_params(tiny, settings={**SETTINGS, "ipc_host": True})
     assert "device_requests" not in params and params["ipc_mode"] == "host" and "shm_size" not in params
     assert params["mounts"][0]["source"] == "/srv/models/tiny"
     args = params["command"]
@@ -49,18 +50,17 @@ def test_cpu_service_has_no_gpus_and_a_pooling_runner() -> None:
 
 
 def test_spec_hash_moves_with_what_must_restart_the_service() -> None:
-    tiny = plan()["services"][1]
-    base = serving.container_params(tiny, settings=SETTINGS, image_id="sha256:a", api_key="k1")
-    same = serving.container_params(copy.deepcopy(tiny), settings=SETTINGS, image_id="sha256:a", api_key="k1")
+    tiny = plan().services[1]
+    base = container.container_params(tiny, settings=SETTINGS, image_id="sha256:a", api_key="k1")
+    same = container.container_params(copy.deepcopy(tiny), settings=SETTINGS, image_id="sha256:a", api_key="k1")
     key = "io.vllm-fleet.spec-hash"
     assert base["labels"][key] == same["labels"][key]
-    changed_args = copy.deepcopy(tiny)
-    changed_args["engine_args"] = [*tiny["engine_args"], "--max-num-seqs", "8"]
+    changed_args = tiny.model_copy(update={"engine_args": [*tiny.engine_args, "--max-num-seqs", "8"]})
     variants = [
-        serving.container_params(tiny, settings=SETTINGS, image_id="sha256:b", api_key="k1"),
-        serving.container_params(tiny, settings=SETTINGS, image_id="sha256:a", api_key="k2"),
-        serving.container_params(changed_args, settings=SETTINGS, image_id="sha256:a", api_key="k1"),
-        serving.container_params(tiny, settings=SETTINGS, image_id="sha256:a", api_key="k1",
+        container.container_params(tiny, settings=SETTINGS, image_id="sha256:b", api_key="k1"),
+        container.container_params(tiny, settings=SETTINGS, image_id="sha256:a", api_key="k2"),
+        container.container_params(changed_args, settings=SETTINGS, image_id="sha256:a", api_key="k1"),
+        container.container_params(tiny, settings=SETTINGS, image_id="sha256:a", api_key="k1",
                                  weights_dirs={"tiny": {"path": "/m/tiny/r2", "revision": "r2"}}),
     ]
     assert len({base["labels"][key], *(v["labels"][key] for v in variants)}) == 5
@@ -68,8 +68,8 @@ def test_spec_hash_moves_with_what_must_restart_the_service() -> None:
 
 
 def test_hub_service_without_fetched_weights_is_refused() -> None:
-    with pytest.raises(serving.ServingError, match="run the weights stage"):
-        serving.container_params(plan()["services"][0], settings=SETTINGS)
+    with pytest.raises(container.ServingError, match="run the weights stage"):
+        container.container_params(plan().services[0], settings=SETTINGS)
 
 
 @pytest.mark.parametrize(("image", "mirror", "expected"), [
@@ -79,25 +79,29 @@ def test_hub_service_without_fetched_weights_is_refused() -> None:
     ("vllm/vllm-openai:v0.32.0", "", "vllm/vllm-openai:v0.32.0"),
 ])
 def test_registry_mirror_rewrites_references(image: str, mirror: str, expected: str) -> None:
-    assert serving.mirror_image(image, mirror) == expected
+    assert container.mirror_image(image, mirror) == expected
 
 
 def test_canary_runs_beside_on_an_offset_port_without_restarts() -> None:
-    params = serving.container_params(plan()["services"][1], settings=SETTINGS)
-    canary = serving.canary_params(params, 10000)
+    params = container.container_params(plan().services[1], settings=SETTINGS)
+    canary = container.canary_params(params, 10000)
     assert canary["name"] == "vllm-tiny-candidate" and canary["published_ports"] == ["18001:8000"]
     assert canary["restart_policy"] == "no" and canary["labels"]["io.vllm-fleet.managed"] == "candidate"
     assert params["labels"]["io.vllm-fleet.managed"] == "true"
 
 
 def test_ipc_host_needs_a_large_enough_host_shm() -> None:
-    services = plan()["services"]
+    services = plan().services
     small = [{"mount": "/dev/shm", "size_total": 64 * 1024 * 1024}]
     big = [{"mount": "/dev/shm", "size_total": 32 * 1024**3}]
-    problems = serving.shm_problems(services, small, ipc_host=True)
+    def shm(mounts: list, ipc_host: bool) -> list[str]:
+        return host_problems(HostPlan(services=services), mounts=mounts, ipc_host=ipc_host, containers=[],
+                             gpu_facts=None, prefix="vllm-")
+
+    problems = shm(small, ipc_host=True)
     assert len(problems) == 1 and "64 MiB" in problems[0] and "16384 MiB" in problems[0]
-    assert serving.shm_problems(services, big, ipc_host=True) == []
-    assert serving.shm_problems(services, small, ipc_host=False) == []
+    assert shm(big, ipc_host=True) == []
+    assert shm(small, ipc_host=False) == []
 
 
 def test_plan_sizes_max_model_len_when_the_config_is_known(tmp_path) -> None:
@@ -109,9 +113,9 @@ def test_plan_sizes_max_model_len_when_the_config_is_known(tmp_path) -> None:
     model.mkdir()
     shutil.copy(Path(__file__).parent / "fixtures/model_configs/llama-3.1-8b.json", model / "config.json")
     spec = {"services": [{"name": "llama", "storage_uri": f"file://{model}", "gpus": [0]}]}
-    svc = plan(spec, vllm_fleet_gpus={"count": 1, "memory_mib": 23034})["services"][0]
-    assert svc["max_model_len_sized"] == 28416
-    assert svc["engine_args"][-2:] == ["--max-model-len", "28416"]
+    svc = plan(spec, vllm_fleet_gpus={"count": 1, "memory_mib": 23034}).services[0]
+    assert svc.max_model_len_sized == 28416
+    assert svc.engine_args[-2:] == ["--max-model-len", "28416"]
     assert json.loads((model / "config.json").read_text())["hidden_size"] == 4096
 
 
@@ -126,7 +130,7 @@ def test_every_flag_the_spec_renders_is_a_flag_of_the_pinned_vllm() -> None:
              "enforce_eager": True, "max_num_seqs": 8}},
         {"name": "b", "task": "score", "storage_uri": "hf://org/r", "gpus": [4], "port": 8001},
     ]}
-    rendered = [a for svc in plan(spec)["services"] for a in svc["engine_args"] if a.startswith("--")]
+    rendered = [a for svc in plan(spec).services for a in svc.engine_args if a.startswith("--")]
     assert len(set(rendered)) >= 18
     assert [a for a in rendered if a not in known_flags()] == []
 
@@ -154,24 +158,30 @@ def test_extra_args_are_checked_against_the_real_flag_table(args: list[str], pro
 
 
 def test_a_port_published_by_a_foreign_container_is_a_conflict() -> None:
-    services = plan()["services"]
+    services = plan().services
     containers = [
         {"Names": ["/nginx"], "Ports": [{"PrivatePort": 80, "PublicPort": 8001, "Type": "tcp"}], "Labels": {}},
         {"Names": ["/vllm-chat"], "Ports": [{"PrivatePort": 8000, "PublicPort": 8000}], "Labels": {}},
         {"Names": ["/vllm-tiny-candidate"], "Ports": [{"PrivatePort": 8000, "PublicPort": 18001}]},
         {"Names": ["/other"], "Ports": [{"PrivatePort": 8000}], "Labels": {}},
     ]
-    problems = serving.port_conflicts(services, containers, "vllm-")
+    problems = host_problems(HostPlan(services=services), mounts=[], ipc_host=False, containers=containers,
+                             gpu_facts=None, prefix="vllm-")
     assert len(problems) == 1 and "port 8001 of service tiny" in problems[0] and "nginx" in problems[0]
 
 
 def test_gpu_ids_are_checked_against_the_real_gpus() -> None:
-    services = plan()["services"]
-    assert serving.gpu_problems(services, {"gpu_count": 4}) == []
-    assert "asks for 2 GPU(s); this host has 1" in serving.gpu_problems(services, {"gpu_count": 1})[0]
-    high = [dict(services[0], device_ids=[2, 3])]
-    assert "GPU id(s) [3] do not exist" in serving.gpu_problems(high, {"gpu_count": 3})[0]
-    assert serving.gpu_problems(services, {}) == []
+    services = plan().services
+
+    def gpus(services: list, facts: dict) -> list[str]:
+        return host_problems(HostPlan(services=services), mounts=[], ipc_host=False, containers=[],
+                             gpu_facts=facts, prefix="vllm-")
+
+    assert gpus(services, {"gpu_count": 4}) == []
+    assert "asks for 2 GPU(s); this host has 1" in gpus(services, {"gpu_count": 1})[0]
+    high = [services[0].model_copy(update={"device_ids": [2, 3]})]
+    assert "GPU id(s) [3] do not exist" in gpus(high, {"gpu_count": 3})[0]
+    assert gpus(services, {}) == []
 
 
 def test_gpu_counts_get_their_own_ids_beside_listed_ones() -> None:
@@ -180,8 +190,8 @@ def test_gpu_counts_get_their_own_ids_beside_listed_ones() -> None:
         {"name": "b", "storage_uri": "hf://org/b", "gpus": [0], "port": 8001},
         {"name": "c", "storage_uri": "hf://org/c", "gpus": 1, "port": 8002},
     ]}
-    ids = {s["name"]: s["device_ids"] for s in plan(spec)["services"]}
+    ids = {s.name: s.device_ids for s in plan(spec).services}
     assert ids == {"a": [1, 2], "b": [0], "c": [3]}
-    params = serving.container_params(plan(spec)["services"][2], settings=SETTINGS,
+    params = container.container_params(plan(spec).services[2], settings=SETTINGS,
                                       weights_dirs={"c": {"path": "/m/c/r", "revision": "r"}})
     assert params["device_requests"][0]["device_ids"] == ["3"] and "count" not in params["device_requests"][0]

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from vllm_fleet.plan import plan_for_host
 from vllm_fleet.spec import SpecError
+from vllm_fleet.vm.plan import HostPlan, plan_for_host
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = Path(__file__).parent / "fixtures/model_configs"
@@ -36,10 +36,10 @@ def config(name: str) -> dict:
 def test_auto_picks_the_smallest_size_that_holds_the_full_context() -> None:
     svc = plan_for_host(auto_spec(), "h", variables={"vllm_fleet_gpus": A100,
                                                       "vllm_fleet_model_configs": {"llama": config("llama-3.1-70b")}}
-                        )["services"][0]
+                        ).services[0]
     # 2 x A100 hold 22784 tokens of a 70B model, 4 hold its 131072.
-    assert svc["tensor_parallel_size"] == 4 and svc["gpu_count"] == 4 and svc["device_ids"] == [0, 1, 2, 3]
-    args = svc["engine_args"]
+    assert svc.tensor_parallel_size == 4 and svc.gpu_count == 4 and svc.device_ids == [0, 1, 2, 3]
+    args = svc.engine_args
     assert args[args.index("--tensor-parallel-size") + 1] == "4"
     assert args[args.index("--max-model-len") + 1] == "131072"
 
@@ -47,14 +47,14 @@ def test_auto_picks_the_smallest_size_that_holds_the_full_context() -> None:
 def test_auto_takes_the_first_ids_of_a_device_pool() -> None:
     svc = plan_for_host(auto_spec(gpus=[4, 5, 6, 7], uri="hf://meta-llama/Llama-3.1-8B-Instruct"), "h",
                         variables={"vllm_fleet_gpus": A100,
-                                   "vllm_fleet_model_configs": {"llama": config("llama-3.1-8b")}})["services"][0]
-    assert svc["tensor_parallel_size"] == 1 and svc["device_ids"] == [4] and svc["gpu_count"] == 1
-    assert "--tensor-parallel-size" not in svc["engine_args"]
+                                   "vllm_fleet_model_configs": {"llama": config("llama-3.1-8b")}}).services[0]
+    assert svc.tensor_parallel_size == 1 and svc.device_ids == [4] and svc.gpu_count == 1
+    assert "--tensor-parallel-size" not in svc.engine_args
 
 
 def test_auto_without_facts_is_left_for_the_serve_stage_unless_asked_to_settle() -> None:
-    svc = plan_for_host(auto_spec(), "h", variables={})["services"][0]
-    assert svc["tensor_parallel_size"] == "auto" and "--tensor-parallel-size" not in svc["engine_args"]
+    svc = plan_for_host(auto_spec(), "h", variables={}).services[0]
+    assert svc.tensor_parallel_size == "auto" and "--tensor-parallel-size" not in svc.engine_args
     with pytest.raises(SpecError) as err:
         plan_for_host(auto_spec(), "h", variables={}, resolve_auto=True)
     issue = err.value.issues[0]
@@ -100,11 +100,11 @@ def test_the_serve_stage_sizes_auto_from_the_weights_on_the_host(tmp_path: Path)
     proc = run_size_auto(tmp_path, auto_spec(), vllm_fleet_gpus=A100,
                          model_weights_paths={"llama": {"path": str(model), "revision": "rev1"}})
     assert proc.returncode == 0, proc.stdout[-3000:]
-    before = json.loads((tmp_path / "before.json").read_text())["services"][0]
-    after = json.loads((tmp_path / "after.json").read_text())["services"][0]
-    assert before["tensor_parallel_size"] == "auto"
-    assert after["tensor_parallel_size"] == 4 and after["gpu_count"] == 4
-    assert after["engine_args"][after["engine_args"].index("--tensor-parallel-size") + 1] == "4"
+    before = HostPlan.model_validate_json((tmp_path / "before.json").read_text()).services[0]
+    after = HostPlan.model_validate_json((tmp_path / "after.json").read_text()).services[0]
+    assert before.tensor_parallel_size == "auto"
+    assert after.tensor_parallel_size == 4 and after.gpu_count == 4
+    assert after.engine_args[after.engine_args.index("--tensor-parallel-size") + 1] == "4"
 
 
 def test_the_serve_stage_refuses_a_model_that_does_not_fit_before_any_container(tmp_path: Path) -> None:

@@ -9,8 +9,10 @@ from typer.testing import CliRunner
 
 from vllm_fleet.cli import app
 from vllm_fleet.engine_args import render_engine_args
-from vllm_fleet.spec import SpecError, Target, parse_storage_uri, validate_spec
+from vllm_fleet.k8s.validation import CLUSTER_TARGET
+from vllm_fleet.spec import SpecError, parse_storage_uri, validate_spec
 from vllm_fleet.spec.uri import UriError
+from vllm_fleet.vm.rules import VM_TARGET
 
 REPO = Path(__file__).resolve().parents[2]
 INVENTORIES = sorted(p for p in (REPO / "inventories").iterdir() if p.is_dir())
@@ -63,12 +65,12 @@ def test_bad_uris(raw: str) -> None:
 
 
 def test_scheme_rules_differ_by_target() -> None:
-    validate_spec(one(storage_uri="pvc://cache/qwen"), Target.K8S)
+    validate_spec(one(storage_uri="pvc://cache/qwen"), CLUSTER_TARGET)
     with pytest.raises(SpecError, match="pvc://"):
-        validate_spec(one(storage_uri="pvc://cache/qwen"), Target.VM)
-    validate_spec(one(storage_uri="file:///data/qwen"), Target.VM)
+        validate_spec(one(storage_uri="pvc://cache/qwen"), VM_TARGET)
+    validate_spec(one(storage_uri="file:///data/qwen"), VM_TARGET)
     with pytest.raises(SpecError, match="file://"):
-        validate_spec(one(storage_uri="file:///data/qwen"), Target.K8S)
+        validate_spec(one(storage_uri="file:///data/qwen"), CLUSTER_TARGET)
 
 
 def test_every_problem_is_reported_at_once() -> None:
@@ -77,7 +79,7 @@ def test_every_problem_is_reported_at_once() -> None:
         {"name": "a", "task": "embed", "storage_uri": "hf://o/r", "engine": {"tool_call_parser": "hermes"}},
     ]}
     with pytest.raises(SpecError) as exc:
-        validate_spec(spec, Target.VM)
+        validate_spec(spec, VM_TARGET)
     paths = {i.path for i in exc.value.issues}
     assert {"services[0].gpus", "services[0].storage_uri", "services[1].name",
             "services[1].engine.tool_call_parser", "services[1].port"} <= paths
@@ -89,7 +91,7 @@ def test_seed_compose_llm_renders_the_seed_flags() -> None:
         tensor_parallel_size=2,
         engine={"enable_prefix_caching": True, "tool_call_parser": "hermes", "quantization": "gptq",
                 "extra_args": ["--distributed-executor-backend", "ray"]},
-    ), Target.VM)
+    ), VM_TARGET)
     args = render_engine_args(dep.services[0])
     assert args[:8] == ["--model", "/mnt/models", "--served-model-name", "gpt-4", "--host", "0.0.0.0",
                         "--port", "8000"]
@@ -102,21 +104,21 @@ def test_seed_compose_llm_renders_the_seed_flags() -> None:
 
 @pytest.mark.parametrize(("task", "convert"), [("embed", "embed"), ("score", "classify")])
 def test_pooling_services_use_the_pooling_runner(task: str, convert: str) -> None:
-    dep = validate_spec(one(task=task), Target.VM)
+    dep = validate_spec(one(task=task), VM_TARGET)
     args = render_engine_args(dep.services[0])
     i = args.index("--runner")
     assert args[i: i + 4] == ["--runner", "pooling", "--convert", convert]
 
 
 def test_generate_service_has_no_pooling_runner() -> None:
-    assert "--runner" not in render_engine_args(validate_spec(one(), Target.VM).services[0])
+    assert "--runner" not in render_engine_args(validate_spec(one(), VM_TARGET).services[0])
 
 
 def test_secret_refs_are_listed_by_path() -> None:
     dep = validate_spec({"services": [{
         "name": "chat", "storage_uri": "s3://models/x", "api_key": {"vault": "vault_key"},
         "storage": {"credentials": {"s3": {"access_key_id": {"env": "AK"}, "secret_access_key": {"env": "SK"}}}},
-    }]}, Target.VM)
+    }]}, VM_TARGET)
     refs = dep.services[0].secret_refs()
     assert set(refs) == {"api_key", "storage.credentials.s3.access_key_id", "storage.credentials.s3.secret_access_key"}
     assert refs["api_key"].kind == "vault"

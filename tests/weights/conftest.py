@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _collection_on_path() -> None:
-    from vllm_fleet.paths import ensure_collection_link
+    from vllm_fleet.vm.paths import ensure_collection_link
 
     ensure_collection_link()
     collections = str(REPO / ".collections")

@@ -168,15 +168,16 @@ def test_existing_directory_from_another_uri_is_refused(tmp_path):
 
 
 def test_source_plan_is_what_the_role_reads():
-    from vllm_fleet.plan import source_plan
-    from vllm_fleet.spec import Target, validate_spec
+    from vllm_fleet.spec import validate_spec
+    from vllm_fleet.vm.plan import service_plan
+    from vllm_fleet.vm.rules import VM_TARGET
 
     dep = validate_spec({"services": [{
         "name": "chat", "storage_uri": "s3://bucket/models/chat", "accelerator": "cpu", "gpus": 0,
         "storage": {"allow_patterns": ["*.json"], "timeout_seconds": 30, "retries": 1, "credentials": {"s3": {
             "access_key_id": {"env": "K"}, "secret_access_key": {"env": "S"}, "endpoint": "http://minio:9000"}}}}]},
-        Target.VM, source="test")
-    assert source_plan(dep.services[0]) == {
+        VM_TARGET, source="test")
+    assert service_plan(dep.services[0], "h").source.model_dump() == {
         "uri": "s3://bucket/models/chat", "display_uri": "s3://bucket/models/chat", "scheme": "s3", "revision": None,
         "endpoint": None, "allow_patterns": ["*.json"], "ignore_patterns": [], "sha256": {}, "timeout_seconds": 30,
         "retries": 1, "s3": {"region": None, "endpoint": "http://minio:9000", "verify_ssl": True}}

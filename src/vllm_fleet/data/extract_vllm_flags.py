@@ -1,6 +1,6 @@
 """Dump the option table of vLLM's OpenAI server argparser as JSON. Runs INSIDE the vLLM image.
 
-Regenerate the checked-in table with `python -m vllm_fleet.vllm_flags --regenerate` (uses the local
+Regenerate the checked-in table with `python -m vllm_fleet.sandbox.flag_table --regenerate` (uses the local
 vLLM CPU image, `python -m vllm_fleet.sandbox.vllm_image`).
 """
 

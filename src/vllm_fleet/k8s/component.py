@@ -11,10 +11,10 @@ import pulumi_kubernetes as k8s
 from pulumi_kubernetes.apiextensions import CustomResource
 
 from vllm_fleet.k8s.manifests import ConfigSecret, Manifest, external_url, internal_url, service_manifests
+from vllm_fleet.k8s.validation import CONFIG_NAMESPACE
 from vllm_fleet.spec.model import Service
 
 COMPONENT_TYPE = "vllmfleet:k8s:InferenceService"
-CONFIG_NAMESPACE = "vllm-fleet"
 
 SecretResolver = Callable[[str], pulumi.Input[str]]
 

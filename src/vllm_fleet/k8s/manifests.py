@@ -15,8 +15,9 @@ from urllib.parse import urlsplit
 
 from vllm_fleet.engine_args import MODEL_MOUNT, SERVER_MODULE, render_engine_args
 from vllm_fleet.k8s.model import ClusterSettings
-from vllm_fleet.k8s.validation import GCS_KEY, HF_KEY, MODELSCOPE_KEY, S3_KEYS, cluster_settings, k8s_size
+from vllm_fleet.k8s.validation import GCS_KEY, HF_KEY, MODELSCOPE_KEY, S3_KEYS, cluster_settings
 from vllm_fleet.spec.model import Accelerator, Deployment, S3Credentials, SecretRef, Service
+from vllm_fleet.units import k8s_size
 
 Manifest = dict[str, Any]
 

@@ -7,7 +7,6 @@ from typing import Any
 import pulumi
 
 from vllm_fleet.k8s.component import (
-    CONFIG_NAMESPACE,
     InferenceService,
     InferenceServiceArgs,
     SecretResolver,
@@ -15,16 +14,13 @@ from vllm_fleet.k8s.component import (
     register_manifest,
 )
 from vllm_fleet.k8s.manifests import namespace_manifest
-from vllm_fleet.k8s.validation import cluster_settings
-from vllm_fleet.spec import Deployment, SpecError, SpecIssue, Target, validate_spec
-
-SPEC_KEY = "spec"
-SPEC_SOURCE = f"Pulumi config {CONFIG_NAMESPACE}:{SPEC_KEY}"
+from vllm_fleet.k8s.validation import CLUSTER_TARGET, CONFIG_NAMESPACE, SPEC_KEY, SPEC_SOURCE, cluster_settings
+from vllm_fleet.spec import Deployment, SpecError, SpecIssue, validate_spec
 
 
 def load_deployment(data: Any) -> Deployment:
     """The validated spec; raises SpecError before anything is registered."""
-    return validate_spec(data, Target.K8S, source=SPEC_SOURCE)
+    return validate_spec(data, CLUSTER_TARGET, source=SPEC_SOURCE)
 
 
 def missing_secret_config(dep: Deployment) -> list[SpecIssue]:

@@ -7,9 +7,8 @@ from typing import Any
 
 import yaml
 
-from vllm_fleet.k8s.component import CONFIG_NAMESPACE
 from vllm_fleet.k8s.manifests import ConfigSecret, Manifest, deployment_manifests
-from vllm_fleet.k8s.program import SPEC_KEY
+from vllm_fleet.k8s.validation import CONFIG_NAMESPACE, SPEC_KEY
 from vllm_fleet.spec import Deployment, SpecError, SpecIssue
 
 

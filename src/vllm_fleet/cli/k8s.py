@@ -7,14 +7,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from vllm_fleet.spec import SpecError, SpecIssue, Target, load_spec_file, validate_spec
-
-EXIT_BAD_INPUT = 2
+from vllm_fleet.cli.output import ExitStatus, plain
+from vllm_fleet.k8s.validation import CLUSTER_TARGET
+from vllm_fleet.spec import SpecError, SpecIssue, load_spec_file, validate_spec
 
 k8s_app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-console = Console(stderr=True)
 
 
 @k8s_app.command()
@@ -37,18 +35,17 @@ def render(
             raise SpecError([SpecIssue(str(source), "(missing)", "does not exist", "give an existing file")],
                             "k8s render")
         data = load_spec_file(source) if spec is not None else stack_spec(source)
-        dep = validate_spec(data, Target.K8S, source=str(source))
+        dep = validate_spec(data, CLUSTER_TARGET, source=str(source))
     except SpecError as exc:
-        console.print(exc.render(), markup=False, highlight=False)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        plain(exc.render())
+        raise typer.Exit(ExitStatus.BAD_INPUT) from None
     manifests = rendered_manifests(dep)
     if output == "-":
         sys.stdout.write(to_yaml(manifests))
     else:
         for path in write(manifests, Path(output)):
-            console.print(f"wrote {path}", markup=False, highlight=False)
+            plain(f"wrote {path}")
     keys = config_secret_keys(dep)
     if keys:
-        console.print("Secrets from Pulumi config are written as markers, never as values; fill them in "
-                      f"before `kubectl apply` ({', '.join(keys)}), or use k8s_secret references.",
-                      markup=False, highlight=False)
+        plain("Secrets from Pulumi config are written as markers, never as values; fill them in "
+              f"before `kubectl apply` ({', '.join(keys)}), or use k8s_secret references.")

@@ -1,0 +1,187 @@
+"""Checks of what the serve stage will run: on the controller before any host is touched, and against a host's
+real state (its /dev/shm, GPUs and containers) before anything on it changes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from vllm_fleet.sizing import SizingError, size
+from vllm_fleet.spec import Deployment, Service, SpecIssue
+from vllm_fleet.spec.errors import show_value
+from vllm_fleet.units import spec_size_mib
+from vllm_fleet.vllm_flags import check_extra_args
+from vllm_fleet.vm.container import LABEL_PREFIX, container_name
+from vllm_fleet.vm.plan import HostPlan
+
+# vLLM's own floor: it refused to start with 64 MiB and asked for 160 MiB on a tiny model.
+MIN_SHM_MIB = 160
+
+
+def _load_config(svc: Service, configs: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The model's config.json when the controller can see it: given in vllm_fleet_model_configs (a mapping or a
+    path), or a file:// weights directory that exists on the controller."""
+    given = configs.get(svc.name)
+    if isinstance(given, Mapping):
+        return dict(given)
+    path = Path(str(given)) if given else None
+    if path is None and svc.uri.scheme == "file":
+        path = Path(svc.storage_uri[len("file://"):]) / "config.json"
+    if path is not None and path.is_dir():
+        path = path / "config.json"
+    if path is not None and path.is_file():
+        loaded = json.loads(path.read_text())
+        return loaded if isinstance(loaded, dict) else None
+    return None
+
+
+def serving_issues(dep: Deployment, variables: Mapping[str, Any], *, resolve_auto: bool = False
+                   ) -> tuple[list[SpecIssue], dict[str, dict[str, Any]]]:
+    """Controller-side checks of what the serving stage will run, before any host is touched.
+
+    Returns (issues, what the plan settles per service name: max_model_len, and for tensor_parallel_size auto
+    the chosen size and the GPUs it takes). Host variables read: vllm_fleet_gpus ({count, memory_mib}: the
+    host's GPUs, as the prepare stage's gpu_facts reports them), vllm_fleet_model_configs (service -> config.json
+    path or mapping) and vllm_server_ipc_host. A service with tensor_parallel_size auto whose GPUs or config.json
+    are not known yet is left for a later plan; with resolve_auto that is an error.
+    """
+    issues: list[SpecIssue] = []
+    settled: dict[str, dict[str, Any]] = {}
+    gpus = variables.get("vllm_fleet_gpus") or {}
+    configs = variables.get("vllm_fleet_model_configs") or {}
+    ipc_host = bool(variables.get("vllm_server_ipc_host", False))
+    counted = 0
+    for i, svc in enumerate(dep.services):
+        at = f"services[{i}]"
+        for index, problem, fix in check_extra_args(list(svc.engine.extra_args)):
+            issues.append(SpecIssue(f"{at}.engine.extra_args[{index}]", show_value(svc.engine.extra_args[index]),
+                                    problem, fix))
+        if not ipc_host and spec_size_mib(svc.shm_size) < MIN_SHM_MIB:
+            issues.append(SpecIssue(f"{at}.shm_size", show_value(svc.shm_size),
+                                    f"is below the {MIN_SHM_MIB} MiB of shared memory vLLM needs to start",
+                                    "give at least 1g (16g on multi-GPU hosts)"))
+        config = _load_config(svc, configs) if svc.accelerator.value == "nvidia" and gpus else None
+        if svc.tp_auto and (config is None or not gpus.get("memory_mib")):
+            if resolve_auto:
+                missing = ("the host's GPUs (vllm_fleet_gpus)" if not gpus.get("memory_mib")
+                           else "the model's config.json")
+                issues.append(SpecIssue(f"{at}.tensor_parallel_size", show_value(svc.tensor_parallel_size),
+                                        f"cannot be sized: {missing} is not known",
+                                        "run the prepare and weights stages first (deploy-vllm.yml does), "
+                                        "or give tensor_parallel_size and gpus as numbers"))
+            continue
+        if svc.accelerator.value != "nvidia" or not gpus:
+            continue
+        count = int(gpus.get("count", 0))
+        for dev in svc.device_ids or []:
+            if dev >= count:
+                issues.append(SpecIssue(f"{at}.gpus", show_value(svc.gpus),
+                                        f"GPU {dev} does not exist: the host has {count} GPU(s), ids 0-{count - 1}",
+                                        "use ids the host has, as nvidia-smi lists them"))
+        if svc.gpu_count > count and not svc.tp_auto:
+            issues.append(SpecIssue(f"{at}.gpus", show_value(svc.gpus),
+                                    f"asks for {svc.gpu_count} GPU(s) but the host has {count}",
+                                    "lower tensor_parallel_size and gpus, or pick a larger host"))
+            continue
+        if config is None or not gpus.get("memory_mib"):
+            counted += svc.gpu_count
+            continue
+        pool = min(svc.gpu_count, count)
+        fixed_tp = svc.tensor_parallel_size if isinstance(svc.tensor_parallel_size, int) else None
+        try:
+            result = size(config, gpu_mib=int(gpus["memory_mib"]), gpu_count=pool,
+                          utilization=svc.engine.gpu_memory_utilization, max_model_len=svc.engine.max_model_len,
+                          tensor_parallel_size=fixed_tp)
+        except SizingError as exc:
+            hint = "use a larger GPU, quantization, or a lower max_model_len"
+            try:
+                fit = size(config, gpu_mib=int(gpus["memory_mib"]), gpu_count=count,
+                           utilization=svc.engine.gpu_memory_utilization)
+                need = fit.tensor_parallel_size
+                hint = (f"give it a pool of at least {need} GPUs (gpus: {need})" if svc.tp_auto else
+                        f"it fits at tensor_parallel_size {need} (gpus: {need}) with max_model_len {fit.max_model_len}")
+            except SizingError:
+                pass
+            pool_note = f" on the {pool} GPU(s) it may use" if svc.tp_auto else ""
+            issues.append(SpecIssue(f"{at}.tensor_parallel_size", show_value(svc.tensor_parallel_size),
+                                    f"the model does not fit{pool_note}: {exc}", hint))
+            continue
+        entry: dict[str, Any] = {}
+        if svc.engine.max_model_len is None:
+            entry["max_model_len"] = result.max_model_len
+        if svc.tp_auto:
+            tp = result.tensor_parallel_size
+            entry["tensor_parallel_size"] = tp
+            entry["gpus"] = svc.device_ids[:tp] if svc.device_ids else tp
+        counted += result.tensor_parallel_size if svc.tp_auto else svc.gpu_count
+        if entry:
+            settled[svc.name] = entry
+    if gpus and counted > int(gpus.get("count", 0)):
+        issues.append(SpecIssue("services", f"{counted} GPUs", f"the services ask for {counted} GPUs in all but the "
+                                f"host has {gpus.get('count')}", "give each service its own GPUs within the host"))
+    return issues, settled
+
+
+def host_problems(plan: HostPlan, *, mounts: list[Mapping[str, Any]], ipc_host: bool,
+                  containers: list[Mapping[str, Any]], gpu_facts: Mapping[str, Any] | None, prefix: str) -> list[str]:
+    """Everything on this host that would stop the planned services from starting, read before any change:
+    /dev/shm, GPU ids and counts against the prepare stage's gpu_facts, and ports other containers hold."""
+    return [*_shm_problems(plan, mounts, ipc_host), *_gpu_problems(plan, gpu_facts),
+            *_port_conflicts(plan, containers, prefix)]
+
+
+def _shm_problems(plan: HostPlan, mounts: list[Mapping[str, Any]], ipc_host: bool) -> list[str]:
+    """With ipc_mode host, every container shares the host's /dev/shm: it must be at least the largest
+    shm_size asked for (and vLLM's floor). Without it, docker gives each container its own shm_size, which the
+    controller-side check already held against the floor."""
+    if not ipc_host:
+        return []
+    shm = next((m for m in mounts if m.get("mount") == "/dev/shm"), None)
+    have = int(shm["size_total"]) // 2**20 if shm else 0
+    want = max([MIN_SHM_MIB, *(spec_size_mib(s.shm_size) for s in plan.services)])
+    if have >= want:
+        return []
+    return [f"/dev/shm on this host is {have} MiB but the services need {want} MiB with ipc_mode host "
+            "(vLLM refuses to start and the container restarts in a loop); enlarge /dev/shm "
+            "(mount -o remount,size=... /dev/shm) or set vllm_server_ipc_host: false to give each "
+            "container its own shm_size"]
+
+
+def _gpu_problems(plan: HostPlan, gpu_facts: Mapping[str, Any] | None) -> list[str]:
+    """Device ids and counts against the host's real GPUs (the prepare stage's gpu_facts)."""
+    if not gpu_facts:
+        return []
+    count = int(gpu_facts.get("gpu_count") or 0)
+    problems = []
+    for s in plan.services:
+        if s.accelerator != "nvidia":
+            continue
+        bad = [i for i in s.device_ids or [] if i >= count]
+        if s.gpu_count > count:
+            problems.append(f"service {s.name}: asks for {s.gpu_count} GPU(s); this host has {count}")
+        elif bad:
+            problems.append(f"service {s.name}: GPU id(s) {bad} do not exist on this host, which has {count} "
+                            "GPU(s) (counts take the lowest ids the other services leave free)")
+    return problems
+
+
+def _port_conflicts(plan: HostPlan, containers: list[Mapping[str, Any]], prefix: str) -> list[str]:
+    """Host ports the services need that a container not managed by vllm-fleet already publishes."""
+    ours = {container_name(s, prefix) for s in plan.services}
+    ours |= {f"{n}-previous" for n in ours} | {f"{n}-candidate" for n in ours}
+    wanted = {s.port: s.name for s in plan.services}
+    problems = []
+    for c in containers:
+        names = [str(n).lstrip("/") for n in c.get("Names") or []]
+        labels = c.get("Labels") or {}
+        if any(n in ours for n in names) or labels.get(f"{LABEL_PREFIX}.managed"):
+            continue
+        for port in c.get("Ports") or []:
+            public = port.get("PublicPort")
+            if public in wanted:
+                problems.append(f"port {public} of service {wanted[public]} is already published by container "
+                                f"{', '.join(names) or c.get('Id', '?')[:12]}, which vllm-fleet does not manage; "
+                                "stop it or give the service another port")
+    return problems

@@ -1,0 +1,167 @@
+"""What one planned service becomes on a host: the community.docker.docker_container parameters.
+
+The vllm_server role calls `container_params` through the `vllm_container` filter. Everything that should
+restart the service when it changes (image id, engine args, weights dir and revision, env, GPUs, port, shm,
+the API key's digest) goes into one spec hash, recorded as a container label: the role compares that label,
+not docker's own idea of a difference, so an unchanged re-run restarts nothing and a changed one is rolled
+out through the health gate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from vllm_fleet.engine_args import MODEL_MOUNT
+from vllm_fleet.vm.plan import ServicePlan
+
+UPDATE_STRATEGIES = ("canary", "replace")
+
+LABEL_PREFIX = "io.vllm-fleet"
+HEALTH_PATH = "/health"
+
+
+class ServingError(ValueError):
+    """A service cannot be turned into a container as asked."""
+
+
+def weights_dir(service: ServicePlan, weights_dirs: Mapping[str, Any]) -> str:
+    """The completed weights directory on the host: from the weights stage (model_weights_paths entries are
+    {path, revision, ...}; a plain path works too), else a file:// path."""
+    name = service.name
+    given = weights_dirs.get(name)
+    if isinstance(given, Mapping) and given.get("path"):
+        return str(given["path"])
+    if given and isinstance(given, str):
+        return given
+    source = service.source
+    if source.scheme == "file":
+        return source.uri[len("file://"):]
+    raise ServingError(
+        f"service {name}: no completed weights directory is known for {source.display_uri}; "
+        "run the weights stage first (tags: weights), or set vllm_server_weights_dirs"
+    )
+
+
+def _revision(service: ServicePlan, weights_dirs: Mapping[str, Any]) -> str:
+    given = weights_dirs.get(service.name)
+    if isinstance(given, Mapping) and given.get("revision"):
+        return str(given["revision"])
+    return service.source.revision or ""
+
+
+def mirror_image(image: str, mirror: str) -> str:
+    """Rewrite an image reference to pull through a registry mirror (host[:port][/prefix])."""
+    if not mirror:
+        return image
+    first, _, rest = image.partition("/")
+    has_registry = bool(rest) and ("." in first or ":" in first or first == "localhost")
+    path = rest if has_registry else image
+    if not has_registry and "/" not in image:
+        path = f"library/{image}"
+    return f"{mirror.rstrip('/')}/{path}"
+
+
+def container_name(service: ServicePlan, prefix: str) -> str:
+    return f"{prefix}{service.name}"
+
+
+def spec_hash(params: Mapping[str, Any], image_id: str, api_key: str | None) -> str:
+    digest = hashlib.sha256()
+    digest.update(json.dumps(params, sort_keys=True, default=str).encode())
+    digest.update(image_id.encode())
+    # The key itself is visible to anyone who can `docker inspect` the container; its digest adds nothing.
+    digest.update(hashlib.sha256((api_key or "").encode()).digest())
+    return digest.hexdigest()[:16]
+
+
+def container_params(
+    service: ServicePlan,
+    *,
+    settings: Mapping[str, Any],
+    weights_dirs: Mapping[str, Any] | None = None,
+    image_id: str = "",
+    api_key: str | None = None,
+) -> dict[str, Any]:
+    """docker_container parameters for one service, without the secret env (the role adds VLLM_API_KEY).
+
+    settings: prefix, restart_policy, log_max_size, log_max_file, hf_home, tz, ipc_host, health_interval,
+    health_start_period, registry_mirror.
+    """
+    name = container_name(service, settings["prefix"])
+    weights = weights_dir(service, weights_dirs or {})
+    port = service.port
+    container_port = service.container_port
+    env = {
+        "HF_HOME": "/root/.cache/huggingface",
+        "TZ": settings["tz"],
+        "HF_HUB_OFFLINE": "1",
+        **service.env,
+    }
+    params: dict[str, Any] = {
+        "name": name,
+        "image": mirror_image(service.image, settings.get("registry_mirror", "")),
+        "command": list(service.engine_args),
+        "published_ports": [f"{port}:{container_port}"],
+        "env": env,
+        "mounts": [
+            {"type": "bind", "source": weights, "target": MODEL_MOUNT, "read_only": True},
+            {"type": "bind", "source": settings["hf_home"], "target": "/root/.cache/huggingface"},
+        ],
+        "restart_policy": settings["restart_policy"],
+        "log_driver": "json-file",
+        "log_options": {"max-size": settings["log_max_size"], "max-file": str(settings["log_max_file"])},
+        "healthcheck": {
+            "test": ["CMD", "curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{container_port}{HEALTH_PATH}"],
+            "interval": f"{settings.get('health_interval', 15)}s",
+            "timeout": "5s",
+            "retries": 3,
+            "start_period": f"{settings.get('health_start_period', 600)}s",
+        },
+    }
+    if settings.get("ipc_host"):
+        params["ipc_mode"] = "host"
+    else:
+        params["shm_size"] = service.shm_size
+    if service.accelerator == "nvidia":
+        request: dict[str, Any] = {"driver": "nvidia", "capabilities": [["gpu"]]}
+        if service.device_ids:
+            request["device_ids"] = [str(i) for i in service.device_ids]
+        else:
+            request["count"] = service.gpu_count
+        params["device_requests"] = [request]
+    labels = {
+        f"{LABEL_PREFIX}.managed": "true",
+        f"{LABEL_PREFIX}.service": service.name,
+        f"{LABEL_PREFIX}.model": service.served_model_name,
+        f"{LABEL_PREFIX}.task": service.task,
+        f"{LABEL_PREFIX}.revision": _revision(service, weights_dirs or {}),
+        f"{LABEL_PREFIX}.weights": weights,
+        f"{LABEL_PREFIX}.port": str(port),
+    }
+    params["labels"] = labels
+    params["labels"][f"{LABEL_PREFIX}.spec-hash"] = spec_hash(params, image_id, api_key)
+    return params
+
+
+def canary_params(params: Mapping[str, Any], port_offset: int) -> dict[str, Any]:
+    """The same container beside the running one: another name and host port, no restarts, no labels that
+    would make it look like the serving container. Everything else, the health check included, is the same."""
+    host_port, _, container_port = params["published_ports"][0].partition(":")
+    canary = dict(params)
+    canary["name"] = f"{params['name']}-candidate"
+    canary["published_ports"] = [f"{int(host_port) + port_offset}:{container_port}"]
+    canary["restart_policy"] = "no"
+    canary["labels"] = {**params["labels"], f"{LABEL_PREFIX}.managed": "candidate"}
+    return canary
+
+
+
+
+def update_strategy(service: ServicePlan, strategy: str) -> str:
+    """auto: a canary beside the running container where there is room for two (CPU), else replace."""
+    if strategy == "auto":
+        return "canary" if service.accelerator == "cpu" else "replace"
+    return strategy

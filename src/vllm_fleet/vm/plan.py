@@ -1,0 +1,177 @@
+"""A validated spec turned into what one host must run: the typed plan every VM stage reads.
+
+The plan is the contract between Python and Ansible: `fleet_plan` hands `HostPlan.model_dump()` to the play as the
+fact `vllm_fleet_plan`, and Python code that receives it back (filters, checks) validates it into these models
+again instead of reading keys by hand. `tests/test_plan_contract.py` holds the roles' argument specs against them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from vllm_fleet.engine_args import MODEL_MOUNT, render_engine_args
+from vllm_fleet.spec import Deployment, Service, SpecError, validate_spec
+from vllm_fleet.vm.rules import VM_TARGET
+from vllm_fleet.vm.secrets import unresolved_secrets
+
+CONTAINER_PORT = 8000
+
+
+class PlanModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class S3Plan(PlanModel):
+    region: str | None = None
+    endpoint: str | None = None
+    verify_ssl: bool = True
+
+
+class SourcePlan(PlanModel):
+    """Where a service's weights come from, as the model_weights role consumes it."""
+
+    uri: str
+    display_uri: str
+    scheme: str
+    revision: str | None = None
+    endpoint: str | None = None
+    allow_patterns: list[str] = []
+    ignore_patterns: list[str] = []
+    sha256: dict[str, str] = {}
+    timeout_seconds: int = 600
+    retries: int = 5
+    s3: S3Plan | None = None
+
+
+class ServicePlan(PlanModel):
+    """One service on one host: everything the weights, serve and smoke stages need, and nothing to re-derive."""
+
+    name: str
+    task: str
+    served_model_name: str
+    image: str
+    accelerator: str
+    gpu_count: int
+    device_ids: list[int] | None = None
+    tensor_parallel_size: int | Literal["auto"]
+    pipeline_parallel_size: int
+    port: int
+    container_port: int = CONTAINER_PORT
+    shm_size: str
+    env: dict[str, str] = {}
+    engine_args: list[str]
+    tools_enabled: bool = False
+    source: SourcePlan
+    # Secret references by the spec path they were given at ({env: NAME} | {vault: var}); never values.
+    secrets: dict[str, dict[str, str]] = {}
+    endpoint: str
+    max_model_len_sized: int | None = None
+
+
+class HostPlan(PlanModel):
+    services: list[ServicePlan]
+
+
+def service_plan(svc: Service, host_address: str) -> ServicePlan:
+    uri = svc.uri
+    s3 = svc.storage.credentials.s3
+    return ServicePlan(
+        name=svc.name,
+        task=svc.task.value,
+        served_model_name=svc.model_name,
+        image=svc.image,
+        accelerator=svc.accelerator.value,
+        gpu_count=svc.gpu_count,
+        device_ids=svc.device_ids,
+        tensor_parallel_size=svc.tensor_parallel_size,
+        pipeline_parallel_size=svc.pipeline_parallel_size,
+        port=svc.port,
+        shm_size=svc.shm_size,
+        env={str(k): str(v) for k, v in svc.env.items()},
+        engine_args=render_engine_args(svc, port=CONTAINER_PORT, model_path=MODEL_MOUNT),
+        tools_enabled=bool(svc.engine.tool_call_parser),
+        source=SourcePlan(
+            uri=svc.storage_uri,
+            display_uri=uri.display(),
+            scheme=uri.scheme,
+            revision=svc.effective_revision,
+            endpoint=svc.storage.endpoint,
+            allow_patterns=list(svc.storage.allow_patterns),
+            ignore_patterns=list(svc.storage.ignore_patterns),
+            sha256=dict(svc.storage.sha256),
+            timeout_seconds=svc.storage.timeout_seconds,
+            retries=svc.storage.retries,
+            s3=S3Plan(region=s3.region, endpoint=s3.endpoint, verify_ssl=s3.verify_ssl) if s3 else None,
+        ),
+        secrets={path: ref.model_dump(exclude_none=True) for path, ref in svc.secret_refs().items()},
+        endpoint=f"http://{host_address}:{svc.port}/v1",
+    )
+
+
+def host_plan(dep: Deployment, host_address: str, settled: Mapping[str, Mapping[str, Any]] | None = None
+              ) -> HostPlan:
+    """The plan of every service; `settled` (from serving_issues) fills in sized values and resolves auto."""
+    settled = settled or {}
+    services = []
+    for svc in dep.services:
+        entry = settled.get(svc.name, {})
+        if "tensor_parallel_size" in entry:
+            svc = svc.model_copy(update={"tensor_parallel_size": entry["tensor_parallel_size"],
+                                         "gpus": entry["gpus"]})
+        plan = service_plan(svc, host_address)
+        if "max_model_len" in entry:
+            plan.engine_args += ["--max-model-len", str(entry["max_model_len"])]
+            plan.max_model_len_sized = entry["max_model_len"]
+        services.append(plan)
+    assign_gpu_ids(services)
+    return HostPlan(services=services)
+
+
+def assign_gpu_ids(services: list[ServicePlan]) -> None:
+    """Give every GPU count its own device ids on the host: the lowest ids no other service lists or took.
+
+    Docker hands a `count` request the first GPUs of the host, so two services given counts would share them.
+    """
+    taken = {i for s in services if s.accelerator == "nvidia" for i in s.device_ids or []}
+    next_id = 0
+    for s in services:
+        if s.accelerator != "nvidia" or s.device_ids or not s.gpu_count or s.tensor_parallel_size == "auto":
+            continue
+        ids: list[int] = []
+        while len(ids) < s.gpu_count:
+            if next_id not in taken:
+                ids.append(next_id)
+                taken.add(next_id)
+            next_id += 1
+        s.device_ids = ids
+
+
+def plan_for_host(
+    raw_spec: Any,
+    host_address: str,
+    source: str = "spec",
+    environ: Mapping[str, str] | None = None,
+    variables: Mapping[str, Any] | None = None,
+    resolve_auto: bool = False,
+) -> HostPlan:
+    """Validate a host's raw spec and its secret references (raising SpecError) and return its plan.
+
+    With `variables` the serving checks run and sized values are filled in; a tensor_parallel_size auto that
+    cannot be sized yet stays `auto` in the plan unless `resolve_auto` asks for it to be settled now.
+    """
+    dep = validate_spec(raw_spec, VM_TARGET, source=source)
+    if environ is not None and variables is not None:
+        missing = list(unresolved_secrets(dep, environ, variables))
+        if missing:
+            raise SpecError(missing, source)
+    settled: dict[str, dict[str, Any]] = {}
+    if variables is not None:
+        from vllm_fleet.vm.checks import serving_issues
+
+        issues, settled = serving_issues(dep, variables, resolve_auto=resolve_auto)
+        if issues:
+            raise SpecError(issues, source)
+    return host_plan(dep, host_address, settled)
