@@ -42,6 +42,7 @@ demo: setup
 lint: venv
 	$(BIN)/ruff check src plugins tests benchmarks pulumi
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/ansible-lint --profile production --offline
 
 unit: venv

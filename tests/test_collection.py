@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,3 +26,54 @@ def test_collection_builds_with_roles_and_plugins(tmp_path: Path) -> None:
     assert "plugins/action/fleet_plan.py" in names
     assert any(n.startswith("roles/") for n in names)
     assert not any(n.startswith((".venv", ".collections", "tests/", "src/")) for n in names)
+
+
+def _run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=900, **kwargs)  # type: ignore[call-overload]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_wheel_and_collection_work_outside_the_checkout(tmp_path: Path) -> None:
+    """Built wheel + built collection in a fresh venv, run from a directory that is not the checkout: the core
+    alone renders cluster manifests without the Pulumi SDK; with the vm extra it validates an inventory, finds
+    the deploy playbook in the installed collection and ansible-playbook accepts that playbook's syntax."""
+    dist, outside, collections = tmp_path / "dist", tmp_path / "elsewhere", tmp_path / "collections"
+    outside.mkdir()
+    built = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist),
+                  str(REPO)])
+    assert built.returncode == 0, built.stderr[-3000:]
+    (wheel,) = dist.glob("vllm_fleet-*.whl")
+    galaxy = Path(sys.executable).parent / "ansible-galaxy"
+    assert _run([str(galaxy), "collection", "build", str(REPO), "--output-path", str(dist)]).returncode == 0
+    (archive,) = dist.glob("vllmfleet-fleet-*.tar.gz")
+
+    venv = tmp_path / "venv"
+    assert _run([sys.executable, "-m", "venv", str(venv)]).returncode == 0
+    pip, py, bin_dir = venv / "bin" / "pip", venv / "bin" / "python", venv / "bin"
+    core = _run([str(pip), "install", "-q", str(wheel)])
+    assert core.returncode == 0, core.stderr[-3000:]
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), "ANSIBLE_COLLECTIONS_PATH": str(collections)}
+    assert _run([str(py), "-c", "import pulumi"], cwd=outside, env=env).returncode != 0
+    rendered = _run([str(bin_dir / "vllm-fleet"), "k8s", "render", "--stack-config",
+                     str(REPO / "pulumi" / "Pulumi.example.yaml")], cwd=outside, env=env)
+    assert rendered.returncode == 0, rendered.stderr
+    assert "kind: InferenceService" in rendered.stdout
+
+    vm = _run([str(pip), "install", "-q", f"{wheel}[vm]"])
+    assert vm.returncode == 0, vm.stderr[-3000:]
+    installed = _run([str(bin_dir / "ansible-galaxy"), "collection", "install", str(archive), "-p", str(collections)],
+                     cwd=outside, env=env)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    found = _run([str(py), "-c", "from vllm_fleet.vm.paths import playbook; print(playbook('deploy-vllm.yml'))"],
+                 cwd=outside, env=env)
+    assert found.returncode == 0, found.stderr
+    deploy = Path(found.stdout.strip())
+    assert deploy.is_file() and collections in deploy.parents
+    inventory = shutil.copytree(REPO / "inventories" / "gpu_hosts", outside / "inventory")
+    valid = _run([str(bin_dir / "vllm-fleet"), "validate", "-i", str(inventory), "--json"], cwd=outside, env=env)
+    assert valid.returncode == 0, valid.stdout + valid.stderr
+    assert json.loads(valid.stdout)["ok"] is True
+    syntax = _run([str(bin_dir / "ansible-playbook"), "--syntax-check", "-i", str(inventory), str(deploy)],
+                  cwd=outside, env=env)
+    assert syntax.returncode == 0, syntax.stdout + syntax.stderr

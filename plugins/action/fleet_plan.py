@@ -7,7 +7,6 @@ import os
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 from ansible.utils.vars import isidentifier
-
 from ansible_collections.vllmfleet.fleet.plugins.plugin_utils.fleet import require_package
 
 

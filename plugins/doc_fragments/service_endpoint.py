@@ -1,8 +1,7 @@
-# -*- coding: utf-8 -*-
 """Options shared by the modules that talk to a running vLLM service on its host."""
 
 
-class ModuleDocFragment(object):
+class ModuleDocFragment:
     DOCUMENTATION = r"""
 options:
   port:

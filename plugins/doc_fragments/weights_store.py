@@ -1,8 +1,7 @@
-# -*- coding: utf-8 -*-
 """Options shared by the modules that manage a service's weights directory."""
 
 
-class ModuleDocFragment(object):
+class ModuleDocFragment:
     DOCUMENTATION = r"""
 options:
   service:

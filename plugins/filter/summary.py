@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 """Filters that shape the run summary."""
 
 DOCUMENTATION = r"""

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 """Filters of the model_weights role: which storage secrets to resolve, and the fact it publishes."""
 
 from __future__ import annotations

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 """Resolve a vllm-fleet secret reference on the controller."""
 
 DOCUMENTATION = r"""

@@ -1,9 +1,6 @@
-# -*- coding: utf-8 -*-
 """Merge settings into Docker's daemon.json without losing what others put there (plain Python, unit-tested)."""
 
-from __future__ import absolute_import, division, print_function
 
-__metaclass__ = type
 
 import copy
 import json
@@ -20,10 +17,10 @@ def load(text):
     try:
         data = json.loads(text)
     except ValueError as exc:
-        message = "daemon.json is not valid JSON (%s); fix or remove it, it is left untouched" % exc
+        message = f"daemon.json is not valid JSON ({exc}); fix or remove it, it is left untouched"
         raise DaemonJsonError(message) from exc
     if not isinstance(data, dict):
-        raise DaemonJsonError("daemon.json must hold a JSON object, found %s" % type(data).__name__)
+        raise DaemonJsonError(f"daemon.json must hold a JSON object, found {type(data).__name__}")
     return data
 
 

@@ -1,9 +1,6 @@
-# -*- coding: utf-8 -*-
 """Parse nvidia-smi output and PCI sysfs into GPU facts (no Ansible imports: unit-testable as plain Python)."""
 
-from __future__ import absolute_import, division, print_function
 
-__metaclass__ = type
 
 import os
 import re
@@ -44,7 +41,7 @@ def _mig_mode(raw):
     low = raw.lower()
     if low in ("enabled", "disabled"):
         return low
-    raise GpuParseError("unexpected MIG mode %r (expected Enabled, Disabled or [N/A])" % raw)
+    raise GpuParseError(f"unexpected MIG mode {raw!r} (expected Enabled, Disabled or [N/A])")
 
 
 def parse_query_gpu(text):
@@ -61,25 +58,25 @@ def parse_query_gpu(text):
         fields = [f.strip() for f in line.split(",")]
         if len(fields) != len(QUERY_FIELDS):
             raise GpuParseError(
-                "line %d of nvidia-smi --query-gpu output has %d fields, expected %d (%s): %r"
-                % (lineno, len(fields), len(QUERY_FIELDS), ",".join(QUERY_FIELDS), line)
+                f"line {lineno} of nvidia-smi --query-gpu output has {len(fields)} fields, expected "
+                f"{len(QUERY_FIELDS)} ({','.join(QUERY_FIELDS)}): {line!r}"
             )
         index, uuid, name, memory, compute_cap, driver, mig = fields
         if not index.isdigit():
-            raise GpuParseError("line %d: GPU index %r is not a number: %r" % (lineno, index, line))
+            raise GpuParseError(f"line {lineno}: GPU index {index!r} is not a number: {line!r}")
         if not _UUID.match(uuid):
-            raise GpuParseError("line %d: %r is not a GPU UUID: %r" % (lineno, uuid, line))
+            raise GpuParseError(f"line {lineno}: {uuid!r} is not a GPU UUID: {line!r}")
         if not name:
-            raise GpuParseError("line %d: empty GPU name: %r" % (lineno, line))
+            raise GpuParseError(f"line {lineno}: empty GPU name: {line!r}")
         if not memory.isdigit():
             raise GpuParseError(
-                "line %d: memory.total %r is not a whole number of MiB (was nvidia-smi run with nounits?): %r"
-                % (lineno, memory, line)
+                f"line {lineno}: memory.total {memory!r} is not a whole number of MiB (was nvidia-smi run with "
+                f"nounits?): {line!r}"
             )
         if not _COMPUTE_CAP.match(compute_cap):
-            raise GpuParseError("line %d: compute capability %r is not MAJOR.MINOR: %r" % (lineno, compute_cap, line))
+            raise GpuParseError(f"line {lineno}: compute capability {compute_cap!r} is not MAJOR.MINOR: {line!r}")
         if not _DRIVER_VERSION.match(driver):
-            raise GpuParseError("line %d: driver version %r is not a version: %r" % (lineno, driver, line))
+            raise GpuParseError(f"line {lineno}: driver version {driver!r} is not a version: {line!r}")
         gpus.append(
             {
                 "index": int(index),
@@ -93,10 +90,10 @@ def parse_query_gpu(text):
         )
     indices = [g["index"] for g in gpus]
     if len(set(indices)) != len(indices):
-        raise GpuParseError("nvidia-smi reported duplicate GPU indices: %s" % indices)
+        raise GpuParseError(f"nvidia-smi reported duplicate GPU indices: {indices}")
     drivers = sorted(set(g["driver_version"] for g in gpus))
     if len(drivers) > 1:
-        raise GpuParseError("nvidia-smi reported several driver versions at once: %s" % ", ".join(drivers))
+        raise GpuParseError("nvidia-smi reported several driver versions at once: {}".format(", ".join(drivers)))
     return sorted(gpus, key=lambda g: g["index"])
 
 
@@ -110,16 +107,16 @@ def _read(path):
     try:
         with open(path) as handle:
             return handle.read().strip().lower()
-    except (IOError, OSError):
+    except OSError:
         return ""
 
 
 def scan_pci(devices_path):
     """NVIDIA PCI functions under a sysfs devices directory (normally /sys/bus/pci/devices)."""
-    found = []
+    found: list[dict[str, str]] = []
     try:
         entries = sorted(os.listdir(devices_path))
-    except (IOError, OSError):
+    except OSError:
         return found
     for entry in entries:
         base = os.path.join(devices_path, entry)
@@ -142,7 +139,7 @@ def count_nvswitch_proc(proc_path):
     """NVSwitch devices the loaded nvidia-nvswitch driver lists (0 when the driver is not loaded)."""
     try:
         return len([e for e in os.listdir(proc_path) if not e.startswith(".")])
-    except (IOError, OSError):
+    except OSError:
         return 0
 
 

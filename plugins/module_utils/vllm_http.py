@@ -1,9 +1,6 @@
-# -*- coding: utf-8 -*-
 """HTTP and container helpers shared by the vllm_ready and vllm_smoke modules (stdlib only: runs on hosts)."""
 
-from __future__ import absolute_import, division, print_function
 
-__metaclass__ = type
 
 import json
 import socket
@@ -17,7 +14,7 @@ except ImportError:  # pragma: no cover - Python 2 is not supported on hosts
 SHM_MARKERS = ("/dev/shm", "shm_size", "Insufficient space in /dev/shm")
 
 
-class Reply(object):
+class Reply:
     def __init__(self, status, body, error=None):
         self.status = status
         self.body = body
@@ -40,7 +37,7 @@ def call(url, method="GET", payload=None, api_key=None, timeout=30.0):
     if api_key:
         headers["Authorization"] = "Bearer " + api_key
     if not url.startswith(("http://", "https://")):
-        raise ValueError("only http(s) URLs are probed: %s" % url)
+        raise ValueError(f"only http(s) URLs are probed: {url}")
     req = Request(url, data=data, headers=headers, method=method)  # noqa: S310 - scheme checked above
     try:
         resp = urlopen(req, timeout=timeout)  # noqa: S310

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 """Publish model weights at <models_root>/<service>/<revision>/: staged, verified, then renamed into place.
 
 Nothing in here imports a network library at module level: checking a completed revision, verifying a
@@ -18,8 +17,9 @@ import struct
 import tarfile
 import time
 import zipfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any, Callable
 
 MANIFEST = ".vllm-fleet-manifest.json"
 STAGING_PREFIX = ".staging-"
@@ -44,10 +44,10 @@ class VerifyError(WeightsError):
 @dataclass
 class RemoteFile:
     path: str  # relative path inside the model directory
-    size: Optional[int]
-    sha256: Optional[str] = None  # expected digest, when the origin or the spec gives one
+    size: int | None
+    sha256: str | None = None  # expected digest, when the origin or the spec gives one
     ref: Any = None  # where the source finds it (URL, object key, ...)
-    git_sha1: Optional[str] = None  # a hub's git blob id for small non-LFS files
+    git_sha1: str | None = None  # a hub's git blob id for small non-LFS files
 
 
 @dataclass
@@ -91,7 +91,7 @@ def fingerprint(*parts: Any) -> str:
     return "r-" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def sha256_file(path: str, limit: Optional[int] = None) -> "hashlib._Hash":
+def sha256_file(path: str, limit: int | None = None) -> hashlib._Hash:
     h = hashlib.sha256()
     remaining = limit
     with open(path, "rb") as fh:
@@ -168,7 +168,7 @@ def walk_files(root: str) -> Iterator[str]:
             yield rel
 
 
-def read_manifest(model_dir: str) -> Optional[dict[str, Any]]:
+def read_manifest(model_dir: str) -> dict[str, Any] | None:
     try:
         with open(os.path.join(model_dir, MANIFEST), encoding="utf-8") as fh:
             data = json.load(fh)
@@ -177,7 +177,7 @@ def read_manifest(model_dir: str) -> Optional[dict[str, Any]]:
     return data if isinstance(data, dict) and isinstance(data.get("files"), list) else None
 
 
-def check_published(model_dir: str, deep: bool = False) -> Optional[str]:
+def check_published(model_dir: str, deep: bool = False) -> str | None:
     """None when model_dir holds every file its manifest lists with the recorded sizes (and hashes if deep)."""
     manifest = read_manifest(model_dir)
     if manifest is None:
@@ -195,8 +195,8 @@ def check_published(model_dir: str, deep: bool = False) -> Optional[str]:
     return None
 
 
-def verify_tree(tree: str, listing: Optional[Listing], expected_sha: dict[str, str], require_config: bool,
-                known_digests: Optional[dict[str, str]] = None) -> list[dict[str, Any]]:
+def verify_tree(tree: str, listing: Listing | None, expected_sha: dict[str, str], require_config: bool,
+                known_digests: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Check a complete download; return the manifest's file entries. Raises WeightsError."""
     known_digests = known_digests or {}
     names = list(walk_files(tree))
@@ -332,7 +332,7 @@ class Publisher:
     def ensure_dirs(self) -> None:
         os.makedirs(self.service_dir, mode=self.dir_mode, exist_ok=True)
 
-    def existing(self, revision: str, deep: bool = False) -> Optional[str]:
+    def existing(self, revision: str, deep: bool = False) -> str | None:
         """The completed directory for revision, if it is complete and comes from the same URI."""
         final = self.final_dir(revision)
         if not os.path.isdir(final):
@@ -363,7 +363,7 @@ class Publisher:
         return final
 
     def completed_revisions(self) -> list[tuple[float, str]]:
-        found = []
+        found: list[tuple[float, str]] = []
         if not os.path.isdir(self.service_dir):
             return found
         for name in os.listdir(self.service_dir):
@@ -374,7 +374,7 @@ class Publisher:
         return sorted(found, reverse=True)
 
 
-def prune(models_root: str, service: str, keep: int, active: Optional[str]) -> list[str]:
+def prune(models_root: str, service: str, keep: int, active: str | None) -> list[str]:
     """Remove completed revisions beyond the `keep` newest (never `active`) and stale staging dirs."""
     pub = Publisher(models_root, service, "")
     removed: list[str] = []

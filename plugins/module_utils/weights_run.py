@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 """One fetch: resolve, preflight, download into staging (resuming), verify, write the manifest, publish."""
 
 from __future__ import annotations
@@ -7,7 +6,7 @@ import datetime
 import hashlib
 import os
 import shutil
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from ansible_collections.vllmfleet.fleet.plugins.module_utils.weights_fetch import (
     ARCHIVE_EXPANSION,
@@ -15,8 +14,8 @@ from ansible_collections.vllmfleet.fleet.plugins.module_utils.weights_fetch impo
     Listing,
     Outcome,
     Publisher,
-    VerifyError,
     RemoteFile,
+    VerifyError,
     WeightsError,
     check_safetensors,
     locked,
@@ -107,10 +106,10 @@ def verify_local(path: str, require_config: bool, display_uri: str) -> dict[str,
             "total_bytes": total, "bytes_downloaded": 0}
 
 
-def ensure(models_root: str, service: str, spec: dict[str, Any], creds: dict[str, Optional[str]], *,
+def ensure(models_root: str, service: str, spec: dict[str, Any], creds: dict[str, str | None], *,
            require_config: bool = True, deep_verify: bool = False, reserve_bytes: int = 512 << 20,
-           peer_url: Optional[str] = None, peer_revision: Optional[str] = None, check_only: bool = False,
-           log: Callable[[str], None] = lambda _msg: None, source: Optional[Source] = None) -> dict[str, Any]:
+           peer_url: str | None = None, peer_revision: str | None = None, check_only: bool = False,
+           log: Callable[[str], None] = lambda _msg: None, source: Source | None = None) -> dict[str, Any]:
     display_uri = spec.get("display_uri") or spec["uri"]
     if spec.get("scheme") == "file" and not peer_url:
         return verify_local(spec["uri"][len("file://"):].rstrip("/") or "/", require_config, display_uri)

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 """Origins of model weights, one class per URI scheme, with KServe's storage-initializer meaning.
 
 Each source lists what a URI names (sizes, origin digests, a stable revision) with metadata requests
@@ -16,7 +15,8 @@ import os
 import posixpath
 import re
 import tempfile
-from typing import Any, Callable, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
 from ansible_collections.vllmfleet.fleet.plugins.module_utils.weights_fetch import (
@@ -35,15 +35,15 @@ class TransientError(Exception):
     """An origin answer worth retrying (5xx, 429, a dropped stream)."""
 
 
-def should_download(relative_path: str, allow: Optional[list[str]], ignore: Optional[list[str]]) -> bool:
+def should_download(relative_path: str, allow: list[str] | None, ignore: list[str] | None) -> bool:
     """KServe's allow/ignore rule (fnmatch on the relative path), as huggingface_hub applies it too."""
     if allow and not any(fnmatch.fnmatch(relative_path, p) for p in allow):
         return False
     return not (ignore and any(fnmatch.fnmatch(relative_path, p) for p in ignore))
 
 
-def bucket_layout(prefix: str, objects: list[tuple[str, int, Any]], allow: Optional[list[str]],
-                  ignore: Optional[list[str]]) -> list[tuple[str, str, int, Any]]:
+def bucket_layout(prefix: str, objects: list[tuple[str, int, Any]], allow: list[str] | None,
+                  ignore: list[str] | None) -> list[tuple[str, str, int, Any]]:
     """Map bucket objects under prefix to (relative path, key, size, meta) as KServe's initializer does.
 
     Keys ending in '/' and empty objects are skipped; a key equal to the prefix is that one file, named
@@ -67,18 +67,19 @@ class Source:
     per_file = True
     retry_on: tuple[type[BaseException], ...] = (TransientError,)
 
-    def __init__(self, spec: dict[str, Any], creds: dict[str, Optional[str]], display_uri: str):
+    def __init__(self, spec: dict[str, Any], creds: dict[str, str | None], display_uri: str):
         self.spec = spec
         self.creds = creds
         self.display_uri = display_uri
         self.timeout = int(spec.get("timeout_seconds") or 600)
         self.connect_timeout = min(30, self.timeout)
-        self.retries = int(spec.get("retries") if spec.get("retries") is not None else 5)
+        retries = spec.get("retries")
+        self.retries = int(retries) if retries is not None else 5
         self.allow = list(spec.get("allow_patterns") or []) or None
         self.ignore = list(spec.get("ignore_patterns") or []) or None
         self.spec_sha = {k: v.lower() for k, v in (spec.get("sha256") or {}).items()}
 
-    def pinned_revision(self) -> Optional[str]:
+    def pinned_revision(self) -> str | None:
         """A revision known without asking the origin (a commit, or a label the spec gives)."""
         return self.spec.get("revision") or None
 
@@ -96,7 +97,7 @@ class Source:
 class HttpSource(Source):
     """https:// (or http://): one file, or a .tar.gz/.tgz/.tar/.zip unpacked, as KServe does."""
 
-    def __init__(self, spec, creds, display_uri, url: Optional[str] = None):
+    def __init__(self, spec, creds, display_uri, url: str | None = None):
         super().__init__(spec, creds, display_uri)
         import requests
 
@@ -150,7 +151,7 @@ class HttpSource(Source):
 class PeerSource(HttpSource):
     """A completed revision on another host of the fleet, served over the LAN; checked against its manifest."""
 
-    def __init__(self, spec, creds, display_uri, base_url: str, revision: Optional[str]):
+    def __init__(self, spec, creds, display_uri, base_url: str, revision: str | None):
         super().__init__(spec, creds, display_uri, url=base_url.rstrip("/") + "/")
         self.expected_revision = revision
 
@@ -233,7 +234,7 @@ class S3Source(Source):
         return Listing(revision, files, archive=archive,
                        origin={"etags": {rel: etag for rel, _, _, etag in layout}})
 
-    def _origin_sha256(self, key: str) -> Optional[str]:
+    def _origin_sha256(self, key: str) -> str | None:
         """The object's full-object SHA-256 checksum, when it was uploaded with one."""
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
@@ -395,7 +396,7 @@ class MsSource(Source):
                                endpoint=self.endpoint, allow_patterns=self.allow, ignore_patterns=self.ignore)
 
 
-def hub_repo(uri: str, revision: Optional[str]) -> tuple[str, Optional[str]]:
+def hub_repo(uri: str, revision: str | None) -> tuple[str, str | None]:
     """(ORG/REPO, revision) of hf://ORG/REPO[:REV]; an explicit revision wins over the URI's."""
     rest = uri.split("://", 1)[1]
     org, _, repo_rev = rest.partition("/")
@@ -408,8 +409,8 @@ SOURCES: dict[str, type[Source]] = {
 }
 
 
-def make_source(spec: dict[str, Any], creds: dict[str, Optional[str]], display_uri: str,
-                peer_url: Optional[str] = None, peer_revision: Optional[str] = None) -> Source:
+def make_source(spec: dict[str, Any], creds: dict[str, str | None], display_uri: str,
+                peer_url: str | None = None, peer_revision: str | None = None) -> Source:
     if peer_url:
         return PeerSource(spec, creds, display_uri, peer_url, peer_revision)
     scheme = spec.get("scheme") or spec["uri"].split("://", 1)[0]

@@ -1,7 +1,4 @@
-# -*- coding: utf-8 -*-
-from __future__ import absolute_import, division, print_function
 
-__metaclass__ = type
 
 DOCUMENTATION = r"""
 ---
@@ -102,7 +99,7 @@ def main():
     try:
         current = load(before_text)
     except DaemonJsonError as exc:
-        module.fail_json(msg="%s: %s" % (path, exc))
+        module.fail_json(msg=f"{path}: {exc}")
 
     merged = merge(current, module.params["settings"], module.params["defaults"], module.params["remove_if_equal"])
     changed = merged != current or (not os.path.exists(path) and bool(merged))

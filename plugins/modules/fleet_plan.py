@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # The work is done by the action plugin of the same name, on the controller.
 
 DOCUMENTATION = r"""

@@ -1,7 +1,4 @@
-# -*- coding: utf-8 -*-
-from __future__ import absolute_import, division, print_function
 
-__metaclass__ = type
 
 DOCUMENTATION = r"""
 ---
@@ -120,12 +117,12 @@ def main():
     if smi:
         rc, out, err = module.run_command([smi, *QUERY_ARGS])
         if rc != 0:
-            error = (err or out).strip() or "nvidia-smi exited with %d" % rc
+            error = (err or out).strip() or f"nvidia-smi exited with {rc}"
         else:
             try:
                 gpus = parse_query_gpu(out)
             except GpuParseError as exc:
-                module.fail_json(msg="cannot parse the output of %s: %s" % (smi, exc), stdout=out, stderr=err)
+                module.fail_json(msg=f"cannot parse the output of {smi}: {exc}", stdout=out, stderr=err)
             rc, banner, err = module.run_command([smi])
             cuda = parse_cuda_version(banner) if rc == 0 else None
 

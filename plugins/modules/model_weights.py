@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 """Fetch one service's model weights to <models_root>/<service>/<revision>/ atomically."""
 
 from __future__ import annotations
@@ -112,7 +111,6 @@ bytes_downloaded:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.vllmfleet.fleet.plugins.module_utils.weights_fetch import WeightsError
 from ansible_collections.vllmfleet.fleet.plugins.module_utils.weights_run import ensure
 

@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 """Remove old weight revisions of one service once the new one serves."""
 
 from __future__ import annotations
@@ -43,7 +42,6 @@ removed:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.vllmfleet.fleet.plugins.module_utils.weights_fetch import WeightsError, prune
 
 

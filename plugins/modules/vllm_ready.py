@@ -1,7 +1,4 @@
-# -*- coding: utf-8 -*-
-from __future__ import absolute_import, division, print_function
 
-__metaclass__ = type
 
 DOCUMENTATION = r"""
 ---
@@ -81,7 +78,7 @@ from ansible_collections.vllmfleet.fleet.plugins.module_utils.vllm_http import (
 
 
 def wait_ready(module, p, clock=time.monotonic, sleep=time.sleep):
-    base = "http://%s:%d" % (p["host"], p["port"])
+    base = f"http://{p['host']}:{p['port']}"
     start = clock()
     deadline = start + p["timeout"]
     first_restarts = None
@@ -90,28 +87,28 @@ def wait_ready(module, p, clock=time.monotonic, sleep=time.sleep):
     while True:
         state = container_state(module, p["container"])
         if state is None:
-            return False, "container %s does not exist" % p["container"], None
+            return False, "container {} does not exist".format(p["container"]), None
         if first_restarts is None:
             first_restarts = state["RestartCount"]
         if not state.get("Running") or state.get("Restarting") or state["RestartCount"] > first_restarts:
-            return False, "container %s stopped while starting (status %s, exit code %s, restarts %d)" % (
-                p["container"], state.get("Status"), state.get("ExitCode"), state["RestartCount"]), None
+            return False, (f"container {p['container']} stopped while starting (status {state.get('Status')}, "
+                           f"exit code {state.get('ExitCode')}, restarts {state['RestartCount']})"), None
         if phase == "health":
             reply = call(base + "/health", timeout=5)
-            last = "GET /health: %s" % (reply.status or reply.error)
+            last = f"GET /health: {reply.status or reply.error}"
             if reply.status == 200:
                 phase = "models"
         if phase == "models":
             reply = call(base + "/v1/models", api_key=p["api_key"], timeout=10)
             data = reply.json() if reply.status == 200 else None
             ids = [m.get("id") for m in (data or {}).get("data", [])] if isinstance(data, dict) else []
-            last = "GET /v1/models: %s, lists %s" % (reply.status or reply.error, ids)
+            last = f"GET /v1/models: {reply.status or reply.error}, lists {ids}"
             if p["served_model_name"] in ids:
                 return True, round(clock() - start, 1), ids
             if reply.status in (401, 403):
-                return False, "GET /v1/models answered %d with the configured API key" % reply.status, None
+                return False, f"GET /v1/models answered {reply.status} with the configured API key", None
         if clock() >= deadline:
-            return False, "not ready after %ds (last: %s)" % (p["timeout"], last), None
+            return False, f"not ready after {p['timeout']}s (last: {last})", None
         sleep(p["interval"])
 
 
@@ -136,7 +133,7 @@ def main():
         module.exit_json(changed=False, seconds=detail, models=ids)
     tail = container_logs(module, module.params["container"], module.params["log_lines"])
     hint = shm_hint(tail)
-    msg = "%s is not serving %s: %s" % (module.params["container"], module.params["served_model_name"], detail)
+    msg = "{} is not serving {}: {}".format(module.params["container"], module.params["served_model_name"], detail)
     if hint:
         msg += ". " + hint
     if tail:

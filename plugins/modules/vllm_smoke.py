@@ -1,7 +1,4 @@
-# -*- coding: utf-8 -*-
-from __future__ import absolute_import, division, print_function
 
-__metaclass__ = type
 
 DOCUMENTATION = r"""
 ---
@@ -81,12 +78,12 @@ def _check(checks, name, reply, started, expect=200, validate=None):
     seconds = round(time.monotonic() - started, 2)
     checks.append({"name": name, "status": reply.status, "seconds": seconds})
     if reply.status != expect:
-        raise SmokeFailure("%s answered %s, expected %d: %s" % (
-            name, reply.status or reply.error, expect, (reply.body or "")[:300]))
+        raise SmokeFailure(f"{name} answered {reply.status or reply.error}, expected {expect}: "
+                           f"{(reply.body or '')[:300]}")
     if validate is not None:
         problem = validate(reply.json())
         if problem:
-            raise SmokeFailure("%s: %s" % (name, problem))
+            raise SmokeFailure(f"{name}: {problem}")
 
 
 def _chat_ok(data):
@@ -135,7 +132,7 @@ def _score_ok(data):
 
 
 def smoke(p):
-    base = "http://%s:%d" % (p["host"], p["port"])
+    base = f"http://{p['host']}:{p['port']}"
     key, model, timeout = p["api_key"], p["served_model_name"], p["timeout"]
     checks = []
     if key:
@@ -144,7 +141,7 @@ def smoke(p):
     t = time.monotonic()
     _check(checks, "GET /v1/models", call(base + "/v1/models", api_key=key, timeout=timeout), t,
            validate=lambda d: None if model in [m.get("id") for m in (d or {}).get("data", [])]
-           else "%s is not listed" % model)
+           else f"{model} is not listed")
     if p["task"] == "generate":
         t = time.monotonic()
         body = {"model": model, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8}
@@ -193,7 +190,7 @@ def main():
     try:
         checks = smoke(module.params)
     except SmokeFailure as exc:
-        module.fail_json(msg="smoke test of %s (%s) failed: %s" % (
+        module.fail_json(msg="smoke test of {} ({}) failed: {}".format(
             module.params["served_model_name"], module.params["task"], exc), checks=checks)
     module.exit_json(changed=False, checks=checks)
 

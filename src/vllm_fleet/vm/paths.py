@@ -27,10 +27,13 @@ def collection_root() -> Path:
     checkout = _checkout()
     if checkout is not None:
         return checkout
-    from ansible.collections.list import list_collection_dirs
+    from ansible import constants
 
-    for path in list_collection_dirs(coll_filter=COLLECTION):
-        return Path(os.fsdecode(path))
+    namespace, name = COLLECTION.split(".")
+    for base in constants.COLLECTIONS_PATHS:  # where ansible-playbook itself looks, in its order
+        candidate = Path(base).expanduser() / "ansible_collections" / namespace / name
+        if (candidate / "playbooks").is_dir():
+            return candidate
     raise CollectionNotFound(
         f"the Ansible collection {COLLECTION} is not installed where ansible looks (ANSIBLE_COLLECTIONS_PATH); "
         "install it with `ansible-galaxy collection install vllmfleet-fleet-<version>.tar.gz`, or set "

@@ -1,0 +1,46 @@
+"""The layering contracts in pyproject.toml hold for the code, and each one breaks when a wrong-way import is
+planted in a copy of the package (so a contract that can never fail would show here)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
+
+
+def lint_imports(package_parent: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(package_parent)}
+    return subprocess.run([str(LINT_IMPORTS), "--config", str(REPO / "pyproject.toml"), "--no-cache"],
+                          cwd=package_parent, env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_the_code_keeps_every_contract(tmp_path: Path) -> None:
+    shutil.copytree(REPO / "src" / "vllm_fleet", tmp_path / "vllm_fleet")
+    proc = lint_imports(tmp_path)
+    assert proc.returncode == 0, proc.stdout
+    assert "5 kept, 0 broken" in proc.stdout
+
+
+@pytest.mark.parametrize(("module", "planted", "contract"), [
+    ("spec/rules.py", "import vllm_fleet.k8s.validation", "The shared core imports no target"),
+    ("vllm_flags.py", "import vllm_fleet.sandbox.vllm_image", "The product never imports the test world"),
+    ("vm/runner.py", "import rich", "Only the CLI layer imports typer and rich"),
+    ("k8s/render.py", "import vllm_fleet.vm.plan", "The VM and cluster wings do not import each other"),
+    ("sandbox/hosts.py", "import vllm_fleet.cli.output", "CLI above the sandbox above the target wings"),
+])
+def test_a_planted_wrong_way_import_breaks_its_contract(tmp_path: Path, module: str, planted: str,
+                                                        contract: str) -> None:
+    shutil.copytree(REPO / "src" / "vllm_fleet", tmp_path / "vllm_fleet")
+    target = tmp_path / "vllm_fleet" / module
+    target.write_text(target.read_text() + f"\n{planted}  # planted by the test\n")
+    proc = lint_imports(tmp_path)
+    assert proc.returncode != 0
+    broken = [line for line in proc.stdout.splitlines() if line.endswith("BROKEN")]
+    assert any(line.startswith(contract) for line in broken), proc.stdout
