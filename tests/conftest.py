@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,6 +12,19 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("ANSIBLE_CONFIG", str(REPO / "ansible.cfg"))
+
+
+def _collection_on_path() -> None:
+    """Tests import the collection's plugins under their collection name, through the link in .collections."""
+    from vllm_fleet.vm.paths import ensure_collection_link
+
+    ensure_collection_link()
+    collections = str(REPO / ".collections")
+    if collections not in sys.path:
+        sys.path.insert(0, collections)
+
+
+_collection_on_path()
 
 
 @pytest.fixture(scope="session")

@@ -77,3 +77,20 @@ def test_wheel_and_collection_work_outside_the_checkout(tmp_path: Path) -> None:
     syntax = _run([str(bin_dir / "ansible-playbook"), "--syntax-check", "-i", str(inventory), str(deploy)],
                   cwd=outside, env=env)
     assert syntax.returncode == 0, syntax.stdout + syntax.stderr
+
+
+def test_ansible_doc_lists_every_filter_the_collection_exports() -> None:
+    import importlib
+
+    from vllm_fleet.vm.paths import ensure_collection_link
+
+    ensure_collection_link()
+    exported = set()
+    for path in (REPO / "plugins" / "filter").glob("*.py"):
+        module = importlib.import_module(f"ansible_collections.vllmfleet.fleet.plugins.filter.{path.stem}")
+        exported |= set(module.FilterModule().filters())
+    doc = Path(sys.executable).parent / "ansible-doc"
+    proc = _run([str(doc), "-t", "filter", "-l", "vllmfleet.fleet", "--json"], cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    listed = {name.removeprefix("vllmfleet.fleet.") for name in json.loads(proc.stdout)}
+    assert exported and listed == exported

@@ -1,46 +1,17 @@
-"""Filters that shape the run summary."""
+"""Filters that shape the run summary; documented in plugins/filter/endpoint_summary.yml."""
 
-DOCUMENTATION = r"""
----
-name: endpoint_summary
-short_description: One service plan as a row of the run summary
-description: Keeps the host, service, model, task and URL of a planned service.
-version_added: "0.1.0"
-author: vllm-fleet
-options:
-  _input:
-    description: A service entry of C(vllm_fleet_plan.services).
-    type: dict
-    required: true
-  host:
-    description: The inventory hostname.
-    type: str
-    required: true
-"""
+from __future__ import annotations
 
-EXAMPLES = r"""
-- name: Summarise
-  ansible.builtin.debug:
-    msg: "{{ vllm_fleet_plan.services | map('vllmfleet.fleet.endpoint_summary', inventory_hostname) | list }}"
-"""
+from typing import Any
 
-RETURN = r"""
-_value:
-  description: host, service, model, task and url.
-  type: dict
-"""
+from ansible_collections.vllmfleet.fleet.plugins.plugin_utils.fleet import service_plan
 
 
-def endpoint_summary(service, host):
-    return {
-        "host": host,
-        "service": service["name"],
-        "model": service["served_model_name"],
-        "task": service["task"],
-        "url": service["endpoint"],
-    }
+def endpoint_summary(service: dict[str, Any], host: str) -> dict[str, str]:
+    svc = service_plan(service)
+    return {"host": host, "service": svc.name, "model": svc.served_model_name, "task": svc.task, "url": svc.endpoint}
 
 
 class FilterModule:
-    def filters(self):
+    def filters(self) -> dict[str, Any]:
         return {"endpoint_summary": endpoint_summary}

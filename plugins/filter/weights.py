@@ -1,8 +1,12 @@
-"""Filters of the model_weights role: which storage secrets to resolve, and the fact it publishes."""
+"""Filters of the model_weights role: which storage secrets to resolve, and the fact it publishes; each is
+documented in plugins/filter/<name>.yml."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from ansible.errors import AnsibleFilterError
+from ansible_collections.vllmfleet.fleet.plugins.plugin_utils.fleet import service_plan
 
 # Plan secret paths (services[*].secrets keys) -> model_weights module parameters.
 SECRET_PARAMS = {
@@ -15,35 +19,35 @@ SECRET_PARAMS = {
 }
 
 
-def weights_secret_refs(services):
+def weights_secret_refs(services: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """[{service, param, ref}] for every storage credential reference of the planned services."""
     out = []
-    for svc in services or []:
-        for path, ref in sorted((svc.get("secrets") or {}).items()):
+    for svc in map(service_plan, services or []):
+        for path, ref in sorted(svc.secrets.items()):
             if path in SECRET_PARAMS:
-                out.append({"service": svc["name"], "param": SECRET_PARAMS[path], "ref": ref})
+                out.append({"service": svc.name, "param": SECRET_PARAMS[path], "ref": ref})
     return out
 
 
-def weights_paths(results):
-    """{service: {path, revision, manifest, changed}} from the model_weights results of this host."""
+def weights_paths(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """{service: {path, revision, manifest, source, changed}} from the model_weights results of this host."""
     paths = {}
     for res in results or []:
-        svc = res.get("svc")
-        if not svc or res.get("skipped"):
+        if not res.get("svc") or res.get("skipped"):
             continue
+        svc = service_plan(res["svc"])
         if res.get("failed") or not res.get("path"):
-            raise AnsibleFilterError(f"no completed weights for service {svc['name']}: {res.get('msg', 'not fetched')}")
-        paths[svc["name"]] = {
+            raise AnsibleFilterError(f"no completed weights for service {svc.name}: {res.get('msg', 'not fetched')}")
+        paths[svc.name] = {
             "path": res["path"],
             "revision": res.get("revision"),
             "manifest": res.get("manifest"),
-            "source": svc["source"].get("display_uri"),
+            "source": svc.source.display_uri,
             "changed": bool(res.get("changed")),
         }
     return paths
 
 
 class FilterModule:
-    def filters(self):
+    def filters(self) -> dict[str, Any]:
         return {"weights_secret_refs": weights_secret_refs, "weights_paths": weights_paths}

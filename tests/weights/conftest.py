@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,17 +12,6 @@ from tests.weights.origins import Nginx, start_moto, start_nginx
 
 REPO = Path(__file__).resolve().parents[2]
 
-
-def _collection_on_path() -> None:
-    from vllm_fleet.vm.paths import ensure_collection_link
-
-    ensure_collection_link()
-    collections = str(REPO / ".collections")
-    if collections not in sys.path:
-        sys.path.insert(0, collections)
-
-
-_collection_on_path()
 
 S3_KEYS = {"s3_access_key_id": "AKIAWEIGHTSTESTKEY01", "s3_secret_access_key": "weights-test-secret-9f8e7d6c5b4a"}
 

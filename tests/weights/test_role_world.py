@@ -19,7 +19,6 @@ import pytest
 from tests.conftest import write_inventory
 from tests.weights.conftest import REPO, S3_KEYS
 from tests.weights.origins import make_model, start_nginx
-from vllm_fleet.vm.rules import VM_TARGET
 
 pytestmark = [pytest.mark.world, pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -27,14 +26,10 @@ HF_TOKEN = "hf_weightsWorldTestTokenDoNotLeak0123"
 
 
 def weights_plan(spec: dict) -> dict:
-    """The part of vllm_fleet_plan this role reads (what vllmfleet.fleet.fleet_plan sets), from the shared code."""
-    from vllm_fleet.spec import validate_spec
-    from vllm_fleet.vm.plan import service_plan
+    """vllm_fleet_plan as vllmfleet.fleet.fleet_plan sets it, from the shared code."""
+    from vllm_fleet.vm.plan import plan_for_host
 
-    dep = validate_spec(spec, VM_TARGET, source="test")
-    return {"services": [{"name": s.name, "source": service_plan(s, "h").source.model_dump(),
-                          "secrets": {k: v.model_dump(exclude_none=True) for k, v in s.secret_refs().items()}}
-                         for s in dep.services]}
+    return plan_for_host(spec, "h", source="test").model_dump(mode="json")
 
 
 def gateway() -> str:

@@ -138,20 +138,28 @@ def test_prune_keeps_active_and_newest(tmp_path):
 
 
 def test_secret_refs_filter_maps_plan_paths_to_module_parameters():
-    services = [{"name": "a", "secrets": {"api_key": {"env": "K"}, "storage.credentials.hf_token": {"env": "HF"},
-                                          "storage.credentials.s3.secret_access_key": {"vault": "s3s"}}}]
+    from vllm_fleet.vm.plan import plan_for_host
+
+    services = plan_for_host({"services": [{
+        "name": "a", "storage_uri": "s3://models/a", "accelerator": "cpu", "gpus": 0, "api_key": {"env": "K"},
+        "storage": {"credentials": {"hf_token": {"env": "HF"}, "s3": {
+            "access_key_id": {"env": "S3K"}, "secret_access_key": {"vault": "s3s"}}}}}]}, "h").model_dump()["services"]
     assert weights_secret_refs(services) == [
         {"service": "a", "param": "hf_token", "ref": {"env": "HF"}},
+        {"service": "a", "param": "s3_access_key_id", "ref": {"env": "S3K"}},
         {"service": "a", "param": "s3_secret_access_key", "ref": {"vault": "s3s"}}]
 
 
 def test_paths_filter_shapes_the_fact_and_refuses_a_missing_service():
     from ansible.errors import AnsibleFilterError
 
-    svc = {"name": "chat", "source": {"display_uri": "s3://b/p"}}
+    from vllm_fleet.vm.plan import plan_for_host
+
+    svc = plan_for_host({"services": [{"name": "chat", "storage_uri": "s3://models/p", "accelerator": "cpu",
+                                       "gpus": 0}]}, "h").model_dump()["services"][0]
     res = {"svc": svc, "path": "/m/chat/r-1", "revision": "r-1", "manifest": "/m/chat/r-1/.m", "changed": True}
     assert weights_paths([res, {"svc": svc, "skipped": True}]) == {
-        "chat": {"path": "/m/chat/r-1", "revision": "r-1", "manifest": "/m/chat/r-1/.m", "source": "s3://b/p",
+        "chat": {"path": "/m/chat/r-1", "revision": "r-1", "manifest": "/m/chat/r-1/.m", "source": "s3://models/p",
                  "changed": True}}
     with pytest.raises(AnsibleFilterError, match="no completed weights for service chat"):
         weights_paths([{"svc": svc, "failed": True, "msg": "boom"}])
