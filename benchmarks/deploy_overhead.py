@@ -125,7 +125,7 @@ def main() -> None:
               f"({(to_healthy - sum(starts)) / to_healthy:.0%} of time to healthy)")
         print(f"first deploy incl. smoke: {first:6.1f} s")
         print(f"no-op re-run:             {again:6.1f} s  (changed={second['hosts'][name]['changed']}, "
-              f"{again / first:.2f} x the first run)")
+              f"tasks ok={second['hosts'][name]['ok']}, {again / first:.2f} x the first run)")
     finally:
         host_down(name)
         subprocess.run(["rm", "-rf", str(workdir)], check=False)
