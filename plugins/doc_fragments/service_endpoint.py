@@ -15,4 +15,6 @@ options:
   api_key:
     description: The server's API key, if it has one.
     type: str
+notes:
+  - Supports check mode; it then only reports and sends no request.
 """

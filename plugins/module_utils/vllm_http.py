@@ -1,7 +1,5 @@
 """HTTP and container helpers shared by the vllm_ready and vllm_smoke modules (stdlib only: runs on hosts)."""
 
-
-
 import json
 import socket
 
@@ -10,6 +8,14 @@ try:
     from urllib.request import Request, urlopen
 except ImportError:  # pragma: no cover - Python 2 is not supported on hosts
     raise
+
+# The options of every module that talks to a running vLLM service; documented once in the doc fragment
+# vllmfleet.fleet.service_endpoint.
+SERVICE_ENDPOINT_ARGS = dict(
+    port=dict(type="int", required=True),
+    host=dict(type="str", default="127.0.0.1"),
+    api_key=dict(type="str", no_log=True),
+)
 
 SHM_MARKERS = ("/dev/shm", "shm_size", "Insufficient space in /dev/shm")
 

@@ -21,6 +21,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+# The options of every module that manages a service's weights directory; documented once in the doc fragment
+# vllmfleet.fleet.weights_store.
+WEIGHTS_STORE_ARGS = dict(
+    service=dict(type="str", required=True),
+    models_root=dict(type="path", default="/var/lib/vllm-fleet/models"),
+)
+
 MANIFEST = ".vllm-fleet-manifest.json"
 STAGING_PREFIX = ".staging-"
 LOCK_NAME = ".lock"

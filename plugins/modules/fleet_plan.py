@@ -16,9 +16,10 @@ options:
     type: raw
     required: true
   address:
-    description: The address clients reach this host at, used for endpoint URLs.
+    description:
+      - The address clients reach this host at, used for endpoint URLs.
+      - Defaults to C(vllm_fleet_address), else C(ansible_host), else the inventory hostname.
     type: str
-    required: true
   fact_name:
     description: Name of the fact to set.
     type: str

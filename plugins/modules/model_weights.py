@@ -111,7 +111,7 @@ bytes_downloaded:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.vllmfleet.fleet.plugins.module_utils.weights_fetch import WeightsError
+from ansible_collections.vllmfleet.fleet.plugins.module_utils.weights_fetch import WEIGHTS_STORE_ARGS, WeightsError
 from ansible_collections.vllmfleet.fleet.plugins.module_utils.weights_run import ensure
 
 SECRET_OPTIONS = ("hf_token", "modelscope_token", "s3_access_key_id", "s3_secret_access_key", "s3_session_token",
@@ -120,9 +120,8 @@ SECRET_OPTIONS = ("hf_token", "modelscope_token", "s3_access_key_id", "s3_secret
 
 def main():
     spec = dict(
-        service=dict(type="str", required=True),
+        WEIGHTS_STORE_ARGS,
         source=dict(type="dict", required=True),
-        models_root=dict(type="path", default="/var/lib/vllm-fleet/models"),
         state=dict(type="str", choices=["present", "check"], default="present"),
         revision=dict(type="str"),
         peer_url=dict(type="str"),

@@ -42,14 +42,17 @@ removed:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.vllmfleet.fleet.plugins.module_utils.weights_fetch import WeightsError, prune
+from ansible_collections.vllmfleet.fleet.plugins.module_utils.weights_fetch import (
+    WEIGHTS_STORE_ARGS,
+    WeightsError,
+    prune,
+)
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            service=dict(type="str", required=True),
-            models_root=dict(type="path", default="/var/lib/vllm-fleet/models"),
+            WEIGHTS_STORE_ARGS,
             keep=dict(type="int", default=2),
             active=dict(type="str"),
         ),

@@ -33,8 +33,6 @@ options:
     description: How many of the container's last log lines to return on failure.
     type: int
     default: 40
-notes:
-  - Supports check mode; it then only reports.
 extends_documentation_fragment:
   - vllmfleet.fleet.service_endpoint
 """
@@ -70,6 +68,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.vllmfleet.fleet.plugins.module_utils.vllm_http import (
+    SERVICE_ENDPOINT_ARGS,
     call,
     container_logs,
     container_state,
@@ -115,11 +114,9 @@ def wait_ready(module, p, clock=time.monotonic, sleep=time.sleep):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
+            SERVICE_ENDPOINT_ARGS,
             container=dict(type="str", required=True),
-            port=dict(type="int", required=True),
-            host=dict(type="str", default="127.0.0.1"),
             served_model_name=dict(type="str", required=True),
-            api_key=dict(type="str", no_log=True),
             timeout=dict(type="int", default=900),
             interval=dict(type="float", default=2),
             log_lines=dict(type="int", default=40),

@@ -30,8 +30,6 @@ options:
     description: Seconds per request.
     type: int
     default: 120
-notes:
-  - Supports check mode; it then only reports.
 extends_documentation_fragment:
   - vllmfleet.fleet.service_endpoint
 """
@@ -58,7 +56,7 @@ checks:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.vllmfleet.fleet.plugins.module_utils.vllm_http import call
+from ansible_collections.vllmfleet.fleet.plugins.module_utils.vllm_http import SERVICE_ENDPOINT_ARGS, call
 
 WEATHER_TOOL = {
     "type": "function",
@@ -174,11 +172,9 @@ def smoke(p):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            port=dict(type="int", required=True),
-            host=dict(type="str", default="127.0.0.1"),
+            SERVICE_ENDPOINT_ARGS,
             task=dict(type="str", required=True, choices=["generate", "embed", "score"]),
             served_model_name=dict(type="str", required=True),
-            api_key=dict(type="str", no_log=True),
             tools=dict(type="bool", default=False),
             timeout=dict(type="int", default=120),
         ),
