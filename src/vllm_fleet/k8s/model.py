@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from vllm_fleet.spec.errors import fail
+from vllm_fleet.spec.model import DNS1123_LABEL, Strict
 
-DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 # A Kubernetes resource quantity: 4, 500m, 32Gi, 1.5, 2e3.
 QUANTITY = re.compile(r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)([numkMGTPE]|[KMGTPE]i|[eE][+-]?[0-9]+)?$")
@@ -21,8 +21,10 @@ DeploymentMode = Literal["Standard", "Knative", "RawDeployment", "Serverless"]
 STANDARD_MODES = ("Standard", "RawDeployment")
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+def _check_keys(mapping: dict[str, Any], what: str, example: str) -> None:
+    for key in mapping:
+        if not LABEL_KEY.match(key):
+            raise fail(f"'{key}' is not {what}", f"use PREFIX/NAME, e.g. {example}")
 
 
 def _quantity(v: str | None, example: str) -> str | None:
@@ -171,9 +173,8 @@ class ClusterSettings(Strict):
     @field_validator("node_selector", "labels")
     @classmethod
     def _labels(cls, v: dict[str, str]) -> dict[str, str]:
+        _check_keys(v, "a label key", "nvidia.com/gpu.product")
         for key, value in v.items():
-            if not LABEL_KEY.match(key):
-                raise fail(f"'{key}' is not a label key", "use PREFIX/NAME, e.g. nvidia.com/gpu.product")
             if not isinstance(value, str) or not LABEL_VALUE.match(value):
                 raise fail(f"the value of '{key}' is not a label value",
                            "quote it; at most 63 letters, digits, '-', '_' or '.'")
@@ -182,9 +183,8 @@ class ClusterSettings(Strict):
     @field_validator("annotations")
     @classmethod
     def _annotations(cls, v: dict[str, str]) -> dict[str, str]:
+        _check_keys(v, "an annotation key", "example.com/owner")
         for key in v:
-            if not LABEL_KEY.match(key):
-                raise fail(f"'{key}' is not an annotation key", "use PREFIX/NAME, e.g. example.com/owner")
             if key.startswith("serving.kserve.io/"):
                 raise fail(f"sets '{key}', which the program sets from the kubernetes fields",
                            "use deployment_mode, autoscaler_class or scale_metric instead")
