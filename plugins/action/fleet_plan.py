@@ -19,7 +19,7 @@ class ActionModule(ActionBase):
         _, args = self.validate_argument_spec(
             argument_spec={
                 "spec": {"type": "raw", "required": True},
-                "address": {"type": "str", "required": True},
+                "address": {"type": "str"},
                 "fact_name": {"type": "str", "default": "vllm_fleet_plan"},
                 "model_configs": {"type": "dict", "default": {}},
                 "resolve_auto": {"type": "bool", "default": False},
@@ -27,6 +27,7 @@ class ActionModule(ActionBase):
         )
         require_package()
         from vllm_fleet.spec import SpecError
+        from vllm_fleet.vm.inventory import host_address
         from vllm_fleet.vm.plan import plan_for_host
 
         if not isidentifier(args["fact_name"]):
@@ -38,7 +39,7 @@ class ActionModule(ActionBase):
         try:
             plan = plan_for_host(
                 args["spec"],
-                args["address"],
+                args["address"] or host_address(task_vars, task_vars["inventory_hostname"]),
                 source=f"vllm_fleet_spec of {task_vars['inventory_hostname']}",
                 environ=os.environ,
                 variables=variables,

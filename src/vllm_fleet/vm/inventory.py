@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,11 @@ class InventoryHost:
     variables: dict[str, Any]
 
 
+def host_address(variables: Mapping[str, Any], hostname: str) -> str:
+    """The address clients reach a host's services at: vllm_fleet_address, else ansible_host, else its name."""
+    return str(variables.get("vllm_fleet_address") or variables.get("ansible_host") or hostname)
+
+
 def host_specs(inventory: str | Path, limit: str | None = None) -> list[InventoryHost]:
     """Every host in the serving group with the raw spec its variables give it."""
     from ansible.inventory.manager import InventoryManager
@@ -36,8 +42,7 @@ def host_specs(inventory: str | Path, limit: str | None = None) -> list[Inventor
     out = []
     for host in inv.get_hosts(pattern=SERVE_GROUP):
         hv = variables.get_vars(host=host, include_hostvars=False)
-        address = hv.get("vllm_fleet_address") or hv.get("ansible_host") or host.name
-        out.append(InventoryHost(host.name, hv.get(SPEC_VAR), str(address), dict(hv)))
+        out.append(InventoryHost(host.name, hv.get(SPEC_VAR), host_address(hv, host.name), dict(hv)))
     return out
 
 
