@@ -67,7 +67,7 @@ def write_inventory(path: Path, hosts: list[str], spec: dict, **host_vars: objec
     inv = {
         "vllm_hosts": {
             "hosts": {
-                h: {"ansible_connection": "community.docker.docker", "ansible_user": "root", **host_vars}
+                h: {"ansible_connection": "community.docker.docker_api", "ansible_user": "root", **host_vars}
                 for h in hosts
             },
             "vars": {"vllm_fleet_spec": spec},

@@ -95,7 +95,7 @@ def test_every_bad_input_fails_in_the_plan_step(world: str, tmp_path: Path, monk
     monkeypatch.setenv("BAD_INPUT_KEY", "bad-input-key-123")
     monkeypatch.delenv("BAD_INPUT_UNSET_KEY", raising=False)
     hosts = {
-        f"vf-bad-{case_id}": {"ansible_connection": "community.docker.docker",
+        f"vf-bad-{case_id}": {"ansible_connection": "community.docker.docker_api",
                               "vllm_fleet_spec": {"services": services}, **extra}
         for case_id, services, extra, _ in CASES
     }

@@ -1,4 +1,5 @@
-"""Container "GPU VMs": systemd as PID 1, their own Docker engine, reachable by the docker connection.
+"""Container "GPU VMs": systemd as PID 1, their own Docker engine, reachable by the Docker API connection
+(community.docker.docker_api, which reports a missing container as unreachable even with pipelining).
 
 The flags are the ones measured to boot systemd and run Docker-in-Docker on
 machines where `--privileged` is refused (see tests/README.md).
