@@ -41,9 +41,9 @@ mkdir -p /etc/vllm-fleet-test-fixture && echo h100-sxm-x8 > /etc/vllm-fleet-test
 def inventory(hosts: list[str]) -> dict:
     return {
         "vllm_hosts": {
-            "hosts": {h: {"ansible_connection": "community.docker.docker", "ansible_user": "root"} for h in hosts},
+            "hosts": {h: {"ansible_connection": "community.docker.docker_api", "ansible_user": "root"} for h in hosts},
             "vars": {
-                "vllm_fleet_gpu": True,
+                "vllm_fleet_nvidia": True,
                 "docker_source": "distribution",
                 "docker_install_compose": False,
                 "nvidia_driver_repo_base_url": f"http://{REPO_SERVER}/cuda",

@@ -32,7 +32,7 @@ def _play(inv: Path) -> str:
 def test_cpu_sandbox_gets_docker_and_skips_nvidia(sandbox_hosts, tmp_path):
     (host,) = sandbox_hosts(1, prefix="prepcpu")
     switches = yaml.safe_load((ROOT / "inventories/local/group_vars/all.yml").read_text())
-    assert switches["vllm_fleet_gpu"] is False
+    assert switches["vllm_fleet_nvidia"] is False
     inv = write_inventory(tmp_path / "hosts.yml", [host], {"services": []}, docker_install_compose=False, **switches)
     out = _play(inv)
     assert re.search(r"TASK \[Install the NVIDIA driver\][^\n]*\n+skipping: ", out), out[-3000:]

@@ -39,7 +39,7 @@ def run_prepare(extra: dict) -> subprocess.CompletedProcess[str]:
          "must be http(s) URLs"),
         ({"docker_repo_base_url": "ftp://mirror.local/docker"}, "must be http(s) URLs"),
         ({"nvidia_driver_version": "570"}, "a driver version such as 570.172.08"),
-        ({"vllm_fleet_gpu": "maybe"}, "vllm_fleet_gpu must be true or false"),
+        ({"vllm_fleet_nvidia": "maybe"}, "vllm_fleet_nvidia must be true or false"),
     ],
 )
 def test_bad_value_rejected_before_any_host_task(bad, message):

@@ -39,11 +39,11 @@ class ServingHost:
     def deploy(self, spec: dict[str, Any], *, extra_vars: dict[str, Any] | None = None,
                tags: str | None = "serve,smoke", key: str | None = KEY, timeout: int = 3600) -> dict[str, Any]:
         inv = self.workdir / f"inv-{uuid.uuid4().hex[:6]}.yml"
-        host_vars = {"ansible_connection": "community.docker.docker", "ansible_user": "root",
+        host_vars = {"ansible_connection": "community.docker.docker_api", "ansible_user": "root",
                      "vllm_fleet_address": self.address, "vllm_server_image_source": "archive",
                      "vllm_server_image_archive_remote": f"{IMAGES_MOUNT}/vllm-cpu-0.32.0.tar",
                      # CPU host: the prepare stage skips the NVIDIA roles and installs Debian's Docker.
-                     "vllm_fleet_gpu": False, "docker_source": "distribution",
+                     "vllm_fleet_nvidia": False, "docker_source": "distribution",
                      **(extra_vars or {})}
         inv.write_text(yaml.safe_dump({"vllm_hosts": {"hosts": {self.name: host_vars},
                                                       "vars": {"vllm_fleet_spec": spec}}}))
