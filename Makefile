@@ -11,45 +11,49 @@ APT_PACKAGES := docker.io debootstrap nginx-light dpkg-dev apt-utils gnupg iprou
 PIP_NOISE := is ignored: it is neither a file nor a directory
 export PATH := $(abspath $(BIN)):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
+# Wall time of each phase, one "name seconds" line each; .ci/run prints them at the end of every CI log.
+export VLLM_FLEET_PHASES ?= $(abspath .cache/phase-times)
+# $(call timed,NAME,COMMAND): run COMMAND and record its wall time as NAME.
+timed = mkdir -p $(dir $(VLLM_FLEET_PHASES)); start=$$(date +%s); { $(2); } || exit $$?; \
+	echo "$(1) $$(( $$(date +%s) - start ))" >> $(VLLM_FLEET_PHASES)
 
 .PHONY: setup system-packages venv world demo lint test unit clean
 
 setup: system-packages venv world
 
 system-packages:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@start=$$(date +%s); missing=""; \
+	for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "apt-get install:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	fi; \
+	mkdir -p $(dir $(VLLM_FLEET_PHASES)); echo "setup:system-packages $$(( $$(date +%s) - start ))" >> $(VLLM_FLEET_PHASES)
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade "pip==25.3" 2> >(grep -v "$(PIP_NOISE)" >&2)
-	$(PY) -m pip install -q -e ".[dev]" 2> >(grep -v "$(PIP_NOISE)" >&2)
+	@$(call timed,setup:venv,$(PY) -m pip install -q --upgrade "pip==25.3" 2> >(grep -v "$(PIP_NOISE)" >&2) \
+	  && $(PY) -m pip install -q -e ".[dev]" 2> >(grep -v "$(PIP_NOISE)" >&2))
 	touch $@
 
 venv: $(VENV)/.installed
 	$(PY) -c 'from vllm_fleet.vm.paths import ensure_collection_link as link; link()'
 
 world: venv
-	$(BIN)/vllm-fleet sandbox engine
-	$(BIN)/vllm-fleet sandbox image
+	@$(call timed,setup:world,$(BIN)/vllm-fleet sandbox engine && $(BIN)/vllm-fleet sandbox image)
 
 demo: setup
 	$(PY) -m vllm_fleet.sandbox.demo
 
 lint: venv
-	$(BIN)/ruff check src plugins tests benchmarks pulumi
-	$(BIN)/mypy
-	$(BIN)/lint-imports
-	$(BIN)/ansible-lint --profile production --offline
+	@$(call timed,lint,$(BIN)/ruff check src plugins tests benchmarks pulumi && $(BIN)/mypy \
+	  && $(BIN)/lint-imports && $(BIN)/ansible-lint --profile production --offline)
 
 unit: venv
 	$(BIN)/pytest -m "not world"
 
 test: setup lint
-	$(BIN)/pytest
+	@$(call timed,pytest,$(BIN)/pytest)
 
 clean:
 	rm -rf $(VENV) .collections .ansible build

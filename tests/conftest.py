@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.worlds import serving_host, vllm_world  # noqa: F401 - session fixtures shared by every area
+
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("ANSIBLE_CONFIG", str(REPO / "ansible.cfg"))
 
@@ -75,3 +77,31 @@ def write_inventory(path: Path, hosts: list[str], spec: dict, **host_vars: objec
     }
     path.write_text(yaml.safe_dump(inv, sort_keys=False))
     return path
+
+
+def _area(nodeid: str) -> str:
+    """tests/serving/test_e2e_vllm.py::x -> serving; tests/test_molecule.py::x -> molecule."""
+    parts = nodeid.split("::", 1)[0].split("/")
+    if len(parts) > 2:
+        return parts[1]
+    return parts[-1].removeprefix("test_").removesuffix(".py")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Wall time per test area (setup, call and teardown of its tests, fixtures included), in every run; also
+    recorded in $VLLM_FLEET_PHASES when .ci/run asks for it."""
+    areas: dict[str, float] = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if isinstance(report, pytest.TestReport):
+                area = f"pytest:{_area(report.nodeid)}"
+                areas[area] = areas.get(area, 0.0) + report.duration
+    if not areas:
+        return
+    terminalreporter.section("wall time per test area (seconds)")
+    for area, seconds in sorted(areas.items(), key=lambda kv: -kv[1]):
+        terminalreporter.write_line(f"{area} {seconds:.0f}")
+    phases = os.environ.get("VLLM_FLEET_PHASES")
+    if phases:
+        with open(phases, "a") as out:
+            out.writelines(f"{area} {seconds:.0f}\n" for area, seconds in sorted(areas.items()))

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.serving.conftest import KEY, ServingHost, service
+from tests.worlds import KEY, ServingHost, service
 
 # The first test also waits for the vLLM CPU image build (minutes on a fresh machine) and the deploy.
 pytestmark = [pytest.mark.world, pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(3000)]

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from vllm_fleet.sandbox import aptcache
 
 REPOSITORY = "vllm-fleet/debian12-systemd"
 SUITE = "bookworm"
@@ -86,6 +89,7 @@ def ensure_host_image(recipe: Recipe | None = None, log=print) -> tuple[str, boo
         return recipe.tag, False
     if shutil.which("debootstrap") is None:
         raise RuntimeError("debootstrap is not installed: run `make setup` (apt-get install debootstrap)")
+    aptcache.ensure_apt_cache()
     with tempfile.TemporaryDirectory(prefix="vllm-fleet-rootfs-") as tmp:
         rootfs = Path(tmp) / "rootfs"
         log(f"debootstrap {recipe.suite} into {rootfs} (about a minute)")
@@ -100,6 +104,8 @@ def ensure_host_image(recipe: Recipe | None = None, log=print) -> tuple[str, boo
             ],
             check=True,
             stdout=subprocess.DEVNULL,
+            # Through the apt cache, like the hosts: the image's packages cross the network once per machine.
+            env={**os.environ, "http_proxy": aptcache.url()},
         )
         for unit in recipe.masked:
             link = rootfs / "etc/systemd/system" / unit

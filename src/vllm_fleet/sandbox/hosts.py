@@ -12,6 +12,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
+from vllm_fleet.sandbox import aptcache
 from vllm_fleet.sandbox.hostimage import REPOSITORY
 
 LABEL = "io.vllm-fleet.sandbox"
@@ -51,8 +52,21 @@ def inspect(name: str) -> dict | None:
     return json.loads(res.stdout)[0] if res.returncode == 0 else None
 
 
+def gateway(network: str = NETWORK) -> str:
+    """This machine's address on the sandbox network, where the hosts reach its services."""
+    return _docker("network", "inspect", network, "--format", "{{(index .IPAM.Config 0).Gateway}}").stdout.strip()
+
+
+def use_apt_cache(name: str, network: str = NETWORK) -> None:
+    """Point the host's apt at this machine's cache of Debian's archive (a test-world setting, not a role's)."""
+    aptcache.ensure_apt_cache()
+    setting = aptcache.apt_proxy_setting(gateway(network))
+    subprocess.run(["docker", "exec", "-i", name, "sh", "-c", f"cat > {aptcache.APT_CONF}"], input=setting,
+                   text=True, check=True, capture_output=True)
+
+
 def host_up(spec: HostSpec, boot_timeout: float = 90.0) -> tuple[str, bool]:
-    """Start the host if needed and wait for systemd; return (address, created)."""
+    """Start the host if needed and wait for systemd; return (address, created). Its apt uses the apt cache."""
     ensure_network(spec.network)
     info = inspect(spec.name)
     created = False
@@ -71,6 +85,7 @@ def host_up(spec: HostSpec, boot_timeout: float = 90.0) -> tuple[str, bool]:
     elif not info["State"]["Running"]:
         _docker("start", spec.name)
     wait_for_systemd(spec.name, boot_timeout)
+    use_apt_cache(spec.name, spec.network)
     return address(spec.name, spec.network), created
 
 

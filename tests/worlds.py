@@ -1,4 +1,6 @@
-"""Fixtures for the serving end-to-end tests: the real vLLM CPU image, tiny models, one sandbox host."""
+"""The real-vLLM world shared by the whole session: the vLLM CPU image, tiny models and one sandbox host with
+Docker inside (fixtures registered in tests/conftest.py), and helpers to deploy specs onto it."""
+
 
 from __future__ import annotations
 
@@ -18,6 +20,15 @@ import yaml
 KEY = "e2e-key-7c41d0"
 MODELS_MOUNT = "/srv/vllm-fleet/seed-models"
 IMAGES_MOUNT = "/srv/vllm-fleet/images"
+
+
+def service(name: str, task: str, port: int, *, model: str | None = None, **engine: Any) -> dict[str, Any]:
+    return {
+        "name": name, "task": task, "storage_uri": f"file://{MODELS_MOUNT}/{model or name}",
+        "served_model_name": name, "image": "vllm-fleet/vllm-cpu:0.32.0", "accelerator": "cpu", "gpus": 0,
+        "port": port, "shm_size": "1g", "api_key": {"env": "E2E_VLLM_KEY"},
+        "engine": {"max_model_len": 128, "gpu_memory_utilization": 0.1, "enforce_eager": True, **engine},
+    }
 
 
 @dataclass
@@ -63,16 +74,8 @@ class ServingHost:
         return payload
 
 
-def service(name: str, task: str, port: int, *, model: str | None = None, **engine: Any) -> dict[str, Any]:
-    return {
-        "name": name, "task": task, "storage_uri": f"file://{MODELS_MOUNT}/{model or name}",
-        "served_model_name": name, "image": "vllm-fleet/vllm-cpu:0.32.0", "accelerator": "cpu", "gpus": 0,
-        "port": port, "shm_size": "1g", "api_key": {"env": "E2E_VLLM_KEY"},
-        "engine": {"max_model_len": 128, "gpu_memory_utilization": 0.1, "enforce_eager": True, **engine},
-    }
 
-
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def vllm_world(world: str) -> tuple[str, Path, Path]:
     """(host image tag, tiny models dir, image archive): built once, cached across runs."""
     from vllm_fleet.sandbox.tiny_models import generate
@@ -82,10 +85,12 @@ def vllm_world(world: str) -> tuple[str, Path, Path]:
     return world, generate(image), save_archive(image)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def serving_host(vllm_world: tuple[str, Path, Path], tmp_path_factory: pytest.TempPathFactory
                  ) -> Iterator[ServingHost]:
-    """One sandbox host for every step of the module, with Docker inside, models and the image archive mounted."""
+    """The real-vLLM world of the whole session: one sandbox host with Docker inside, the tiny models and the vLLM
+    image archive mounted. Every area that needs real vLLM (serving, and later gateway, monitoring, adapters)
+    deploys onto it and changes it step by step, instead of starting a world of its own."""
     from vllm_fleet.sandbox.hosts import HostSpec, host_down, host_up
 
     tag, models, archive = vllm_world
