@@ -37,6 +37,10 @@ class ServingHost:
     address: str
     workdir: Path
 
+    def exec(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """A command on the host itself."""
+        return subprocess.run(["docker", "exec", self.name, *args], capture_output=True, text=True, check=check)
+
     def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["docker", "exec", self.name, "docker", *args], capture_output=True, text=True,
                               check=check)

@@ -10,12 +10,14 @@ from ansible_collections.vllmfleet.fleet.plugins.plugin_utils.fleet import host_
 
 
 def vllm_container(service: dict[str, Any], settings: dict[str, Any], weights_dirs: dict[str, Any] | None = None,
-                   image_id: str = "", api_key: str | None = None) -> dict[str, Any]:
+                   image_id: str = "", image_entrypoint: list[str] | None = None, api_key: str | None = None
+                   ) -> dict[str, Any]:
     from vllm_fleet.vm.container import ServingError, container_params
 
     try:
         return container_params(service_plan(service), settings=settings, weights_dirs=weights_dirs or {},
-                                image_id=image_id or "", api_key=api_key or None)
+                                image_id=image_id or "", image_entrypoint=list(image_entrypoint or []),
+                                api_key=api_key or None)
     except ServingError as exc:
         raise AnsibleFilterError(str(exc)) from None
 

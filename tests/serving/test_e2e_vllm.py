@@ -120,7 +120,13 @@ def test_containers_carry_the_contract(serving_host: ServingHost, deployed: dict
     assert info["HostConfig"]["LogConfig"]["Config"] == {"max-file": "5", "max-size": "100m"}
     assert info["HostConfig"]["ShmSize"] == 1024**3
     assert info["Config"]["Healthcheck"]["Test"][:2] == ["CMD", "curl"]
-    assert KEY not in json.dumps(info["Args"]) and f"VLLM_API_KEY={KEY}" in info["Config"]["Env"]
+    # The key reaches vLLM from a root-only file, never through argv, the environment or inspect output.
+    assert KEY not in json.dumps(info)
+    key_mount = mounts["/run/secrets/vllm-api-key"]
+    assert key_mount["RW"] is False
+    mode = serving_host.exec("stat", "-c", "%a %U", key_mount["Source"]).stdout.split()
+    assert mode == ["400", "root"]
+    assert KEY not in serving_host.exec("ps", "-eo", "args").stdout
     assert not info["HostConfig"].get("DeviceRequests")
 
 

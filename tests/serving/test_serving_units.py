@@ -195,3 +195,22 @@ def test_gpu_counts_get_their_own_ids_beside_listed_ones() -> None:
     params = container.container_params(plan(spec).services[2], settings=SETTINGS,
                                       weights_dirs={"c": {"path": "/m/c/r", "revision": "r"}})
     assert params["device_requests"][0]["device_ids"] == ["3"] and "count" not in params["device_requests"][0]
+
+
+def test_an_api_key_comes_from_a_mounted_file_through_a_wrapper_never_from_argv_or_env() -> None:
+    tiny = plan().services[1]
+    key = "sk-unit-key-never-printed-0123456789"
+    params = container.container_params(tiny, settings={**SETTINGS, "secrets_dir": "/etc/vf/secrets"},
+                                        image_entrypoint=["python3", "-m", "vllm.entrypoints.openai.api_server"],
+                                        api_key=key)
+    assert key not in repr(params)
+    assert params["entrypoint"] == container.API_KEY_WRAPPER
+    assert params["command"][:3] == ["python3", "-m", "vllm.entrypoints.openai.api_server"]
+    assert params["command"][3:] == tiny.engine_args
+    (mount,) = [m for m in params["mounts"] if m["target"] == container.API_KEY_MOUNT]
+    assert mount["read_only"] and mount["source"].startswith("/etc/vf/secrets/tiny-")
+    rotated = container.container_params(tiny, settings={**SETTINGS, "secrets_dir": "/etc/vf/secrets"},
+                                         api_key=key + "x")
+    (other,) = [m for m in rotated["mounts"] if m["target"] == container.API_KEY_MOUNT]
+    assert other["source"] != mount["source"]  # a rolled-back container keeps reading its own key
+    assert "entrypoint" not in container.container_params(tiny, settings=SETTINGS)

@@ -20,6 +20,11 @@ from vllm_fleet.vm.plan import ServicePlan
 UPDATE_STRATEGIES = ("canary", "replace")
 
 LABEL_PREFIX = "io.vllm-fleet"
+# The API key reaches vLLM from a root-only file on the host, mounted read-only here and read by a wrapper that
+# exports it and execs the image's own entrypoint: it is in no argv, no container config and no inspect output.
+API_KEY_MOUNT = "/run/secrets/vllm-api-key"
+API_KEY_WRAPPER = ["/bin/sh", "-c", f'VLLM_API_KEY="$(cat {API_KEY_MOUNT})" && export VLLM_API_KEY && exec "$@"',
+                   "vllm-fleet-api-key"]
 HEALTH_PATH = "/health"
 
 
@@ -72,9 +77,14 @@ def spec_hash(params: Mapping[str, Any], image_id: str, api_key: str | None) -> 
     digest = hashlib.sha256()
     digest.update(json.dumps(params, sort_keys=True, default=str).encode())
     digest.update(image_id.encode())
-    # The key itself is visible to anyone who can `docker inspect` the container; its digest adds nothing.
     digest.update(hashlib.sha256((api_key or "").encode()).digest())
     return digest.hexdigest()[:16]
+
+
+def api_key_file(service: ServicePlan, settings: Mapping[str, Any], api_key: str) -> str:
+    """The key's file on the host, named per key so that a container rolled back keeps reading its own key."""
+    digest = hashlib.sha256(api_key.encode()).hexdigest()[:16]
+    return f"{settings.get('secrets_dir', '/etc/vllm-fleet/secrets')}/{service.name}-{digest}.api-key"
 
 
 def container_params(
@@ -83,12 +93,15 @@ def container_params(
     settings: Mapping[str, Any],
     weights_dirs: Mapping[str, Any] | None = None,
     image_id: str = "",
+    image_entrypoint: list[str] | None = None,
     api_key: str | None = None,
 ) -> dict[str, Any]:
-    """docker_container parameters for one service, without the secret env (the role adds VLLM_API_KEY).
+    """docker_container parameters for one service. With an API key, the container mounts the key file the role
+    writes (api_key_file) and starts through API_KEY_WRAPPER, followed by the image's entrypoint and vLLM's
+    arguments; the key itself is not in the result.
 
     settings: prefix, restart_policy, log_max_size, log_max_file, hf_home, tz, ipc_host, health_interval,
-    health_start_period, registry_mirror.
+    health_start_period, registry_mirror, secrets_dir.
     """
     name = container_name(service, settings["prefix"])
     weights = weights_dir(service, weights_dirs or {})
@@ -121,6 +134,11 @@ def container_params(
             "start_period": f"{settings.get('health_start_period', 600)}s",
         },
     }
+    if api_key:
+        params["entrypoint"] = list(API_KEY_WRAPPER)
+        params["command"] = [*(image_entrypoint or []), *service.engine_args]
+        params["mounts"].append({"type": "bind", "source": api_key_file(service, settings, api_key),
+                                 "target": API_KEY_MOUNT, "read_only": True})
     if settings.get("ipc_host"):
         params["ipc_mode"] = "host"
     else:
