@@ -61,3 +61,74 @@ def test_the_plan_survives_the_trip_through_plain_data() -> None:
     dumped = yaml.safe_load(yaml.safe_dump(plan.model_dump(mode="json")))
     assert HostPlan.model_validate(dumped) == plan
     assert plan.services[0].device_ids == [0, 1] and plan.services[0].source.s3 is not None
+
+
+# Where the roles and playbooks read the plan: the service lists, and the loop variables that walk them.
+PLAN_LISTS = ("vllm_fleet_plan.services", "vllm_server_services", "_model_weights_plan_services",
+              "_model_weights_selected", "_model_weights_remote", "_model_weights_local")
+SERVICE_VARS = ("svc", "_vllm_server_svc")
+READERS = [*(REPO / "roles/model_weights").glob("[tv]a*/*.yml"), *(REPO / "roles/vllm_server").glob("[tv]a*/*.yml"),
+           *(REPO / "playbooks").rglob("*.yml")]
+
+
+def resolves(model: type[BaseModel], path: str) -> bool:
+    """Whether a dotted attribute path exists on the plan model (a dict field takes any key below it)."""
+    current: Any = model
+    for part in path.split("."):
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return get_origin(current) is dict
+        field = current.model_fields.get(part)
+        if field is None:
+            return False
+        args = [a for a in get_args(field.annotation) if a is not type(None)]
+        current = args[0] if get_origin(field.annotation) in (Union, types.UnionType) and len(args) == 1 \
+            else field.annotation
+    return True
+
+
+def _tasks(node: Any) -> Any:
+    if isinstance(node, list):
+        for item in node:
+            yield from _tasks(item)
+    elif isinstance(node, dict):
+        yield node
+        for key in ("block", "rescue", "always", "tasks", "pre_tasks", "post_tasks"):
+            yield from _tasks(node.get(key))
+
+
+def plan_reads() -> set[tuple[str, str]]:
+    """(file, attribute path) for every plan attribute a role or playbook reads."""
+    import re
+
+    reads = set()
+    for path in READERS:
+        text = path.read_text()
+        where = str(path.relative_to(REPO))
+        for var in SERVICE_VARS:
+            reads |= {(where, m) for m in re.findall(rf"\b{var}\.([a-z_]+(?:\.[a-z_]+)*)", text)}
+        for line in text.splitlines():
+            if any(name in line for name in PLAN_LISTS):
+                reads |= {(where, m) for m in re.findall(r"(?:selectattr|rejectattr)\('([a-z_.]+)'", line)}
+                reads |= {(where, m) for m in re.findall(r"map\(attribute='([a-z_.]+)'\)", line)}
+        for task in _tasks(yaml.safe_load(text)):
+            loop = task.get("loop")
+            # A loop over the services themselves (not over what a filter of the collection makes of them).
+            if isinstance(loop, str) and any(name in loop for name in PLAN_LISTS) and "vllmfleet.fleet." not in loop:
+                var = (task.get("loop_control") or {}).get("loop_var", "item")
+                body = yaml.safe_dump(task)
+                reads |= {(where, m) for m in re.findall(rf"\b{var}\.([a-z_]+(?:\.[a-z_]+)*)", body)}
+    return reads
+
+
+def test_every_plan_attribute_the_roles_read_exists_in_the_model() -> None:
+    reads = plan_reads()
+    attributes = {attr for _, attr in reads}
+    # The collector sees the roles' real reads (a broken collector would find nothing and pass).
+    assert {"name", "source.display_uri", "source.scheme", "served_model_name", "secrets.api_key", "port",
+            "tools_enabled", "tensor_parallel_size"} <= attributes
+    assert [(where, attr) for where, attr in sorted(reads) if not resolves(ServicePlan, attr)] == []
+
+
+def test_an_attribute_the_model_lacks_is_caught() -> None:
+    assert resolves(ServicePlan, "source.display_uri") and resolves(ServicePlan, "secrets.api_key")
+    assert not resolves(ServicePlan, "source.display") and not resolves(ServicePlan, "gpus")
