@@ -31,10 +31,10 @@ def vllm_weights_dir(service: dict[str, Any], weights_dirs: dict[str, Any] | Non
         raise AnsibleFilterError(str(exc)) from None
 
 
-def vllm_canary(params: dict[str, Any], port_offset: int) -> dict[str, Any]:
+def vllm_canary(params: dict[str, Any], service: dict[str, Any], port_offset: int) -> dict[str, Any]:
     from vllm_fleet.vm.container import canary_params
 
-    return canary_params(params, int(port_offset))
+    return canary_params(params, service_plan(service), int(port_offset))
 
 
 def vllm_image_ref(service: dict[str, Any], mirror: str = "") -> str:
@@ -44,12 +44,12 @@ def vllm_image_ref(service: dict[str, Any], mirror: str = "") -> str:
 
 
 def vllm_host_problems(services: list[dict[str, Any]], mounts: list[dict[str, Any]], ipc_host: bool,
-                       containers: list[dict[str, Any]], gpu_facts: dict[str, Any] | None, prefix: str
+                       containers: list[dict[str, Any]], gpu_facts: dict[str, Any] | None, label_prefix: str
                        ) -> list[str]:
     from vllm_fleet.vm.checks import host_problems
 
-    return host_problems(host_plan(services), mounts=mounts or [], ipc_host=bool(ipc_host),
-                         containers=containers or [], gpu_facts=gpu_facts or {}, prefix=prefix)
+    return host_problems(host_plan(services, label_prefix), mounts=mounts or [], ipc_host=bool(ipc_host),
+                         containers=containers or [], gpu_facts=gpu_facts or {})
 
 
 def vllm_update_strategy(service: dict[str, Any], strategy: str) -> str:

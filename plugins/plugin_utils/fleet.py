@@ -41,8 +41,8 @@ def service_plan(value: Any) -> Any:
     return ServicePlan.model_validate(plain(value))
 
 
-def host_plan(services: Any) -> Any:
+def host_plan(services: Any, label_prefix: str) -> Any:
     require_package()
     from vllm_fleet.vm.plan import HostPlan
 
-    return HostPlan.model_validate({"services": plain(services)})
+    return HostPlan.model_validate({"services": plain(services), "label_prefix": label_prefix})

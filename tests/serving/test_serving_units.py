@@ -10,7 +10,7 @@ from vllm_fleet.vm import container
 from vllm_fleet.vm.checks import host_problems
 from vllm_fleet.vm.plan import HostPlan, plan_for_host
 
-SETTINGS = {"prefix": "vllm-", "registry_mirror": "", "hf_home": "/var/lib/vllm-fleet/hf-home", "tz": "Etc/UTC",
+SETTINGS = {"registry_mirror": "", "hf_home": "/var/lib/vllm-fleet/hf-home", "tz": "Etc/UTC",
             "restart_policy": "unless-stopped", "log_max_size": "100m", "log_max_file": 5, "ipc_host": False}
 SPEC = {"services": [
     {"name": "chat", "storage_uri": "hf://Qwen/Qwen2.5-72B-Instruct-GPTQ-Int8", "gpus": [0, 1],
@@ -83,8 +83,9 @@ def test_registry_mirror_rewrites_references(image: str, mirror: str, expected: 
 
 
 def test_canary_runs_beside_on_an_offset_port_without_restarts() -> None:
-    params = container.container_params(plan().services[1], settings=SETTINGS)
-    canary = container.canary_params(params, 10000)
+    tiny = plan().services[1]
+    params = container.container_params(tiny, settings=SETTINGS)
+    canary = container.canary_params(params, tiny, 10000)
     assert canary["name"] == "vllm-tiny-candidate" and canary["published_ports"] == ["18001:8000"]
     assert canary["restart_policy"] == "no" and canary["labels"]["io.vllm-fleet.managed"] == "candidate"
     assert params["labels"]["io.vllm-fleet.managed"] == "true"
@@ -96,7 +97,7 @@ def test_ipc_host_needs_a_large_enough_host_shm() -> None:
     big = [{"mount": "/dev/shm", "size_total": 32 * 1024**3}]
     def shm(mounts: list, ipc_host: bool) -> list[str]:
         return host_problems(HostPlan(services=services), mounts=mounts, ipc_host=ipc_host, containers=[],
-                             gpu_facts=None, prefix="vllm-")
+                             gpu_facts=None)
 
     problems = shm(small, ipc_host=True)
     assert len(problems) == 1 and "64 MiB" in problems[0] and "16384 MiB" in problems[0]
@@ -166,7 +167,7 @@ def test_a_port_published_by_a_foreign_container_is_a_conflict() -> None:
         {"Names": ["/other"], "Ports": [{"PrivatePort": 8000}], "Labels": {}},
     ]
     problems = host_problems(HostPlan(services=services), mounts=[], ipc_host=False, containers=containers,
-                             gpu_facts=None, prefix="vllm-")
+                             gpu_facts=None)
     assert len(problems) == 1 and "port 8001 of service tiny" in problems[0] and "nginx" in problems[0]
 
 
@@ -175,7 +176,7 @@ def test_gpu_ids_are_checked_against_the_real_gpus() -> None:
 
     def gpus(services: list, facts: dict) -> list[str]:
         return host_problems(HostPlan(services=services), mounts=[], ipc_host=False, containers=[],
-                             gpu_facts=facts, prefix="vllm-")
+                             gpu_facts=facts)
 
     assert gpus(services, {"gpu_count": 4}) == []
     assert "asks for 2 GPU(s); this host has 1" in gpus(services, {"gpu_count": 1})[0]
@@ -214,3 +215,12 @@ def test_an_api_key_comes_from_a_mounted_file_through_a_wrapper_never_from_argv_
     (other,) = [m for m in rotated["mounts"] if m["target"] == container.API_KEY_MOUNT]
     assert other["source"] != mount["source"]  # a rolled-back container keeps reading its own key
     assert "entrypoint" not in container.container_params(tiny, settings=SETTINGS)
+
+
+def test_container_names_come_from_the_plan_with_the_inventory_prefix() -> None:
+    tiny = plan(vllm_fleet_container_prefix="llm-").services[1]
+    assert (tiny.container.name, tiny.container.candidate, tiny.container.fallback) == (
+        "llm-tiny", "llm-tiny-candidate", "llm-tiny-previous")
+    params = container.container_params(tiny, settings=SETTINGS)
+    assert params["name"] == "llm-tiny" and container.canary_params(params, tiny, 1)["name"] == "llm-tiny-candidate"
+    assert plan().services[1].container.name == "vllm-tiny"

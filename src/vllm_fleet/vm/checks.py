@@ -13,7 +13,6 @@ from vllm_fleet.spec import Deployment, Service, SpecIssue
 from vllm_fleet.spec.errors import show_value
 from vllm_fleet.units import spec_size_mib
 from vllm_fleet.vllm_flags import check_extra_args
-from vllm_fleet.vm.container import LABEL_PREFIX, container_name
 from vllm_fleet.vm.plan import HostPlan
 
 # vLLM's own floor: it refused to start with 64 MiB and asked for 160 MiB on a tiny model.
@@ -125,11 +124,11 @@ def serving_issues(dep: Deployment, variables: Mapping[str, Any], *, resolve_aut
 
 
 def host_problems(plan: HostPlan, *, mounts: list[Mapping[str, Any]], ipc_host: bool,
-                  containers: list[Mapping[str, Any]], gpu_facts: Mapping[str, Any] | None, prefix: str) -> list[str]:
+                  containers: list[Mapping[str, Any]], gpu_facts: Mapping[str, Any] | None) -> list[str]:
     """Everything on this host that would stop the planned services from starting, read before any change:
     /dev/shm, GPU ids and counts against the prepare stage's gpu_facts, and ports other containers hold."""
     return [*_shm_problems(plan, mounts, ipc_host), *_gpu_problems(plan, gpu_facts),
-            *_port_conflicts(plan, containers, prefix)]
+            *_port_conflicts(plan, containers)]
 
 
 def _shm_problems(plan: HostPlan, mounts: list[Mapping[str, Any]], ipc_host: bool) -> list[str]:
@@ -167,16 +166,15 @@ def _gpu_problems(plan: HostPlan, gpu_facts: Mapping[str, Any] | None) -> list[s
     return problems
 
 
-def _port_conflicts(plan: HostPlan, containers: list[Mapping[str, Any]], prefix: str) -> list[str]:
+def _port_conflicts(plan: HostPlan, containers: list[Mapping[str, Any]]) -> list[str]:
     """Host ports the services need that a container not managed by vllm-fleet already publishes."""
-    ours = {container_name(s, prefix) for s in plan.services}
-    ours |= {f"{n}-previous" for n in ours} | {f"{n}-candidate" for n in ours}
+    ours = {n for s in plan.services for n in (s.container.name, s.container.candidate, s.container.fallback)}
     wanted = {s.port: s.name for s in plan.services}
     problems = []
     for c in containers:
         names = [str(n).lstrip("/") for n in c.get("Names") or []]
         labels = c.get("Labels") or {}
-        if any(n in ours for n in names) or labels.get(f"{LABEL_PREFIX}.managed"):
+        if any(n in ours for n in names) or labels.get(f"{plan.label_prefix}.managed"):
             continue
         for port in c.get("Ports") or []:
             public = port.get("PublicPort")

@@ -15,11 +15,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from vllm_fleet.engine_args import MODEL_MOUNT
-from vllm_fleet.vm.plan import ServicePlan
+from vllm_fleet.vm.plan import LABEL_PREFIX, ServicePlan
 
 UPDATE_STRATEGIES = ("canary", "replace")
 
-LABEL_PREFIX = "io.vllm-fleet"
 # The API key reaches vLLM from a root-only file on the host, mounted read-only here and read by a wrapper that
 # exports it and execs the image's own entrypoint: it is in no argv, no container config and no inspect output.
 API_KEY_MOUNT = "/run/secrets/vllm-api-key"
@@ -69,10 +68,6 @@ def mirror_image(image: str, mirror: str) -> str:
     return f"{mirror.rstrip('/')}/{path}"
 
 
-def container_name(service: ServicePlan, prefix: str) -> str:
-    return f"{prefix}{service.name}"
-
-
 def spec_hash(params: Mapping[str, Any], image_id: str, api_key: str | None) -> str:
     digest = hashlib.sha256()
     digest.update(json.dumps(params, sort_keys=True, default=str).encode())
@@ -100,10 +95,10 @@ def container_params(
     writes (api_key_file) and starts through API_KEY_WRAPPER, followed by the image's entrypoint and vLLM's
     arguments; the key itself is not in the result.
 
-    settings: prefix, restart_policy, log_max_size, log_max_file, hf_home, tz, ipc_host, health_interval,
+    settings: restart_policy, log_max_size, log_max_file, hf_home, tz, ipc_host, health_interval,
     health_start_period, registry_mirror, secrets_dir.
     """
-    name = container_name(service, settings["prefix"])
+    name = service.container.name
     weights = weights_dir(service, weights_dirs or {})
     port = service.port
     container_port = service.container_port
@@ -164,12 +159,12 @@ def container_params(
     return params
 
 
-def canary_params(params: Mapping[str, Any], port_offset: int) -> dict[str, Any]:
+def canary_params(params: Mapping[str, Any], service: ServicePlan, port_offset: int) -> dict[str, Any]:
     """The same container beside the running one: another name and host port, no restarts, no labels that
     would make it look like the serving container. Everything else, the health check included, is the same."""
     host_port, _, container_port = params["published_ports"][0].partition(":")
     canary = dict(params)
-    canary["name"] = f"{params['name']}-candidate"
+    canary["name"] = service.container.candidate
     canary["published_ports"] = [f"{int(host_port) + port_offset}:{container_port}"]
     canary["restart_policy"] = "no"
     canary["labels"] = {**params["labels"], f"{LABEL_PREFIX}.managed": "candidate"}

@@ -18,6 +18,9 @@ from vllm_fleet.vm.rules import VM_TARGET
 from vllm_fleet.vm.secrets import unresolved_secrets
 
 CONTAINER_PORT = 8000
+# Every container vllm-fleet runs carries labels under this prefix; names are the prefix below + the service name.
+LABEL_PREFIX = "io.vllm-fleet"
+CONTAINER_PREFIX = "vllm-"
 
 
 class PlanModel(BaseModel):
@@ -46,6 +49,15 @@ class SourcePlan(PlanModel):
     s3: S3Plan | None = None
 
 
+class ContainerPlan(PlanModel):
+    """The names a service's containers take on the host: the serving one, a canary beside it, and the previous
+    one kept to fall back to while a replacement passes its health gate."""
+
+    name: str
+    candidate: str
+    fallback: str
+
+
 class ServicePlan(PlanModel):
     """One service on one host: everything the weights, serve and smoke stages need, and nothing to re-derive."""
 
@@ -68,14 +80,21 @@ class ServicePlan(PlanModel):
     # Secret references by the spec path they were given at ({env: NAME} | {vault: var}); never values.
     secrets: dict[str, dict[str, str]] = {}
     endpoint: str
+    container: ContainerPlan
     max_model_len_sized: int | None = None
 
 
 class HostPlan(PlanModel):
     services: list[ServicePlan]
+    label_prefix: str = LABEL_PREFIX
 
 
-def service_plan(svc: Service, host_address: str) -> ServicePlan:
+def container_plan(name: str, prefix: str = CONTAINER_PREFIX) -> ContainerPlan:
+    return ContainerPlan(name=f"{prefix}{name}", candidate=f"{prefix}{name}-candidate",
+                         fallback=f"{prefix}{name}-previous")
+
+
+def service_plan(svc: Service, host_address: str, container_prefix: str = CONTAINER_PREFIX) -> ServicePlan:
     uri = svc.uri
     s3 = svc.storage.credentials.s3
     return ServicePlan(
@@ -108,11 +127,12 @@ def service_plan(svc: Service, host_address: str) -> ServicePlan:
         ),
         secrets={path: ref.model_dump(exclude_none=True) for path, ref in svc.secret_refs().items()},
         endpoint=f"http://{host_address}:{svc.port}/v1",
+        container=container_plan(svc.name, container_prefix),
     )
 
 
-def host_plan(dep: Deployment, host_address: str, settled: Mapping[str, Mapping[str, Any]] | None = None
-              ) -> HostPlan:
+def host_plan(dep: Deployment, host_address: str, settled: Mapping[str, Mapping[str, Any]] | None = None,
+              container_prefix: str = CONTAINER_PREFIX) -> HostPlan:
     """The plan of every service; `settled` (from serving_issues) fills in sized values and resolves auto."""
     settled = settled or {}
     services = []
@@ -121,7 +141,7 @@ def host_plan(dep: Deployment, host_address: str, settled: Mapping[str, Mapping[
         if "tensor_parallel_size" in entry:
             svc = svc.model_copy(update={"tensor_parallel_size": entry["tensor_parallel_size"],
                                          "gpus": entry["gpus"]})
-        plan = service_plan(svc, host_address)
+        plan = service_plan(svc, host_address, container_prefix)
         if "max_model_len" in entry:
             plan.engine_args += ["--max-model-len", str(entry["max_model_len"])]
             plan.max_model_len_sized = entry["max_model_len"]
@@ -160,7 +180,8 @@ def plan_for_host(
     """Validate a host's raw spec and its secret references (raising SpecError) and return its plan.
 
     With `variables` the serving checks run and sized values are filled in; a tensor_parallel_size auto that
-    cannot be sized yet stays `auto` in the plan unless `resolve_auto` asks for it to be settled now.
+    cannot be sized yet stays `auto` in the plan unless `resolve_auto` asks for it to be settled now. Container
+    names take the host variable vllm_fleet_container_prefix (default "vllm-").
     """
     dep = validate_spec(raw_spec, VM_TARGET, source=source)
     if environ is not None and variables is not None:
@@ -174,4 +195,5 @@ def plan_for_host(
         issues, settled = serving_issues(dep, variables, resolve_auto=resolve_auto)
         if issues:
             raise SpecError(issues, source)
-    return host_plan(dep, host_address, settled)
+    prefix = str((variables or {}).get("vllm_fleet_container_prefix") or CONTAINER_PREFIX)
+    return host_plan(dep, host_address, settled, prefix)
