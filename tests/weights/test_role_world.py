@@ -124,3 +124,38 @@ def test_peer_fanout_reads_origin_once_idempotent_and_leaks_nothing(sandbox_host
     finally:
         https.stop()
         s3.stop()
+
+
+def test_direct_mode_every_host_reads_the_origin_once_and_a_rerun_reads_nothing(sandbox_hosts, tmp_path):
+    """The role's default fan-out mode: each host fetches from the origin itself, exactly once."""
+    hosts = sandbox_hosts(2, prefix="direct")
+    www = tmp_path / "www"
+    model = make_model(tmp_path / "src" / "tiny", weight_bytes=1 << 20, seed=-2)
+    with tarfile.open(www.mkdir() or www / "tiny.tar.gz", "w:gz") as tf:
+        tf.add(model, arcname="tiny")
+    origin = start_nginx(tmp_path / "nginx", www, host=gateway())
+    try:
+        spec = {"services": [{"name": "tar", "storage_uri": f"{origin.url}/tiny.tar.gz", "accelerator": "cpu",
+                              "gpus": 0, "storage": {"timeout_seconds": 60}}]}
+        inv = write_inventory(tmp_path / "hosts.yml", hosts, spec, vllm_fleet_plan=weights_plan(spec),
+                              model_weights_fanout="direct",
+                              model_weights_wheelhouse=str(Path.home() / ".cache/vllm-fleet/fetch-wheels-test"))
+        first = run_playbook(inv, env={})
+        assert first.returncode == 0, (first.stdout + first.stderr)[-6000:]
+        archive = (www / "tiny.tar.gz").stat().st_size
+        assert origin.body_bytes("GET") == len(hosts) * archive
+        want = {f.name: f.stat().st_size for f in model.iterdir()}
+        for host in hosts:
+            manifest = subprocess.run(["docker", "exec", host, "sh", "-c",
+                                       "cat /var/lib/vllm-fleet/models/tar/*/.vllm-fleet-manifest.json"],
+                                      capture_output=True, text=True, check=True).stdout
+            assert {f["path"]: f["size"] for f in json.loads(manifest)["files"]} == want
+
+        origin.reset_log()
+        second = run_playbook(inv, env={}, json_out=True)
+        assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-2000:]
+        report, _ = json.JSONDecoder().raw_decode(second.stdout[second.stdout.index("{"):])
+        assert all(stats["changed"] == 0 and stats["failures"] == 0 for stats in report["stats"].values())
+        assert origin.body_bytes("GET") == 0
+    finally:
+        origin.stop()
