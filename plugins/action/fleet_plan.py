@@ -7,7 +7,7 @@ import os
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 from ansible.utils.vars import isidentifier
-from ansible_collections.vllmfleet.fleet.plugins.plugin_utils.fleet import require_package
+from ansible_collections.vllmfleet.fleet.plugins.plugin_utils.fleet import plain, require_package
 
 
 class ActionModule(ActionBase):
@@ -28,10 +28,16 @@ class ActionModule(ActionBase):
         require_package()
         from vllm_fleet.spec import SpecError
         from vllm_fleet.vm.inventory import host_address
-        from vllm_fleet.vm.plan import plan_for_host
+        from vllm_fleet.vm.plan import PLANNED_VAR, HostPlan, plan_for_host
 
         if not isidentifier(args["fact_name"]):
             raise AnsibleActionFail(f"fact_name {args['fact_name']!r} is not a valid variable name")
+        planned = (task_vars.get(PLANNED_VAR) or {}).get(task_vars["inventory_hostname"])
+        if planned and not args["model_configs"] and not args["resolve_auto"]:
+            # `vllm-fleet deploy` validated, checked and planned this host already: take its plan as it is.
+            plan = HostPlan.model_validate(plain(planned))
+            result.update(changed=False, ansible_facts={args["fact_name"]: plan.model_dump(mode="json")})
+            return result
         variables = dict(task_vars)
         if args["model_configs"]:  # config.json contents read off the host, e.g. after the weights stage
             variables["vllm_fleet_model_configs"] = {**(task_vars.get("vllm_fleet_model_configs") or {}),

@@ -8,6 +8,9 @@ description:
   - Validates the host's C(vllm_fleet_spec) with the same Python code the CLI and the Pulumi program use.
   - Runs entirely on the controller and never contacts the host, so a bad spec fails before anything changes.
   - Sets a fact (default C(vllm_fleet_plan)) that the roles consume.
+  - When C(vllm-fleet deploy) runs the playbook it has already validated and planned every host and passes the
+    plans as the extra variable C(vllm_fleet_planned); the host's plan is then taken from there, not computed
+    again (except for a re-plan with O(model_configs) or O(resolve_auto)).
 version_added: "0.1.0"
 author: vllm-fleet
 options:

@@ -114,3 +114,18 @@ def test_the_serve_stage_refuses_a_model_that_does_not_fit_before_any_container(
     assert proc.returncode != 0
     assert "services[0].tensor_parallel_size" in proc.stdout and "does not fit" in proc.stdout
     assert not (tmp_path / "after.json").exists()
+
+
+def test_a_plan_the_cli_computed_is_taken_as_it_is(tmp_path: Path) -> None:
+    """vllm-fleet deploy plans every host once and hands the plans to the playbook (vllm_fleet_planned)."""
+    from vllm_fleet.vm.plan import PLANNED_VAR
+
+    precomputed = plan_for_host({"services": [{"name": "from-the-cli", "storage_uri": "file:///m/a",
+                                               "accelerator": "cpu", "gpus": 0}]}, "10.9.9.9")
+    spec = {"services": [{"name": "from-the-spec", "storage_uri": "file:///m/b", "accelerator": "cpu", "gpus": 0}]}
+    proc = run_size_auto(tmp_path, spec, **{PLANNED_VAR: {"localhost": precomputed.model_dump(mode="json")}})
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert HostPlan.model_validate_json((tmp_path / "before.json").read_text()) == precomputed
+    proc = run_size_auto(tmp_path, spec)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert HostPlan.model_validate_json((tmp_path / "before.json").read_text()).services[0].name == "from-the-spec"

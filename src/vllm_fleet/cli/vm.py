@@ -80,20 +80,25 @@ def _progress_table(result: Any) -> Table:
 
 def _run(inventory: Path, *, check: bool, limit: str | None, tags: str | None, as_json: bool,
          verbose: int) -> None:
+    from vllm_fleet.vm.plan import PLANNED_VAR
     from vllm_fleet.vm.runner import run_playbook
 
+    plans = {}
     try:
-        check_inventory(inventory, limit, secrets=True)
+        plans = check_inventory(inventory, limit, secrets=True)
     except InventoryError as exc:
         spec_failure(exc.errors, as_json)
+    # The plans are computed once, here; the playbook's first play takes them instead of planning again.
+    planned = {PLANNED_VAR: {host: plan.model_dump(mode="json") for host, plan in plans.items()}}
 
     if as_json or not err.is_terminal:
         result = run_playbook("deploy-vllm.yml", inventory, check=check, diff=check, limit=limit, tags=tags,
-                              verbosity=verbose, quiet=as_json or not verbose)
+                              extravars=planned, verbosity=verbose, quiet=as_json or not verbose)
     else:
         with Live(_progress_table(_Empty()), console=err, refresh_per_second=4) as live:
             result = run_playbook("deploy-vllm.yml", inventory, check=check, diff=check, limit=limit, tags=tags,
-                                  verbosity=verbose, on_change=lambda r: live.update(_progress_table(r)))
+                                  extravars=planned, verbosity=verbose,
+                                  on_change=lambda r: live.update(_progress_table(r)))
     if as_json:
         emit_json(result.as_dict())
     else:

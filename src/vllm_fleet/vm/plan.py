@@ -21,6 +21,9 @@ CONTAINER_PORT = 8000
 # Every container vllm-fleet runs carries labels under this prefix; names are the prefix below + the service name.
 LABEL_PREFIX = "io.vllm-fleet"
 CONTAINER_PREFIX = "vllm-"
+# The extra variable through which `vllm-fleet deploy` hands the playbook the plans it has already computed (and
+# checked) for each host, so that fleet_plan does not compute them again: {inventory_hostname: HostPlan dump}.
+PLANNED_VAR = "vllm_fleet_planned"
 
 
 class PlanModel(BaseModel):
