@@ -35,16 +35,26 @@ def cli(*args: str, env_key: bool = True) -> subprocess.CompletedProcess[str]:
                           env=env, check=False, timeout=600)
 
 
-def test_deploy_json_against_a_reachable_host(sandbox_hosts, tmp_path: Path) -> None:
+# A CPU sandbox host: the prepare stage installs Debian's Docker and skips the NVIDIA roles.
+CPU_HOST = {"vllm_fleet_nvidia": False, "docker_source": "distribution"}
+
+
+def has_dockerd(host: str) -> bool:
+    return subprocess.run(["docker", "exec", host, "sh", "-c", "command -v dockerd"], capture_output=True,
+                          check=False).returncode == 0
+
+
+def test_deploy_json_runs_the_prepare_stage_on_a_reachable_host(sandbox_hosts, tmp_path: Path) -> None:
     (host,) = sandbox_hosts(prefix="cli")
-    inv = write_inventory(tmp_path / "hosts.yml", [host], SPEC, vllm_fleet_address="127.0.0.1")
-    proc = cli("deploy", "-i", str(inv), "--tags", "summary", "--json")
+    inv = write_inventory(tmp_path / "hosts.yml", [host], SPEC, vllm_fleet_address="127.0.0.1", **CPU_HOST)
+    assert not has_dockerd(host)
+    proc = cli("deploy", "-i", str(inv), "--tags", "prepare", "--json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["ok"] is True and summary["status"] == "successful" and summary["rc"] == 0
     assert set(summary["hosts"]) == {host}
     assert summary["hosts"][host]["failed"] == 0 and summary["hosts"][host]["unreachable"] is False
-    assert summary["hosts"][host]["ok"] >= 2
+    assert summary["hosts"][host]["changed"] > 0 and has_dockerd(host)
     rows = {(e["host"], e["service"]): e for e in summary["endpoints"]}
     assert set(rows) == {(host, "tiny-chat"), (host, "tiny-embed")}
     assert rows[(host, "tiny-chat")]["url"] == "http://127.0.0.1:8000/v1"
@@ -52,17 +62,18 @@ def test_deploy_json_against_a_reachable_host(sandbox_hosts, tmp_path: Path) -> 
     assert "test-key-3b1f" not in proc.stdout + proc.stderr
 
 
-def test_plan_runs_in_check_mode(sandbox_hosts, tmp_path: Path) -> None:
+def test_plan_reports_the_changes_of_the_prepare_stage_and_makes_none(sandbox_hosts, tmp_path: Path) -> None:
     (host,) = sandbox_hosts(prefix="cli")
-    inv = write_inventory(tmp_path / "hosts.yml", [host], SPEC)
-    proc = cli("plan", "-i", str(inv), "--tags", "summary", "--json")
+    inv = write_inventory(tmp_path / "hosts.yml", [host], SPEC, **CPU_HOST)
+    proc = cli("plan", "-i", str(inv), "--tags", "prepare", "--json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert json.loads(proc.stdout)["hosts"][host]["changed"] == 0
+    assert json.loads(proc.stdout)["hosts"][host]["changed"] > 0  # Docker would be installed ...
+    assert not has_dockerd(host)  # ... and check mode installed nothing
 
 
 def test_deploy_against_an_unreachable_host_fails_clearly(world: str, tmp_path: Path) -> None:
     inv = write_inventory(tmp_path / "hosts.yml", ["vf-cli-no-such-host"], SPEC)
-    proc = cli("deploy", "-i", str(inv), "--tags", "summary", "--json")
+    proc = cli("deploy", "-i", str(inv), "--tags", "prepare", "--json")
     assert proc.returncode != 0
     summary = json.loads(proc.stdout)
     assert summary["ok"] is False
@@ -70,7 +81,7 @@ def test_deploy_against_an_unreachable_host_fails_clearly(world: str, tmp_path: 
     assert host["unreachable"] is True
     assert host["error"].startswith("unreachable")
 
-    human = cli("deploy", "-i", str(inv), "--tags", "summary")
+    human = cli("deploy", "-i", str(inv), "--tags", "prepare")
     assert human.returncode != 0
     assert "FAILED vf-cli-no-such-host: unreachable" in human.stderr
 

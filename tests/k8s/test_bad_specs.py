@@ -29,7 +29,7 @@ def test_program_rejects_before_registering_anything(spec) -> None:
     assert run.mocks.resources == [], "a resource was registered before validation failed"
     issues = [i for i in run.error.issues if i.path == want["expect-path"]]
     assert issues, f"no issue at {want['expect-path']}; got {[i.path for i in run.error.issues]}"
-    assert want["expect-value"] in issues[0].value
+    assert want["expect-value"] and want["expect-value"] in issues[0].value
     assert issues[0].problem and issues[0].fix
     assert "Pulumi config vllm-fleet:spec" in run.error.render()
     if "must-not-echo" in want:

@@ -33,7 +33,8 @@ def test_secret_values_are_secret_inputs_and_outputs(capsys: pytest.CaptureFixtu
         if r.typ != "kubernetes:core/v1:Secret":
             text = repr(r.inputs)
             assert not any(v in text for v in FAKE_SECRETS.values()), r.name
-    logged = "\n".join(run.logs) + capsys.readouterr().out + capsys.readouterr().err
+    captured = capsys.readouterr()
+    logged = "\n".join(run.logs) + captured.out + captured.err
     assert run.logs, "the mock engine logged nothing; this check would be empty"
     assert not any(v in logged for v in FAKE_SECRETS.values())
 

@@ -34,8 +34,11 @@ def test_bad_spec_is_rejected_with_path_value_and_fix(spec: Path) -> None:
     matching = [i for i in issues if i["path"] == want["expect-path"]]
     assert matching, f"no issue at {want['expect-path']}; got {[i['path'] for i in issues]}"
     issue = matching[0]
+    assert want["expect-value"], f"{spec.name} names no expected value"
     assert want["expect-value"] in issue["value"]
     assert issue["problem"] and issue["fix"]
+    if "expect-fix" in want:
+        assert want["expect-fix"] in issue["fix"], issue
     if "must-not-echo" in want:
         assert want["must-not-echo"] not in result.output
 

@@ -47,7 +47,7 @@ def cluster_rules(dep: Deployment) -> Iterator[SpecIssue]:
         try:
             settings = ClusterSettings.model_validate(svc.kubernetes)
         except ValidationError as exc:
-            yield from issues_from_validation_error(exc, ("services", i, "kubernetes"))
+            yield from issues_from_validation_error(exc, ("services", i, "kubernetes"), model=ClusterSettings)
             continue
         parsed[i] = settings
         yield from _name_rules(svc, settings, at)

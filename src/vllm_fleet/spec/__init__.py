@@ -44,7 +44,7 @@ def validate_spec(data: Any, target: TargetRules, source: str = "spec") -> Deplo
     except ValidationError as exc:
         from vllm_fleet.spec.errors import issues_from_validation_error
 
-        raise SpecError(issues_from_validation_error(exc), source) from None
+        raise SpecError(issues_from_validation_error(exc, model=Deployment), source) from None
     issues = [*deployment_rules(dep), *target_rules(dep, target.target), *target.rules(dep)]
     if issues:
         raise SpecError(issues, source)

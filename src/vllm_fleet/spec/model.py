@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from vllm_fleet.spec.errors import fail
+from vllm_fleet.spec.errors import fail, is_secret_name, looks_like_secret, url_has_credentials
 from vllm_fleet.spec.uri import StorageUri, UriError, parse_storage_uri
 from vllm_fleet.versions import DEFAULT_IMAGE
 
@@ -17,7 +17,6 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SIZE = re.compile(r"^[1-9][0-9]*(\.[0-9]+)?\s*([kKmMgGtT](i?[bB])?|[bB])?$")
 PARSER_NAME = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
 # Looks like a credential someone pasted instead of a reference.
-_LOOKS_LIKE_SECRET = re.compile(r"^(sk-|hf_|AKIA|ASIA)|^[A-Za-z0-9+/_\-]{24,}$")
 
 # Flags the spec renders itself; repeating them in extra_args would be ambiguous.
 MANAGED_FLAGS = frozenset({
@@ -32,7 +31,18 @@ MANAGED_FLAGS = frozenset({
 def http_url(value: str | None, form: str) -> str | None:
     if value is not None and not re.match(r"^https?://[^/\s]+", value):
         raise fail("is not an http(s) URL", f"write it as {form}")
+    if value is not None and url_has_credentials(value):
+        raise fail("carries credentials in the URL (user:password@); they would reach logs and manifests",
+                   "remove them from the URL and give them by reference in storage.credentials")
     return value
+
+
+def _takes_secret(flag: str) -> bool:
+    """A vLLM flag that takes a token, key, secret or password as its value (--hf-token, --api-key, ...)."""
+    from vllm_fleet.vllm_flags import known_flags
+
+    entry = known_flags().get(flag.replace("_", "-"))
+    return bool(entry and entry["takes_value"]) and bool(re.search(r"-(token|key|secret|password)$", flag))
 
 
 class Strict(BaseModel):
@@ -91,6 +101,10 @@ class SecretRef(Strict):
             )
         for field in ("env", "vault", "pulumi_config"):
             value = getattr(self, field)
+            if value is not None and looks_like_secret(value):
+                raise fail(f"{field} holds what looks like the secret itself, where the NAME of a variable belongs "
+                           "(not shown here)",
+                           f"put the secret in a variable and give its name, e.g. {{{field}: HF_TOKEN}}")
             if value is not None and not ENV_NAME.match(value.replace(".", "_").replace(":", "_")):
                 raise fail(f"{field} is not a variable name", f"give the NAME of the {field} entry, not its value")
             if value is not None and field == "env" and not ENV_NAME.match(value):
@@ -187,6 +201,10 @@ class Engine(Strict):
                 fix = ("give the key by reference in api_key" if flag == "--api-key"
                        else f"set it through the spec field instead ({field} or the service fields)")
                 raise fail(f"repeats {flag}, which the spec renders itself", fix)
+            if _takes_secret(flag):
+                where = "storage.credentials.hf_token" if flag == "--hf-token" else "api_key or storage.credentials"
+                raise fail(f"passes {flag}, which carries a secret on the command line (visible in process lists)",
+                           f"give it by reference in {where}: {{env: NAME}} or {{vault: variable}}")
             if flag.startswith("-") and not re.match(r"^--?[a-z][a-z0-9-]*$", flag):
                 raise fail(f"has a malformed flag '{flag}'", "write flags as --lower-case-name [VALUE]")
         return v
@@ -224,6 +242,14 @@ class Service(Strict):
                 "is not a DNS-1123 label (lower-case letters, digits and '-', starting and ending alphanumeric)",
                 f"rename it, e.g. '{hint}'",
             )
+        return v
+
+    @field_validator("served_model_name", "revision")
+    @classmethod
+    def _not_blank(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise fail("is empty", "give a value, or leave the field out (served_model_name defaults to name; "
+                       "an empty revision would deploy the unpinned default branch)")
         return v
 
     @field_validator("storage_uri")
@@ -277,11 +303,15 @@ class Service(Strict):
         for key, value in v.items():
             if not ENV_NAME.match(key):
                 raise fail(f"'{key}' is not an environment variable name", "use letters, digits and '_'")
-            if key in {"VLLM_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "AWS_SECRET_ACCESS_KEY"}:
-                raise fail(f"sets the secret {key} as a literal",
-                           "give secrets by reference: api_key or storage.credentials")
+            if is_secret_name(key):
+                raise fail(f"sets {key}, a credential, as a literal value",
+                           "give secrets by reference: api_key: {env: NAME} or storage.credentials "
+                           "(hf_token, s3, gcs, modelscope_token: {env: NAME} or {vault: variable})")
             if not isinstance(value, str):
                 raise fail(f"the value of {key} is not a string", "quote it")
+            if looks_like_secret(value) or url_has_credentials(value):
+                raise fail(f"the value of {key} looks like a secret (not shown here); env is for plain settings",
+                           "give secrets by reference: api_key or storage.credentials, {env: NAME} or {vault: var}")
         return v
 
     @property

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import urlsplit
 
+from vllm_fleet.spec.errors import url_has_credentials
+
 
 class Target(StrEnum):
     VM = "vm"
@@ -75,6 +77,9 @@ def parse_storage_uri(raw: str) -> StorageUri:
             "write it as SCHEME://..., e.g. hf://Qwen/Qwen2.5-7B-Instruct, s3://bucket/prefix or file:///data/models/x",
         )
     scheme = raw.split("://", 1)[0].lower()
+    if url_has_credentials(raw):
+        raise UriError("carries credentials in the URL (user:password@); they would reach logs and manifests",
+                       "remove them from the URL and give them by reference in storage.credentials")
     if scheme not in ALL_SCHEMES:
         raise UriError(
             f"has the unknown scheme '{scheme}://'",
@@ -114,7 +119,10 @@ def _parse_hub(scheme: str, raw: str, rest: str) -> StorageUri:
             f"write it as {scheme}://ORG/REPO, with an optional :REVISION, e.g. {scheme}://Qwen/Qwen2.5-7B-Instruct",
         )
     org, repo_rev = parts
-    repo, _, revision = repo_rev.partition(":")
+    repo, colon, revision = repo_rev.partition(":")
+    if colon and not revision.strip():
+        raise UriError("has an empty revision after ':'; it would deploy the unpinned default branch",
+                       f"pin one, e.g. {scheme}://{org}/{repo}:main or a commit hash, or drop the ':'")
     for piece in (org, repo):
         if not _REPO_PART.match(piece):
             raise UriError(f"has an invalid repository part '{piece}'", "use letters, digits, '.', '_' and '-'")
