@@ -159,4 +159,17 @@ def build_facts(pci_devices, gpus=None, cuda_version=None, nvswitch_proc_count=0
         "nvidia_pci_gpu_count": len([d for d in pci_devices if d["kind"] == "gpu"]),
         "nvidia_pci_devices": pci_devices,
         "nvidia_smi_error": nvidia_smi_error,
+        "summary": gpu_summary(gpus),
+    }
+
+
+def gpu_summary(gpus):
+    """What the serving stage sizes and places with: the count, the smallest memory, the lowest compute capability
+    and the ids of GPUs in MIG mode (partitioned, so not whole GPUs)."""
+    caps = sorted((tuple(int(p) for p in g["compute_capability"].split(".")), g["compute_capability"]) for g in gpus)
+    return {
+        "count": len(gpus),
+        "memory_mib": min((g["memory_total_mib"] for g in gpus), default=0),
+        "compute_capability": caps[0][1] if caps else None,
+        "mig_gpus": [g["index"] for g in gpus if g.get("mig_mode") == "enabled"],
     }

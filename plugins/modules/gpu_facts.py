@@ -86,6 +86,12 @@ ansible_facts:
         nvidia_smi_error:
           description: What nvidia-smi said when it exited non-zero, else null.
           type: str
+        summary:
+          description:
+            - What the serving stage sizes and places engines with (the prepare stage publishes it as
+              C(vllm_fleet_gpus)) - C(count), the smallest C(memory_mib), the lowest C(compute_capability) and
+              C(mig_gpus), the indexes of GPUs in MIG mode.
+          type: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule

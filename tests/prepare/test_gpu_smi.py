@@ -127,3 +127,19 @@ def test_facts_from_nvidia_smi_and_proc_nvswitch(gpu_smi, tmp_path):
     assert facts["nvswitch_count"] == 4
     assert facts["nvswitch_present"] is True
     assert facts["nvidia_pci_device_present"] is True
+
+
+@pytest.mark.parametrize("model", sorted(RECORDED))
+def test_summary_is_what_the_serving_stage_sizes_with(gpu_smi, model):
+    count, _, mib, cap, _, _, _ = RECORDED[model]
+    gpus = gpu_smi.parse_query_gpu((SMI / model / "query-gpu.csv").read_text())
+    assert gpu_smi.gpu_summary(gpus) == {"count": count, "memory_mib": mib, "compute_capability": cap,
+                                         "mig_gpus": [g["index"] for g in gpus if g["mig_mode"] == "enabled"]}
+
+
+def test_summary_takes_the_weakest_gpu_and_lists_mig_ones(gpu_smi):
+    gpus = [{"index": 0, "memory_total_mib": 81920, "compute_capability": "9.0", "mig_mode": "disabled"},
+            {"index": 1, "memory_total_mib": 40960, "compute_capability": "8.0", "mig_mode": "enabled"},
+            {"index": 2, "memory_total_mib": 81920, "compute_capability": "10.0", "mig_mode": None}]
+    assert gpu_smi.gpu_summary(gpus) == {"count": 3, "memory_mib": 40960, "compute_capability": "8.0",
+                                         "mig_gpus": [1]}

@@ -41,6 +41,8 @@ def two(first: dict[str, Any], second: dict[str, Any]) -> list[dict[str, Any]]:
 
 GPUS_4xA100 = {"count": 4, "memory_mib": 81920}
 GPUS_1xL4 = {"count": 1, "memory_mib": 23034}
+GPUS_1xT4 = {"count": 1, "memory_mib": 15360, "compute_capability": "7.5", "mig_gpus": []}
+GPUS_4xA100_MIG1 = {"count": 4, "memory_mib": 81920, "compute_capability": "8.0", "mig_gpus": [1]}
 # (id, services, extra host vars, text the failure must contain)
 CASES: list[tuple[str, list[dict[str, Any]], dict[str, Any], str]] = [
     ("typo-flag", [svc(engine={"extra_args": ["--max-num-seq", "8"]})], {}, "did you mean --max-num-seqs"),
@@ -73,6 +75,15 @@ CASES: list[tuple[str, list[dict[str, Any]], dict[str, Any], str]] = [
     ("tp-not-dividing-heads", [svc(gpus=[0, 1, 2, 3, 4, 5, 6, 7], tensor_parallel_size=8)],
      {"vllm_fleet_gpus": {"count": 8, "memory_mib": 81920},
       "vllm_fleet_model_configs": {"chat": str(CONFIGS / "qwen2.5-7b-instruct.json")}}, "does not divide"),
+    ("bf16-on-turing", [svc(engine={"dtype": "bfloat16"})], {"vllm_fleet_gpus": GPUS_1xT4},
+     "GPUs of compute capability 7.5 cannot run"),
+    ("auto-dtype-bf16-model-on-turing", [svc(storage_uri="hf://meta-llama/Llama-3.1-8B-Instruct",
+                                             engine={"max_model_len": 4096})],
+     {"vllm_fleet_gpus": GPUS_1xT4, "vllm_fleet_model_configs": {"chat": str(CONFIGS / "llama-3.1-8b.json")}},
+     "config.json asks for bfloat16"),
+    ("gpu-in-mig-mode", [svc(gpus=[1])], {"vllm_fleet_gpus": GPUS_4xA100_MIG1}, "are in MIG mode"),
+    ("count-beyond-whole-gpus", [svc(gpus=4, tensor_parallel_size=4)], {"vllm_fleet_gpus": GPUS_4xA100_MIG1},
+     "only 3 of the host's GPUs are whole"),
     ("missing-secret", [svc(api_key={"env": "BAD_INPUT_UNSET_KEY"})], {}, "BAD_INPUT_UNSET_KEY"),
     ("literal-secret", [svc(api_key="sk-live-abcdef0123456789")], {}, "secrets are given by reference only"),
     ("shm-too-small", [svc(shm_size="64m")], {}, "below the 160 MiB"),

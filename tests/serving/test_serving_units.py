@@ -232,3 +232,10 @@ def test_container_names_come_from_the_plan_with_the_inventory_prefix() -> None:
     params = container.container_params(tiny, settings=SETTINGS)
     assert params["name"] == "llm-tiny" and container.canary_params(params, tiny, 1)["name"] == "llm-tiny-candidate"
     assert plan().services[1].container.name == "vllm-tiny"
+
+
+def test_mig_gpus_are_not_handed_out_to_counts_and_float16_passes_on_turing() -> None:
+    spec = {"services": [{"name": "a", "storage_uri": "hf://org/a", "gpus": 2, "tensor_parallel_size": 2,
+                          "engine": {"dtype": "float16"}}]}
+    gpus = {"count": 4, "memory_mib": 15360, "compute_capability": "7.5", "mig_gpus": [0, 2]}
+    assert plan(spec, vllm_fleet_gpus=gpus).services[0].device_ids == [1, 3]

@@ -36,6 +36,46 @@ def _load_config(svc: Service, configs: Mapping[str, Any]) -> dict[str, Any] | N
     return None
 
 
+# bfloat16 needs Ampere (compute capability 8.0) or newer; vLLM refuses it at start on older GPUs.
+BF16_MIN_CAPABILITY = (8, 0)
+
+
+def _capability(text: str) -> tuple[int, int]:
+    major, _, minor = str(text).partition(".")
+    return int(major), int(minor or 0)
+
+
+def _gpu_kind_issues(svc: Service, at: str, gpus: Mapping[str, Any], config: Mapping[str, Any] | None
+                     ) -> list[SpecIssue]:
+    """What the kind of GPU rules out: bfloat16 below compute capability 8.0, and GPUs partitioned by MIG, which
+    sizing and placement would otherwise count as whole GPUs."""
+    issues = []
+    capability = gpus.get("compute_capability")
+    wanted = svc.engine.dtype
+    implied = (config or {}).get("torch_dtype") or (config or {}).get("dtype")
+    bf16 = wanted == "bfloat16" or (wanted == "auto" and implied == "bfloat16")
+    if capability and bf16 and _capability(capability) < BF16_MIN_CAPABILITY:
+        how = "is bfloat16" if wanted == "bfloat16" else "is auto, and the model's config.json asks for bfloat16"
+        issues.append(SpecIssue(f"{at}.engine.dtype", show_value(wanted),
+                                f"{how}, which GPUs of compute capability {capability} cannot run (8.0 or newer "
+                                "needed); vLLM would refuse to start",
+                                "set engine.dtype: float16, or serve it on Ampere or newer GPUs"))
+    mig = sorted(int(i) for i in gpus.get("mig_gpus") or [])
+    if mig:
+        on_mig = [d for d in svc.device_ids or [] if d in mig]
+        whole = int(gpus.get("count", 0)) - len(mig)
+        if on_mig:
+            issues.append(SpecIssue(f"{at}.gpus", show_value(svc.gpus),
+                                    f"GPU(s) {on_mig} are in MIG mode: partitioned, not whole GPUs",
+                                    f"disable MIG on them (nvidia-smi -i {on_mig[0]} -mig 0) or list other ids"))
+        elif not svc.device_ids and svc.gpu_count > whole:
+            issues.append(SpecIssue(f"{at}.gpus", show_value(svc.gpus),
+                                    f"asks for {svc.gpu_count} GPU(s), but only {whole} of the host's GPUs are whole: "
+                                    f"{mig} are in MIG mode",
+                                    "disable MIG, or ask for fewer GPUs"))
+    return issues
+
+
 def serving_issues(dep: Deployment, variables: Mapping[str, Any], *, resolve_auto: bool = False
                    ) -> tuple[list[SpecIssue], dict[str, dict[str, Any]]]:
     """Controller-side checks of what the serving stage will run, before any host is touched.
@@ -62,6 +102,8 @@ def serving_issues(dep: Deployment, variables: Mapping[str, Any], *, resolve_aut
                                     f"is below the {MIN_SHM_MIB} MiB of shared memory vLLM needs to start",
                                     "give at least 1g (16g on multi-GPU hosts)"))
         config = _load_config(svc, configs) if svc.accelerator.value == "nvidia" and gpus else None
+        if svc.accelerator.value == "nvidia" and gpus:
+            issues += _gpu_kind_issues(svc, at, gpus, config)
         if svc.tp_auto and (config is None or not gpus.get("memory_mib")):
             if resolve_auto:
                 missing = ("the host's GPUs (vllm_fleet_gpus)" if not gpus.get("memory_mib")

@@ -135,7 +135,7 @@ def service_plan(svc: Service, host_address: str, container_prefix: str = CONTAI
 
 
 def host_plan(dep: Deployment, host_address: str, settled: Mapping[str, Mapping[str, Any]] | None = None,
-              container_prefix: str = CONTAINER_PREFIX) -> HostPlan:
+              container_prefix: str = CONTAINER_PREFIX, unavailable_gpus: frozenset[int] = frozenset()) -> HostPlan:
     """The plan of every service; `settled` (from serving_issues) fills in sized values and resolves auto."""
     settled = settled or {}
     services = []
@@ -149,16 +149,17 @@ def host_plan(dep: Deployment, host_address: str, settled: Mapping[str, Mapping[
             plan.engine_args += ["--max-model-len", str(entry["max_model_len"])]
             plan.max_model_len_sized = entry["max_model_len"]
         services.append(plan)
-    assign_gpu_ids(services)
+    assign_gpu_ids(services, unavailable_gpus)
     return HostPlan(services=services)
 
 
-def assign_gpu_ids(services: list[ServicePlan]) -> None:
-    """Give every GPU count its own device ids on the host: the lowest ids no other service lists or took.
+def assign_gpu_ids(services: list[ServicePlan], unavailable: frozenset[int] = frozenset()) -> None:
+    """Give every GPU count its own device ids on the host: the lowest ids no other service lists or took, and
+    that are not `unavailable` (GPUs in MIG mode).
 
     Docker hands a `count` request the first GPUs of the host, so two services given counts would share them.
     """
-    taken = {i for s in services if s.accelerator == "nvidia" for i in s.device_ids or []}
+    taken = {i for s in services if s.accelerator == "nvidia" for i in s.device_ids or []} | set(unavailable)
     next_id = 0
     for s in services:
         if s.accelerator != "nvidia" or s.device_ids or not s.gpu_count or s.tensor_parallel_size == "auto":
@@ -199,4 +200,5 @@ def plan_for_host(
         if issues:
             raise SpecError(issues, source)
     prefix = str((variables or {}).get("vllm_fleet_container_prefix") or CONTAINER_PREFIX)
-    return host_plan(dep, host_address, settled, prefix)
+    mig = frozenset(int(i) for i in ((variables or {}).get("vllm_fleet_gpus") or {}).get("mig_gpus") or [])
+    return host_plan(dep, host_address, settled, prefix, mig)
