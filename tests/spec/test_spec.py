@@ -135,3 +135,14 @@ def test_validate_inventory_checks_flags_against_the_pinned_vllm(tmp_path: Path)
     assert result.exit_code == 2, result.output
     assert "services[0].engine.extra_args[0]" in result.stdout
     assert "--enable-prefix-caching" in result.stdout  # the suggested fix
+
+
+def test_field_errors_and_cross_field_rules_are_reported_in_one_pass() -> None:
+    bad_utilization = {"name": "a", "storage_uri": "hf://Qwen/Qwen2.5-7B-Instruct", "gpus": [0],
+                       "engine": {"gpu_memory_utilization": 1.5}}
+    twin = {"name": "b", "storage_uri": "hf://Qwen/Qwen2.5-7B-Instruct", "gpus": [1], "port": 8001}
+    with pytest.raises(SpecError) as err:
+        validate_spec({"services": [bad_utilization, twin, {**twin, "gpus": [2]}]}, VM_TARGET)
+    paths = {i.path for i in err.value.issues}
+    assert paths == {"services[0].engine.gpu_memory_utilization", "services[2].name", "services[2].port"}
+    assert any("services[1] (b)" in i.problem for i in err.value.issues if i.path == "services[2].port")

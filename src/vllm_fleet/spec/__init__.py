@@ -44,11 +44,44 @@ def validate_spec(data: Any, target: TargetRules, source: str = "spec") -> Deplo
     except ValidationError as exc:
         from vllm_fleet.spec.errors import issues_from_validation_error
 
-        raise SpecError(issues_from_validation_error(exc, model=Deployment), source) from None
-    issues = [*deployment_rules(dep), *target_rules(dep, target.target), *target.rules(dep)]
+        issues = issues_from_validation_error(exc, model=Deployment)
+        seen = {(i.path, i.problem) for i in issues}
+        issues += [i for i in _rules_on_the_valid_services(data, target) if (i.path, i.problem) not in seen]
+        raise SpecError(issues, source) from None
+    issues = [*_rules(dep, target)]
     if issues:
         raise SpecError(issues, source)
     return dep
+
+
+def _rules(dep: Deployment, target: TargetRules) -> Iterable[SpecIssue]:
+    yield from deployment_rules(dep)
+    yield from target_rules(dep, target.target)
+    yield from target.rules(dep)
+
+
+def _rules_on_the_valid_services(data: dict[str, Any], target: TargetRules) -> list[SpecIssue]:
+    """When some services fail field validation, the cross-field rules still run on the services that pass it, so
+    that one run reports both kinds of problem; paths keep the services' own indexes."""
+    import re
+
+    raw = data.get("services")
+    if not isinstance(raw, list):
+        return []
+    valid: list[tuple[int, Service]] = []
+    for index, item in enumerate(raw):
+        try:
+            valid.append((index, Service.model_validate(item)))
+        except ValidationError:
+            continue
+    if not valid:
+        return []
+    partial = Deployment.model_construct(services=[svc for _, svc in valid])
+
+    def original(text: str) -> str:
+        return re.sub(r"services\[(\d+)\]", lambda m: f"services[{valid[int(m.group(1))][0]}]", text)
+
+    return [SpecIssue(original(i.path), i.value, original(i.problem), i.fix) for i in _rules(partial, target)]
 
 
 def load_spec_file(path: str | Path) -> Any:
