@@ -52,7 +52,8 @@ class ServingHost:
         return sorted(self.docker("ps", "-a", "--format", "{{.Names}}").stdout.split())
 
     def deploy(self, spec: dict[str, Any], *, extra_vars: dict[str, Any] | None = None,
-               tags: str | None = "serve,smoke", key: str | None = KEY, timeout: int = 3600) -> dict[str, Any]:
+               tags: str | None = "serve,smoke", key: str | None = KEY, timeout: int = 3600,
+               verbose: int = 0, artifacts: Path | None = None) -> dict[str, Any]:
         inv = self.workdir / f"inv-{uuid.uuid4().hex[:6]}.yml"
         host_vars = {"ansible_connection": "community.docker.docker_api", "ansible_user": "root",
                      "vllm_fleet_address": self.address, "vllm_server_image_source": "archive",
@@ -68,6 +69,10 @@ class ServingHost:
         cmd = [sys.executable, "-m", "vllm_fleet", "deploy", "-i", str(inv), "--json"]
         if tags:
             cmd += ["--tags", tags]
+        if verbose:
+            cmd.append("-" + "v" * verbose)
+        if artifacts is not None:
+            cmd += ["--artifacts", str(artifacts)]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False, timeout=timeout)
         try:
             payload = json.loads(proc.stdout)

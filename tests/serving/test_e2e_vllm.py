@@ -154,6 +154,31 @@ def test_one_changed_argument_restarts_exactly_that_service(serving_host: Servin
     SPEC["services"][embed] = spec["services"][embed]
 
 
+def test_a_verbose_rollout_leaves_the_key_in_no_output_artifact_inspect_or_process_list(
+        serving_host: ServingHost, deployed: dict, tmp_path) -> None:
+    need("tiny-embed")
+    spec = copy.deepcopy(SPEC)
+    embed = next(i for i, s in enumerate(spec["services"]) if s["name"] == "tiny-embed")
+    spec["services"][embed]["engine"]["max_num_seqs"] = 6  # a rollout: the key file, start and health gate run
+    before = serving_host.started_at("vllm-tiny-embed")
+    result = serving_host.deploy(spec, verbose=3, artifacts=tmp_path / "runner")
+    assert result["ok"], result["output"][-4000:]
+    assert serving_host.started_at("vllm-tiny-embed") != before
+    SPEC["services"][embed] = spec["services"][embed]
+
+    places: dict[str, str] = {"CLI output": result["output"]}
+    artifacts = [p for p in (tmp_path / "runner").rglob("*") if p.is_file()]
+    places |= {f"runner artifact {p.name}": p.read_text(errors="replace") for p in artifacts}
+    log = "\n".join(text for where, text in places.items() if where.endswith("stdout"))
+    assert "ESTABLISH" in log or "<127.0.0.1>" in log or "Using module file" in log, "the run was not verbose"
+    for container in serving_host.containers():
+        places[f"docker inspect {container}"] = serving_host.docker("inspect", container).stdout
+    places["ps on the host"] = serving_host.exec("ps", "-eo", "args").stdout
+    leaks = [where for where, text in places.items() if KEY in text]
+    print(f"searched {len(places)} places ({len(artifacts)} runner artifacts) for the API key: {len(leaks)} hits")
+    assert len(artifacts) > 10 and leaks == []
+
+
 def test_broken_argument_is_rolled_back_while_the_old_container_answers(serving_host: ServingHost,
                                                                         deployed: dict) -> None:
     before = serving_host.started_at("vllm-tiny-chat")

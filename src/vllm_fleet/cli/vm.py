@@ -79,7 +79,7 @@ def _progress_table(result: Any) -> Table:
 
 
 def _run(inventory: Path, *, check: bool, limit: str | None, tags: str | None, as_json: bool,
-         verbose: int) -> None:
+         verbose: int, artifacts: Path | None = None) -> None:
     from vllm_fleet.vm.plan import PLANNED_VAR
     from vllm_fleet.vm.runner import run_playbook
 
@@ -93,11 +93,12 @@ def _run(inventory: Path, *, check: bool, limit: str | None, tags: str | None, a
 
     if as_json or not err.is_terminal:
         result = run_playbook("deploy-vllm.yml", inventory, check=check, diff=check, limit=limit, tags=tags,
-                              extravars=planned, verbosity=verbose, quiet=as_json or not verbose)
+                              extravars=planned, verbosity=verbose, quiet=as_json or not verbose,
+                              keep_artifacts=artifacts)
     else:
         with Live(_progress_table(_Empty()), console=err, refresh_per_second=4) as live:
             result = run_playbook("deploy-vllm.yml", inventory, check=check, diff=check, limit=limit, tags=tags,
-                                  extravars=planned, verbosity=verbose,
+                                  extravars=planned, verbosity=verbose, keep_artifacts=artifacts,
                                   on_change=lambda r: live.update(_progress_table(r)))
     if as_json:
         emit_json(result.as_dict())
@@ -134,9 +135,11 @@ def deploy(
     tags: Annotated[str | None, typer.Option("--tags", "-t", help="only these playbook stages")] = None,
     as_json: JsonOpt = False,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True)] = 0,
+    artifacts: Annotated[Path | None, typer.Option(
+        "--artifacts", help="keep ansible-runner's record of the run (events, output) in this directory")] = None,
 ) -> None:
     """Run playbooks/deploy-vllm.yml against the inventory."""
-    _run(inventory, check=False, limit=limit, tags=tags, as_json=as_json, verbose=verbose)
+    _run(inventory, check=False, limit=limit, tags=tags, as_json=as_json, verbose=verbose, artifacts=artifacts)
 
 
 @app.command()

@@ -122,7 +122,10 @@ def run_playbook(
     verbosity: int = 0,
     on_change: Callable[[RunResult], None] | None = None,
     quiet: bool = True,
+    keep_artifacts: Path | None = None,
 ) -> RunResult:
+    """Run a playbook of the collection; with keep_artifacts, ansible-runner's own record of the run (its events
+    and output) is kept in that directory instead of being removed."""
     paths.ensure_collection_link()
     tracker = EventTracker(on_change)
     cmdline = []
@@ -130,7 +133,9 @@ def run_playbook(
         cmdline.append("--check")
     if diff:
         cmdline.append("--diff")
-    private = Path(tempfile.mkdtemp(prefix="vllm-fleet-run-"))
+    if keep_artifacts is not None:
+        keep_artifacts.mkdir(parents=True, exist_ok=True)
+    private = Path(tempfile.mkdtemp(prefix="vllm-fleet-run-", dir=keep_artifacts))
     try:
         # ansible-playbook is found beside this interpreter even when the venv is not activated.
         bindir = str(Path(sys.executable).parent)
@@ -157,5 +162,6 @@ def run_playbook(
         tracker.result.status = runner.status
         tracker.result.rc = runner.rc
     finally:
-        shutil.rmtree(private, ignore_errors=True)
+        if keep_artifacts is None:
+            shutil.rmtree(private, ignore_errors=True)
     return tracker.result
