@@ -81,11 +81,24 @@ class Nginx:
     def log(self) -> Path:
         return self.prefix / "access.log"
 
+    def _settled_log(self, quiet_for: float = 0.3, at_most: float = 5.0) -> str:
+        """The access log once nginx has written it: a worker logs a request after sending the response, so a
+        client that has its answer can read the log a moment too early."""
+        deadline = time.monotonic() + at_most
+        text = self.log.read_text()
+        while time.monotonic() < deadline:
+            time.sleep(quiet_for)
+            again = self.log.read_text()
+            if again == text:
+                break
+            text = again
+        return text
+
     def requests(self) -> list[dict[str, str]]:
         if not self.log.exists():
             return []
         out = []
-        for line in self.log.read_text().splitlines():
+        for line in self._settled_log().splitlines():
             method, uri, status, sent, rng = [*line.split("\t"), "", "", "", ""][:5]
             out.append({"method": method, "uri": uri, "status": status, "bytes": sent, "range": rng})
         return out
