@@ -96,3 +96,12 @@ def test_missing_secret_fails_before_any_host_is_contacted(world: str, tmp_path:
     assert issue["path"] == "services[0].api_key"
     assert "VF_TEST_KEY" in issue["problem"]
     assert "hosts" not in payload
+
+
+def test_kept_runner_artifacts_hold_no_secret_of_the_environment(world: str, tmp_path: Path) -> None:
+    """ansible-runner records the run's whole environment in artifacts/<id>/command; the key must not be there."""
+    inv = write_inventory(tmp_path / "hosts.yml", ["vf-cli-artifacts"], SPEC)
+    proc = cli("deploy", "-i", str(inv), "--json", "-vvv", "--artifacts", str(tmp_path / "runs"))
+    files = [p for p in (tmp_path / "runs").rglob("*") if p.is_file()]
+    assert proc.returncode != 0 and any(p.name == "command" for p in files) and len(files) > 5
+    assert [p.name for p in files if "test-key-3b1f" in p.read_text(errors="replace")] == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -110,6 +111,18 @@ class EventTracker:
         return True
 
 
+def _scrub_command_artifacts(private: Path, keep: set[str]) -> None:
+    """ansible-runner records the whole environment of the run in artifacts/<id>/command, and the controller's
+    environment holds the secrets that {env: NAME} references name. Keep only the variables this module set."""
+    for command in private.glob("artifacts/*/command"):
+        try:
+            data = json.loads(command.read_text())
+        except (OSError, ValueError):
+            continue
+        data["env"] = {k: v for k, v in (data.get("env") or {}).items() if k in keep}
+        command.write_text(json.dumps(data))
+
+
 def run_playbook(
     playbook: str,
     inventory: str | Path,
@@ -133,16 +146,27 @@ def run_playbook(
         cmdline.append("--check")
     if diff:
         cmdline.append("--diff")
+    # ansible-playbook is found beside this interpreter even when the venv is not activated.
+    bindir = str(Path(sys.executable).parent)
+    env = {"PATH": os.pathsep.join([bindir, os.environ.get("PATH", "")])}
+    config = paths.ansible_config()
+    if config is not None:
+        env["ANSIBLE_CONFIG"] = str(config)
+    envvars = {**{k: v for k, v in os.environ.items() if k.startswith("ANSIBLE_")}, **env}
     if keep_artifacts is not None:
         keep_artifacts.mkdir(parents=True, exist_ok=True)
     private = Path(tempfile.mkdtemp(prefix="vllm-fleet-run-", dir=keep_artifacts))
     try:
-        # ansible-playbook is found beside this interpreter even when the venv is not activated.
-        bindir = str(Path(sys.executable).parent)
-        env = {"PATH": os.pathsep.join([bindir, os.environ.get("PATH", "")])}
-        config = paths.ansible_config()
-        if config is not None:
-            env["ANSIBLE_CONFIG"] = str(config)
+        scrubbed = False
+
+        def on_event(event: dict[str, Any]) -> bool:
+            # The command artifact is written just before the first event: scrub it as early as possible.
+            nonlocal scrubbed
+            if not scrubbed:
+                _scrub_command_artifacts(private, set(envvars))
+                scrubbed = True
+            return tracker(event)
+
         # Secrets referenced by {env: NAME} are read from this process's environment by the playbook.
         runner = ansible_runner.run(
             private_data_dir=str(private),
@@ -153,8 +177,8 @@ def run_playbook(
             tags=tags,
             extravars=extravars or {},
             cmdline=" ".join(cmdline) or None,
-            envvars={**{k: v for k, v in os.environ.items() if k.startswith("ANSIBLE_")}, **env},
-            event_handler=tracker,
+            envvars=envvars,
+            event_handler=on_event,
             quiet=quiet,
             verbosity=verbosity,
             suppress_env_files=True,
@@ -164,4 +188,6 @@ def run_playbook(
     finally:
         if keep_artifacts is None:
             shutil.rmtree(private, ignore_errors=True)
+        else:
+            _scrub_command_artifacts(private, set(envvars))
     return tracker.result
