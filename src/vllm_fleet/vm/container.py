@@ -17,8 +17,6 @@ from typing import Any
 from vllm_fleet.engine_args import MODEL_MOUNT
 from vllm_fleet.vm.plan import LABEL_PREFIX, ServicePlan
 
-UPDATE_STRATEGIES = ("canary", "replace")
-
 # The API key reaches vLLM from a root-only file on the host, mounted read-only here and read by a wrapper that
 # exports it and execs the image's own entrypoint: it is in no argv, no container config and no inspect output.
 API_KEY_MOUNT = "/run/secrets/vllm-api-key"
