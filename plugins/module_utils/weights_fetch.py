@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import ssl
 import struct
 import tarfile
 import time
@@ -306,14 +307,47 @@ def locked(service_dir: str) -> Iterator[None]:
         os.close(fd)
 
 
+def tls_verification_failure(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification error behind a library's exception (requests, botocore and httpx wrap it)."""
+    seen: set[int] = set()
+    todo: list[Any] = [exc]
+    while todo:
+        cur = todo.pop()
+        if cur is None or id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        if isinstance(cur, ssl.SSLCertVerificationError):
+            return cur
+        todo.extend([cur.__cause__, cur.__context__, *[a for a in getattr(cur, "args", ()) if
+                                                        isinstance(a, BaseException)]])
+        reason = getattr(cur, "reason", None)
+        if isinstance(reason, BaseException):
+            todo.append(reason)
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return ssl.SSLCertVerificationError(text)
+    return None
+
+
 def retrying(what: str, retries: int, retry_on: tuple[type[BaseException], ...],
              action: Callable[[], Any], sleep: Callable[[float], None] = time.sleep) -> Any:
-    """Run action, retrying transient errors up to `retries` times with capped exponential backoff."""
+    """Run action, retrying transient errors up to `retries` times with capped exponential backoff.
+
+    A failed certificate verification is not transient: it is reported at once, with the way to trust the origin.
+    """
     attempt = 0
     while True:
         try:
             return action()
-        except retry_on as exc:
+        except Exception as exc:
+            failure = tls_verification_failure(exc)
+            if failure is not None:
+                detail = getattr(failure, "verify_message", None) or "certificate verify failed"
+                raise WeightsError(f"{what}: the origin's TLS certificate did not verify ({detail}); if the origin "
+                                   "uses a private CA, give its PEM file on the hosts as model_weights_ca_bundle "
+                                   "(or add it to the hosts' trust store)") from None
+            if not isinstance(exc, retry_on):
+                raise
             attempt += 1
             if attempt > retries:
                 raise WeightsError(f"{what} failed after {attempt} attempts: {type(exc).__name__}: {exc}") from None

@@ -61,6 +61,21 @@ def bucket_layout(prefix: str, objects: list[tuple[str, int, Any]], allow: list[
     return sorted(picked)
 
 
+# The host's trust store (Debian/Ubuntu, RHEL family, others): requests and botocore would otherwise use their own
+# bundled CA list and ignore a CA the host's administrators added.
+SYSTEM_CA_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem")
+
+
+def ca_bundle(explicit: str | None) -> str | None:
+    """The PEM bundle TLS origins are verified against: the one given, else the host's trust store, else None."""
+    if explicit:
+        if not os.path.isfile(explicit):
+            raise WeightsError(f"ca_bundle {explicit} is not a file on this host; copy the CA's PEM file there "
+                               "first, or leave model_weights_ca_bundle empty to use the host's trust store")
+        return explicit
+    return next((path for path in SYSTEM_CA_BUNDLES if os.path.isfile(path)), None)
+
+
 class Source:
     """Base class. `resolve` uses metadata only; `open` streams one file from an offset."""
 
@@ -78,6 +93,7 @@ class Source:
         self.allow = list(spec.get("allow_patterns") or []) or None
         self.ignore = list(spec.get("ignore_patterns") or []) or None
         self.spec_sha = {k: v.lower() for k, v in (spec.get("sha256") or {}).items()}
+        self.ca_bundle = ca_bundle(spec.get("ca_bundle"))
 
     def pinned_revision(self) -> str | None:
         """A revision known without asking the origin (a commit, or a label the spec gives)."""
@@ -104,6 +120,8 @@ class HttpSource(Source):
         self.requests = requests
         self.url = url or spec["uri"]
         self.session = requests.Session()
+        # Per request: a session-wide setting would lose to REQUESTS_CA_BUNDLE in the environment.
+        self.verify: str | bool = self.ca_bundle or True
         self.retry_on = (TransientError, requests.exceptions.ConnectionError, requests.exceptions.Timeout,
                          requests.exceptions.ChunkedEncodingError)
 
@@ -114,7 +132,8 @@ class HttpSource(Source):
             raise WeightsError(f"{self.display_uri} answered HTTP {resp.status_code} ({resp.reason})")
 
     def resolve(self) -> Listing:
-        resp = self.session.head(self.url, allow_redirects=True, timeout=(self.connect_timeout, self.timeout))
+        resp = self.session.head(self.url, allow_redirects=True, timeout=(self.connect_timeout, self.timeout),
+                                 verify=self.verify)
         self._check(resp)
         name = posixpath.basename(unquote(urlsplit(self.url).path))
         if not name:
@@ -133,7 +152,7 @@ class HttpSource(Source):
     def open(self, remote, offset):
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         resp = self.session.get(remote.ref, headers=headers, stream=True,
-                                timeout=(self.connect_timeout, self.timeout))
+                                timeout=(self.connect_timeout, self.timeout), verify=self.verify)
         if resp.status_code == 416 and offset and offset == remote.size:
             resp.close()
             return offset, iter(()), resp.close
@@ -161,7 +180,7 @@ class PeerSource(HttpSource):
     def resolve(self) -> Listing:
         from ansible_collections.vllmfleet.fleet.plugins.module_utils.weights_fetch import MANIFEST
 
-        resp = self.session.get(self.url + MANIFEST, timeout=(self.connect_timeout, self.timeout))
+        resp = self.session.get(self.url + MANIFEST, timeout=(self.connect_timeout, self.timeout), verify=self.verify)
         self._check(resp)
         manifest = resp.json()
         if manifest.get("source") != self.display_uri:
@@ -198,6 +217,8 @@ class S3Source(Source):
             kwargs["region_name"] = s3["region"]
         if s3.get("verify_ssl") is False:
             kwargs["verify"] = False
+        elif self.ca_bundle:
+            kwargs["verify"] = self.ca_bundle
         if creds.get("s3_access_key_id"):
             kwargs["aws_access_key_id"] = creds["s3_access_key_id"]
             kwargs["aws_secret_access_key"] = creds.get("s3_secret_access_key")
@@ -317,6 +338,8 @@ class HfSource(Source):
         os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", str(self.timeout))
         os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        if self.ca_bundle:  # huggingface_hub's HTTP client reads its CA file from the environment
+            os.environ["SSL_CERT_FILE"] = self.ca_bundle
         import huggingface_hub
         from huggingface_hub import errors as hf_errors
 

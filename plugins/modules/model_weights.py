@@ -52,6 +52,12 @@ options:
     description: Free space to leave on the filesystem besides the weights.
     type: int
     default: 512
+  ca_bundle:
+    description:
+      - PEM file on the host that TLS origins (https, S3 endpoints, hub mirrors) are verified against.
+      - Unset, the host's trust store is used (C(/etc/ssl/certs/ca-certificates.crt) and its RHEL equivalent),
+        not the client libraries' bundled CA lists, so a CA the host trusts is trusted here too.
+    type: path
   hf_token:
     description: Hugging Face token for gated or private repositories.
     type: str
@@ -128,11 +134,12 @@ def main():
         require_config=dict(type="bool", default=True),
         verify_existing=dict(type="str", choices=["size", "sha256"], default="size"),
         reserve_mib=dict(type="int", default=512),
+        ca_bundle=dict(type="path"),
     )
     spec.update({name: dict(type="str", no_log=True) for name in SECRET_OPTIONS})
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
-    source = p["source"]
+    source = dict(p["source"], ca_bundle=p["ca_bundle"])
     display = source.get("display_uri") or source.get("uri", "?")
     if not source.get("uri"):
         module.fail_json(msg=f"service {p['service']}: source.uri is missing")

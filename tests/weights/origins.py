@@ -16,6 +16,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,10 +73,11 @@ class Nginx:
     port: int
     host: str
     proc: subprocess.Popen[bytes]
+    scheme: str = "http"
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     @property
     def log(self) -> Path:
@@ -132,8 +134,8 @@ def wait_for_port(host: str, port: int, proc: subprocess.Popen[bytes], what: str
 
 
 @dataclass
-class MotoServer:
-    """moto's S3 API as its own process (a thread would wait forever if its socket failed to bind)."""
+class ServerProcess:
+    """A test origin's API server as its own process (a thread would wait forever if its socket failed to bind)."""
 
     port: int
     proc: subprocess.Popen[bytes]
@@ -146,24 +148,40 @@ class MotoServer:
         stop_process(self.proc)
 
 
-def start_moto(attempts: int = 3) -> MotoServer:
+def start_server(what: str, argv: Callable[[int], list[str]], attempts: int = 3) -> ServerProcess:
     last: RuntimeError | None = None
     for _ in range(attempts):  # a free port can be taken between choosing it and binding it
         port = free_port()
-        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(argv(port), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
-            wait_for_port("127.0.0.1", port, proc, "moto server", seconds=60)
-            return MotoServer(port, proc)
+            wait_for_port("127.0.0.1", port, proc, what, seconds=60)
+            return ServerProcess(port, proc)
         except RuntimeError as exc:
             last = exc
     assert last is not None
     raise last
 
 
+def start_moto() -> ServerProcess:
+    """moto's S3 API server (PyPI moto[server])."""
+    return start_server("moto server", lambda port: [sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
+                                                     "-p", str(port)])
+
+
+def start_gcs() -> ServerProcess:
+    """The GCS JSON API of gcp-storage-emulator (PyPI), in memory; google-cloud-storage reaches it through
+    STORAGE_EMULATOR_HOST."""
+    emulator = str(Path(sys.executable).with_name("gcp-storage-emulator"))
+    return start_server("gcp-storage-emulator", lambda port: [emulator, "start", "--host", "127.0.0.1",
+                                                              "--port", str(port), "--in-memory"])
+
+
 def start_nginx(prefix: Path, root: Path, *, host: str = "127.0.0.1", limit_rate: str | None = None,
-                proxy_to: str | None = None) -> Nginx:
-    """nginx serving `root` (or proxying to `proxy_to`) with a body-bytes access log."""
+                proxy_to: str | None = None, tls: tuple[Path, Path] | None = None, extra: str = "") -> Nginx:
+    """nginx serving `root` (or proxying to `proxy_to`) with a body-bytes access log.
+
+    tls: (certificate chain, key) to serve HTTPS instead of HTTP; extra: more server-level directives and
+    locations (the hub layout's, for instance)."""
     prefix.mkdir(parents=True, exist_ok=True)
     port = free_port(host)
     rate = f"limit_rate {limit_rate};" if limit_rate else ""
@@ -189,7 +207,10 @@ http {{
   uwsgi_temp_path {prefix}/uwsgi; scgi_temp_path {prefix}/scgi;
   sendfile on;
   server {{
-    listen {host}:{port};
+    listen {host}:{port}{" ssl" if tls else ""};
+    root {root};
+    {f"ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]}; ssl_protocols TLSv1.2 TLSv1.3;" if tls else ""}
+    {extra}
     location / {{ {location} {rate} }}
   }}
 }}
@@ -198,4 +219,4 @@ http {{
     proc = subprocess.Popen([NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     wait_for_port(host, port, proc, "nginx", seconds=10)
-    return Nginx(prefix, root, port, host, proc)
+    return Nginx(prefix, root, port, host, proc, "https" if tls else "http")
