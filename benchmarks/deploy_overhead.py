@@ -1,6 +1,6 @@
 """What the deploy playbook costs on top of vLLM itself, on a real vLLM CPU container in a sandbox host.
 
-    python benchmarks/deploy_overhead.py [--services 1|3]
+    python benchmarks/deploy_overhead.py [--services 1|3] [--keep]
 
 Prints:
 - to healthy: seconds from the start of `vllm-fleet deploy` until /health first answers 200 (polled from here);
@@ -86,6 +86,7 @@ def vllm_start_seconds(host: str, container: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--services", type=int, default=1, choices=[1, 2, 3])
+    parser.add_argument("--keep", action="store_true", help="leave the host and its inventory up, to profile by hand")
     ns = parser.parse_args()
     ensure_engine()
     tag, _ = ensure_host_image()
@@ -142,8 +143,11 @@ def main() -> None:
         print(f"no-op full deploy:        {times[1]:6.1f} s  median of 3 ({', '.join(f'{t:.1f}' for t in times)}; "
               f"changed={max(r['hosts'][name]['changed'] for _, r in runs)}, tasks ok={third['hosts'][name]['ok']})")
     finally:
-        host_down(name)
-        subprocess.run(["rm", "-rf", str(workdir)], check=False)
+        if ns.keep:
+            print(f"kept: host {name}, inventory {workdir / 'hosts.yml'} (BENCH_VLLM_KEY={KEY})")
+        else:
+            host_down(name)
+            subprocess.run(["rm", "-rf", str(workdir)], check=False)
 
 
 if __name__ == "__main__":

@@ -361,7 +361,8 @@ class HfSource(Source):
             raise WeightsError(f"{self.display_uri}: the repository is gated, private or missing "
                                f"({type(exc).__name__}); set storage.credentials.hf_token") from None
         except self.errors.RevisionNotFoundError:
-            raise WeightsError(f"{self.display_uri}: revision {self.revision!r} does not exist") from None
+            raise WeightsError(f"{self.display_uri}: revision {self.revision or 'of the default branch'!r} does not "
+                               "exist") from None
         except self.errors.HfHubHTTPError as exc:
             status = getattr(getattr(exc, "response", None), "status_code", 0) or 0
             if status >= 500 or status == 429:

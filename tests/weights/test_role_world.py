@@ -1,6 +1,6 @@
 """The model_weights role on two sandbox container hosts, origins served from this machine's docker gateway.
 
-Peer fan-out: the origin is read once for the fleet; a second run changes nothing and reads nothing; a
+Peer, direct and cache fan-out: the origin is read once per design; a second run changes nothing and reads nothing; a
 -vvv run with an HF token and S3 keys in the environment leaves no trace of either in the output.
 """
 
@@ -148,6 +148,61 @@ def test_direct_mode_every_host_reads_the_origin_once_and_a_rerun_reads_nothing(
         for host in hosts:
             manifest = subprocess.run(["docker", "exec", host, "sh", "-c",
                                        "cat /var/lib/vllm-fleet/models/tar/*/.vllm-fleet-manifest.json"],
+                                      capture_output=True, text=True, check=True).stdout
+            assert {f["path"]: f["size"] for f in json.loads(manifest)["files"]} == want
+
+        origin.reset_log()
+        second = run_playbook(inv, env={}, json_out=True)
+        assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-2000:]
+        report, _ = json.JSONDecoder().raw_decode(second.stdout[second.stdout.index("{"):])
+        assert all(stats["changed"] == 0 and stats["failures"] == 0 for stats in report["stats"].values())
+        assert origin.body_bytes("GET") == 0
+    finally:
+        origin.stop()
+
+
+def test_cache_mode_one_cache_host_reads_a_tls_origin_once_for_the_fleet(sandbox_hosts, tmp_path):
+    """Cache mode: a host outside the serving group reads the origin (HTTPS, private CA given by
+    model_weights_ca_bundle) and the serving hosts copy from it; a re-run reads nothing."""
+    import trustme
+    import yaml
+
+    cache, *servers = sandbox_hosts(3, prefix="cache")
+    gw = gateway()
+    ca = trustme.CA()
+    cert = ca.issue_cert(gw)
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    ca.cert_pem.write_to_path(str(tls / "ca.pem"))
+    cert.private_key_pem.write_to_path(str(tls / "key.pem"))
+    cert.private_key_and_cert_chain_pem.write_to_path(str(tls / "chain.pem"))
+    for host in (cache, *servers):  # the CA is distributed to the hosts, as a user's configuration would
+        subprocess.run(["docker", "cp", str(tls / "ca.pem"), f"{host}:/etc/ssl/private-origin-ca.pem"], check=True)
+    www = tmp_path / "www"
+    model = make_model(tmp_path / "src" / "tiny", weight_bytes=1 << 20, seed=-3)
+    with tarfile.open(www.mkdir() or www / "tiny.tar.gz", "w:gz") as tf:
+        tf.add(model, arcname="tiny")
+    origin = start_nginx(tmp_path / "nginx", www, host=gw, tls=(tls / "chain.pem", tls / "key.pem"))
+    try:
+        spec = {"services": [{"name": "tls", "storage_uri": f"{origin.url}/tiny.tar.gz", "accelerator": "cpu",
+                              "gpus": 0, "storage": {"timeout_seconds": 60}}]}
+        inv = write_inventory(tmp_path / "hosts.yml", servers, spec, vllm_fleet_plan=weights_plan(spec),
+                              model_weights_fanout="cache", model_weights_cache_host=cache,
+                              model_weights_ca_bundle="/etc/ssl/private-origin-ca.pem",
+                              model_weights_wheelhouse=str(Path.home() / ".cache/vllm-fleet/fetch-wheels-test"))
+        data = yaml.safe_load(inv.read_text())
+        data["weights_cache"] = {"hosts": {cache: {"ansible_connection": "community.docker.docker_api"}}}
+        inv.write_text(yaml.safe_dump(data, sort_keys=False))
+
+        first = run_playbook(inv, env={})
+
+        assert first.returncode == 0, (first.stdout + first.stderr)[-6000:]
+        assert origin.scheme == "https"
+        assert origin.body_bytes("GET") == (www / "tiny.tar.gz").stat().st_size  # once, by the cache host
+        want = {f.name: f.stat().st_size for f in model.iterdir()}
+        for host in (cache, *servers):
+            manifest = subprocess.run(["docker", "exec", host, "sh", "-c",
+                                       "cat /var/lib/vllm-fleet/models/tls/*/.vllm-fleet-manifest.json"],
                                       capture_output=True, text=True, check=True).stdout
             assert {f["path"]: f["size"] for f in json.loads(manifest)["files"]} == want
 

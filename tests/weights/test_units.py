@@ -1,4 +1,5 @@
-"""Unit tests: hf:// handling (no HF-compatible server runs here), patterns vs KServe, filters, prune, headers."""
+"""Unit tests: hub URIs and pins, patterns vs KServe, filters, prune, headers (hf:// against a served hub layout is in
+test_hub_gcs_tls.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import os
 import struct
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -42,45 +42,6 @@ def test_patterns_mean_what_kserve_and_huggingface_hub_mean(allow, ignore):
 ])
 def test_hub_uri_and_revision(uri, revision, want):
     assert ws.hub_repo(uri, revision) == want
-
-
-class FakeHub:
-    """Test double of huggingface_hub's HfApi/snapshot_download: no HF-compatible server can run here."""
-
-    def __init__(self, files: dict[str, tuple[int, str | None]], commit: str):
-        self.files, self.commit, self.calls = files, commit, []
-        import huggingface_hub
-
-        self.errors = huggingface_hub.errors
-
-    def HfApi(self, endpoint=None, token=None):
-        self.calls.append(("HfApi", endpoint, token))
-        return self
-
-    def model_info(self, repo_id, revision=None, files_metadata=False, timeout=None):
-        self.calls.append(("model_info", repo_id, revision, files_metadata, timeout))
-        siblings = [SimpleNamespace(rfilename=n, size=s, blob_id="b" * 40,
-                                    lfs=SimpleNamespace(sha256=h) if h else None) for n, (s, h) in self.files.items()]
-        return SimpleNamespace(sha=self.commit, siblings=siblings)
-
-
-def test_hf_source_resolves_branch_to_commit_with_lfs_hashes_and_patterns():
-    commit = "a" * 40
-    src = ws.HfSource(spec_for("hf://org/model:main", endpoint="http://mirror.invalid",
-                               allow_patterns=["*.json", "*.safetensors"], timeout_seconds=45),
-                      {"hf_token": "hf_unit"}, "hf://org/model:main")
-    files = {"config.json": (10, None), "model.safetensors": (100, "c" * 64), "pytorch_model.bin": (100, "d" * 64)}
-    fake = FakeHub(files, commit)
-    src.hub = fake
-
-    listing = src.resolve()
-
-    assert listing.revision == commit
-    assert [(f.path, f.size, f.sha256, f.git_sha1) for f in listing.files] == [
-        ("config.json", 10, None, "b" * 40), ("model.safetensors", 100, "c" * 64, None)]
-    assert fake.calls == [("HfApi", "http://mirror.invalid", "hf_unit"), ("model_info", "org/model", "main", True, 45)]
-    assert src.pinned_revision() is None
-    assert os.environ["HF_HUB_DOWNLOAD_TIMEOUT"]
 
 
 def test_hf_commit_pin_needs_no_network(tmp_path):
