@@ -17,12 +17,15 @@ import yaml
 from pydantic import ValidationError
 
 from vllm_fleet.spec.errors import SpecError, SpecIssue
+from vllm_fleet.spec.gateway import Gateway, GatewayClient, gateway_rules
 from vllm_fleet.spec.model import Deployment, Engine, SecretRef, Service, Storage, Task
 from vllm_fleet.spec.rules import deployment_rules, target_rules
 from vllm_fleet.spec.uri import StorageUri, Target, parse_storage_uri
 
+Deployment.model_rebuild(_types_namespace={"Gateway": Gateway})
+
 __all__ = [
-    "Deployment", "Engine", "SecretRef", "Service", "SpecError", "SpecIssue", "Storage", "StorageUri",
+    "Deployment", "Engine", "Gateway", "GatewayClient", "SecretRef", "Service", "SpecError", "SpecIssue", "Storage", "StorageUri",
     "Target", "TargetRules", "Task", "load_spec_file", "parse_storage_uri", "validate_spec",
 ]
 
@@ -56,13 +59,15 @@ def validate_spec(data: Any, target: TargetRules, source: str = "spec") -> Deplo
 
 def _rules(dep: Deployment, target: TargetRules) -> Iterable[SpecIssue]:
     yield from deployment_rules(dep)
+    if dep.gateway is not None:
+        yield from gateway_rules(dep.gateway, dep.services)
     yield from target_rules(dep, target.target)
     yield from target.rules(dep)
 
 
 def _rules_on_the_valid_services(data: dict[str, Any], target: TargetRules) -> list[SpecIssue]:
-    """When some services fail field validation, the cross-field rules still run on the services that pass it, so
-    that one run reports both kinds of problem; paths keep the services' own indexes."""
+    """When some services (or the gateway block) fail field validation, the cross-field rules still run on the
+    parts that pass it, so that one run reports both kinds of problem; paths keep the services' own indexes."""
     import re
 
     raw = data.get("services")
@@ -76,7 +81,13 @@ def _rules_on_the_valid_services(data: dict[str, Any], target: TargetRules) -> l
             continue
     if not valid:
         return []
-    partial = Deployment.model_construct(services=[svc for _, svc in valid])
+    gateway = None
+    if isinstance(data.get("gateway"), dict):
+        try:
+            gateway = Gateway.model_validate(data["gateway"])
+        except ValidationError:
+            gateway = None
+    partial = Deployment.model_construct(services=[svc for _, svc in valid], gateway=gateway)
 
     def original(text: str) -> str:
         return re.sub(r"services\[(\d+)\]", lambda m: f"services[{valid[int(m.group(1))][0]}]", text)

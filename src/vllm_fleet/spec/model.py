@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from vllm_fleet.spec.errors import fail, is_secret_name, looks_like_secret, url_has_credentials
 from vllm_fleet.spec.uri import StorageUri, UriError, parse_storage_uri
 from vllm_fleet.versions import DEFAULT_IMAGE
+
+if TYPE_CHECKING:
+    from vllm_fleet.spec.gateway import Gateway
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -361,3 +364,5 @@ class Service(Strict):
 
 class Deployment(Strict):
     services: list[Service] = Field(min_length=1)
+    # Defined in spec/gateway.py, which builds on the models here; spec/__init__ resolves the reference.
+    gateway: Gateway | None = None
