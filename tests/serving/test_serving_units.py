@@ -86,9 +86,24 @@ def test_canary_runs_beside_on_an_offset_port_without_restarts() -> None:
     tiny = plan().services[1]
     params = container.container_params(tiny, settings=SETTINGS)
     canary = container.canary_params(params, tiny, 10000)
-    assert canary["name"] == "vllm-tiny-candidate" and canary["published_ports"] == ["18001:8000"]
+    assert params["published_ports"] == ["127.0.0.1:8001:8000"]
+    assert canary["name"] == "vllm-tiny-candidate" and canary["published_ports"] == ["127.0.0.1:18001:8000"]
     assert canary["restart_policy"] == "no" and canary["labels"]["io.vllm-fleet.managed"] == "candidate"
     assert params["labels"]["io.vllm-fleet.managed"] == "true"
+
+
+@pytest.mark.parametrize(("variables", "published", "endpoint"), [
+    ({}, "127.0.0.1:8001:8000", "http://127.0.0.1:8001/v1"),
+    ({"vllm_fleet_backend_address": "10.9.0.5"}, "10.9.0.5:8001:8000", "http://10.9.0.5:8001/v1"),
+    ({"vllm_fleet_backend_address": "10.9.0.5", "vllm_fleet_direct_ports": True}, "0.0.0.0:8001:8000",
+     "http://10.0.0.5:8001/v1"),
+])
+def test_ports_are_published_on_loopback_or_the_backend_address_and_everywhere_only_on_opt_out(
+        variables: dict, published: str, endpoint: str) -> None:
+    tiny = plan(**variables).services[1]
+    assert container.container_params(tiny, settings=SETTINGS)["published_ports"] == [published]
+    assert tiny.endpoint == endpoint
+    assert tiny.local_address == ("127.0.0.1" if published.startswith("0.0.0.0") else published.split(":")[0])
 
 
 def test_ipc_host_needs_a_large_enough_host_shm() -> None:
@@ -96,8 +111,8 @@ def test_ipc_host_needs_a_large_enough_host_shm() -> None:
     small = [{"mount": "/dev/shm", "size_total": 64 * 1024 * 1024}]
     big = [{"mount": "/dev/shm", "size_total": 32 * 1024**3}]
     def shm(mounts: list, ipc_host: bool) -> list[str]:
-        return host_problems(HostPlan(services=services), mounts=mounts, ipc_host=ipc_host, containers=[],
-                             gpu_facts=None)
+        return host_problems(HostPlan(services=services, address="10.0.0.5"), mounts=mounts, ipc_host=ipc_host,
+                             containers=[], gpu_facts=None)
 
     problems = shm(small, ipc_host=True)
     assert len(problems) == 1 and "64 MiB" in problems[0] and "16384 MiB" in problems[0]
@@ -174,8 +189,8 @@ def test_a_port_published_by_a_foreign_container_is_a_conflict() -> None:
         {"Names": ["/vllm-tiny-candidate"], "Ports": [{"PrivatePort": 8000, "PublicPort": 18001}]},
         {"Names": ["/other"], "Ports": [{"PrivatePort": 8000}], "Labels": {}},
     ]
-    problems = host_problems(HostPlan(services=services), mounts=[], ipc_host=False, containers=containers,
-                             gpu_facts=None)
+    problems = host_problems(HostPlan(services=services, address="10.0.0.5"), mounts=[], ipc_host=False,
+                             containers=containers, gpu_facts=None)
     assert len(problems) == 1 and "port 8001 of service tiny" in problems[0] and "nginx" in problems[0]
 
 
@@ -183,7 +198,7 @@ def test_gpu_ids_are_checked_against_the_real_gpus() -> None:
     services = plan().services
 
     def gpus(services: list, facts: dict) -> list[str]:
-        return host_problems(HostPlan(services=services), mounts=[], ipc_host=False, containers=[],
+        return host_problems(HostPlan(services=services, address="10.0.0.5"), mounts=[], ipc_host=False, containers=[],
                              gpu_facts=facts)
 
     assert gpus(services, {"gpu_count": 4}) == []

@@ -110,7 +110,7 @@ def container_params(
         "name": name,
         "image": mirror_image(service.image, settings.get("registry_mirror", "")),
         "command": list(service.engine_args),
-        "published_ports": [f"{port}:{container_port}"],
+        "published_ports": [f"{service.bind_address}:{port}:{container_port}"],
         "env": env,
         "mounts": [
             {"type": "bind", "source": weights, "target": MODEL_MOUNT, "read_only": True},
@@ -160,10 +160,10 @@ def container_params(
 def canary_params(params: Mapping[str, Any], service: ServicePlan, port_offset: int) -> dict[str, Any]:
     """The same container beside the running one: another name and host port, no restarts, no labels that
     would make it look like the serving container. Everything else, the health check included, is the same."""
-    host_port, _, container_port = params["published_ports"][0].partition(":")
+    bind, host_port, container_port = params["published_ports"][0].rsplit(":", 2)
     canary = dict(params)
     canary["name"] = service.container.candidate
-    canary["published_ports"] = [f"{int(host_port) + port_offset}:{container_port}"]
+    canary["published_ports"] = [f"{bind}:{int(host_port) + port_offset}:{container_port}"]
     canary["restart_policy"] = "no"
     canary["labels"] = {**params["labels"], f"{LABEL_PREFIX}.managed": "candidate"}
     return canary

@@ -7,13 +7,14 @@ again instead of reading keys by hand. `tests/test_plan_contract.py` holds the r
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from vllm_fleet.engine_args import MODEL_MOUNT, render_engine_args
-from vllm_fleet.spec import Deployment, Service, SpecError, validate_spec
+from vllm_fleet.spec import Deployment, Gateway, Service, SpecError, validate_spec
 from vllm_fleet.vm.rules import VM_TARGET
 from vllm_fleet.vm.secrets import unresolved_secrets
 
@@ -24,6 +25,12 @@ CONTAINER_PREFIX = "vllm-"
 # The extra variable through which `vllm-fleet deploy` hands the playbook the plans it has already computed (and
 # checked) for each host, so that fleet_plan does not compute them again: {inventory_hostname: HostPlan dump}.
 PLANNED_VAR = "vllm_fleet_planned"
+# Where services publish their ports: the host variable naming an internal address, the default (loopback), and the
+# documented opt-out that publishes vLLM's ports, open routes included, on every interface.
+BACKEND_ADDRESS_VAR = "vllm_fleet_backend_address"
+DIRECT_PORTS_VAR = "vllm_fleet_direct_ports"
+LOOPBACK = "127.0.0.1"
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - only on the explicit opt-out
 
 
 class PlanModel(BaseModel):
@@ -75,6 +82,10 @@ class ServicePlan(PlanModel):
     pipeline_parallel_size: int
     port: int
     container_port: int = CONTAINER_PORT
+    # The host address the port is published on (see backend_address); never all interfaces unless opted out.
+    bind_address: str = LOOPBACK
+    # Where the host itself reaches the service (readiness, smoke tests): the bind address, or loopback.
+    local_address: str = LOOPBACK
     shm_size: str
     env: dict[str, str] = {}
     engine_args: list[str]
@@ -85,11 +96,41 @@ class ServicePlan(PlanModel):
     endpoint: str
     container: ContainerPlan
     max_model_len_sized: int | None = None
+    # The gateway's name for this service's pool (one per served model) and for this host's server in it.
+    gateway_backend: str
+    gateway_server: str
 
 
 class HostPlan(PlanModel):
     services: list[ServicePlan]
     label_prefix: str = LABEL_PREFIX
+    # The address clients used to reach the host, and the one its services publish their ports on.
+    address: str
+    backend_address: str = LOOPBACK
+    gateway: Gateway | None = None
+
+
+def gateway_backend_name(model: str) -> str:
+    """HAProxy backend of a served model's pool (names allow letters, digits and -_.:)."""
+    return "pool_" + re.sub(r"[^A-Za-z0-9_.:-]", "_", model)
+
+
+def gateway_server_name(host: str, service: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.:-]", "_", f"{host}.{service}")
+
+
+def backend_address(variables: Mapping[str, Any] | None) -> str:
+    """Where a host's services publish: vllm_fleet_backend_address, else loopback; all interfaces only when
+    vllm_fleet_direct_ports is true (vLLM's open routes reachable by anyone who reaches the host)."""
+    variables = variables or {}
+    if str(variables.get(DIRECT_PORTS_VAR, False)).lower() in ("true", "yes", "1"):
+        return ALL_INTERFACES
+    return str(variables.get(BACKEND_ADDRESS_VAR) or LOOPBACK)
+
+
+def probe_address(bind: str, host_address: str) -> str:
+    """The address a service bound to `bind` answers at from outside the host."""
+    return host_address if bind == ALL_INTERFACES else bind
 
 
 def container_plan(name: str, prefix: str = CONTAINER_PREFIX) -> ContainerPlan:
@@ -97,7 +138,8 @@ def container_plan(name: str, prefix: str = CONTAINER_PREFIX) -> ContainerPlan:
                          fallback=f"{prefix}{name}-previous")
 
 
-def service_plan(svc: Service, host_address: str, container_prefix: str = CONTAINER_PREFIX) -> ServicePlan:
+def service_plan(svc: Service, host_address: str, container_prefix: str = CONTAINER_PREFIX, host: str = "",
+                 bind: str = LOOPBACK) -> ServicePlan:
     uri = svc.uri
     s3 = svc.storage.credentials.s3
     return ServicePlan(
@@ -111,6 +153,8 @@ def service_plan(svc: Service, host_address: str, container_prefix: str = CONTAI
         tensor_parallel_size=svc.tensor_parallel_size,
         pipeline_parallel_size=svc.pipeline_parallel_size,
         port=svc.port,
+        bind_address=bind,
+        local_address=LOOPBACK if bind == ALL_INTERFACES else bind,
         shm_size=svc.shm_size,
         env={str(k): str(v) for k, v in svc.env.items()},
         engine_args=render_engine_args(svc, port=CONTAINER_PORT, model_path=MODEL_MOUNT),
@@ -129,13 +173,16 @@ def service_plan(svc: Service, host_address: str, container_prefix: str = CONTAI
             s3=S3Plan(region=s3.region, endpoint=s3.endpoint, verify_ssl=s3.verify_ssl) if s3 else None,
         ),
         secrets={path: ref.model_dump(exclude_none=True) for path, ref in svc.secret_refs().items()},
-        endpoint=f"http://{host_address}:{svc.port}/v1",
+        endpoint=f"http://{probe_address(bind, host_address)}:{svc.port}/v1",
         container=container_plan(svc.name, container_prefix),
+        gateway_backend=gateway_backend_name(svc.model_name),
+        gateway_server=gateway_server_name(host or host_address, svc.name),
     )
 
 
 def host_plan(dep: Deployment, host_address: str, settled: Mapping[str, Mapping[str, Any]] | None = None,
-              container_prefix: str = CONTAINER_PREFIX, unavailable_gpus: frozenset[int] = frozenset()) -> HostPlan:
+              container_prefix: str = CONTAINER_PREFIX, unavailable_gpus: frozenset[int] = frozenset(),
+              host: str = "", bind: str = LOOPBACK) -> HostPlan:
     """The plan of every service; `settled` (from serving_issues) fills in sized values and resolves auto."""
     settled = settled or {}
     services = []
@@ -144,13 +191,13 @@ def host_plan(dep: Deployment, host_address: str, settled: Mapping[str, Mapping[
         if "tensor_parallel_size" in entry:
             svc = svc.model_copy(update={"tensor_parallel_size": entry["tensor_parallel_size"],
                                          "gpus": entry["gpus"]})
-        plan = service_plan(svc, host_address, container_prefix)
+        plan = service_plan(svc, host_address, container_prefix, host, bind)
         if "max_model_len" in entry:
             plan.engine_args += ["--max-model-len", str(entry["max_model_len"])]
             plan.max_model_len_sized = entry["max_model_len"]
         services.append(plan)
     assign_gpu_ids(services, unavailable_gpus)
-    return HostPlan(services=services)
+    return HostPlan(services=services, address=host_address, backend_address=bind, gateway=dep.gateway)
 
 
 def assign_gpu_ids(services: list[ServicePlan], unavailable: frozenset[int] = frozenset()) -> None:
@@ -180,6 +227,7 @@ def plan_for_host(
     environ: Mapping[str, str] | None = None,
     variables: Mapping[str, Any] | None = None,
     resolve_auto: bool = False,
+    host_name: str | None = None,
 ) -> HostPlan:
     """Validate a host's raw spec and its secret references (raising SpecError) and return its plan.
 
@@ -201,4 +249,5 @@ def plan_for_host(
             raise SpecError(issues, source)
     prefix = str((variables or {}).get("vllm_fleet_container_prefix") or CONTAINER_PREFIX)
     mig = frozenset(int(i) for i in ((variables or {}).get("vllm_fleet_gpus") or {}).get("mig_gpus") or [])
-    return host_plan(dep, host_address, settled, prefix, mig)
+    host = str((variables or {}).get("inventory_hostname") or host_name or host_address)
+    return host_plan(dep, host_address, settled, prefix, mig, host, backend_address(variables))
