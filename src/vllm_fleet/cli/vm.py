@@ -124,6 +124,11 @@ def _print_summary(result: Any) -> None:
             table.add_row(e.get("host", ""), e.get("service", ""), e.get("model", ""), e.get("task", ""),
                           e.get("url", ""))
         out.print(table)
+    if result.gateway:
+        for url in result.gateway.get("urls", []):
+            out.print(f"gateway: {url}  models: {', '.join(result.gateway.get('models', []))}", highlight=False)
+        if result.gateway.get("ca"):
+            out.print(f"gateway CA to trust: {result.gateway['ca']}", highlight=False)
     verdict = "[green]ok[/green]" if result.ok else f"[red]{result.status}[/red] (rc={result.rc})"
     err.print(f"run: {verdict}")
 

@@ -28,8 +28,8 @@ def host_address(variables: Mapping[str, Any], hostname: str) -> str:
     return str(variables.get("vllm_fleet_address") or variables.get("ansible_host") or hostname)
 
 
-def host_specs(inventory: str | Path, limit: str | None = None) -> list[InventoryHost]:
-    """Every host in the serving group with the raw spec its variables give it."""
+def host_specs(inventory: str | Path, limit: str | None = None, group: str = SERVE_GROUP) -> list[InventoryHost]:
+    """Every host in a group (the serving group by default) with the raw spec its variables give it."""
     from ansible.inventory.manager import InventoryManager
     from ansible.parsing.dataloader import DataLoader
     from ansible.vars.manager import VariableManager
@@ -38,9 +38,11 @@ def host_specs(inventory: str | Path, limit: str | None = None) -> list[Inventor
     inv = InventoryManager(loader=loader, sources=[str(inventory)])
     if limit:
         inv.subset(limit)
+    if group not in inv.groups:
+        return []
     variables = VariableManager(loader=loader, inventory=inv)
     out = []
-    for host in inv.get_hosts(pattern=SERVE_GROUP):
+    for host in inv.get_hosts(pattern=group):
         hv = variables.get_vars(host=host, include_hostvars=False)
         out.append(InventoryHost(host.name, hv.get(SPEC_VAR), host_address(hv, host.name), dict(hv)))
     return out
@@ -75,10 +77,17 @@ def check_inventory(inventory: Path, limit: str | None = None, *, secrets: bool)
             continue
         try:
             # Flag and sizing checks always run; secret references are checked only for a run.
-            plans[h.host] = plan_for_host(h.spec, h.address, source=source,
+            plans[h.host] = plan_for_host(h.spec, h.address, source=source, host_name=h.host,
                                           environ=os.environ if secrets else None, variables=h.variables)
         except SpecError as exc:
             errors.append(exc)
     if errors:
         raise InventoryError(errors)
+    from vllm_fleet.vm.gateway import GATEWAY_GROUP, fleet_gateway
+
+    try:
+        # The fleet's gateway (pools, scopes, reachability of every backend) is checked before any host is touched.
+        fleet_gateway(plans, {g.host: g.address for g in host_specs(inventory, limit, GATEWAY_GROUP)})
+    except SpecError as exc:
+        raise InventoryError([exc]) from None
     return plans

@@ -17,6 +17,7 @@ import ansible_runner
 from vllm_fleet.vm import paths
 
 ENDPOINTS_STAT = "vllm_fleet_endpoints"
+GATEWAY_STAT = "vllm_fleet_gateway"
 
 
 @dataclass
@@ -36,6 +37,8 @@ class RunResult:
     rc: int
     hosts: dict[str, HostProgress] = field(default_factory=dict)
     endpoints: list[dict[str, Any]] = field(default_factory=list)
+    # The fleet's gateway, when it has one: its base URLs, the models behind them and the CA clients trust.
+    gateway: dict[str, Any] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -58,6 +61,7 @@ class RunResult:
                 for name, h in sorted(self.hosts.items())
             },
             "endpoints": self.endpoints,
+            "gateway": self.gateway,
         }
 
 
@@ -106,6 +110,7 @@ class EventTracker:
             self.result.stats = {k: data.get(k, {}) for k in ("ok", "changed", "failures", "dark", "skipped")}
             artifact = data.get("artifact_data") or {}
             self.result.endpoints = list(artifact.get(ENDPOINTS_STAT, []))
+            self.result.gateway = dict(artifact.get(GATEWAY_STAT) or {})
         if self._on_change:
             self._on_change(self.result)
         return True

@@ -1,0 +1,146 @@
+"""The fleet's gateway, planned from every serving host's plan: pools by served model, clients and their scopes.
+
+Each serving host's plan carries the spec's `gateway:` block and where its services listen; `fleet_gateway` checks
+that the hosts agree (one block, one task and one backend key per model, backends the gateway hosts can reach) and
+returns the `GatewayPlan` the gateway role renders into HAProxy's configuration. Problems raise SpecError before any
+host is touched, naming the host, the field and the fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+from vllm_fleet.spec import SpecError, SpecIssue
+from vllm_fleet.spec.errors import show_value
+from vllm_fleet.spec.gateway import ALL_MODELS, HEALTH_ROUTE, MODELS_ROUTE, TASK_ROUTES
+from vllm_fleet.vm.plan import BACKEND_ADDRESS_VAR, LOOPBACK, HostPlan, PlanModel, probe_address
+
+GATEWAY_GROUP = "vllm_gateways"
+GATEWAY_PLAN_VAR = "vllm_fleet_gateway_plan"
+
+
+class GatewayServer(PlanModel):
+    name: str
+    host: str
+    address: str
+    port: int
+
+
+class GatewayPool(PlanModel):
+    """One served model: its HAProxy backend, the routes its task answers, the replicas that serve it."""
+
+    model: str
+    task: str
+    routes: list[str]
+    backend: str
+    balance: Literal["prefix", "least_conn", "round_robin"]
+    servers: list[GatewayServer]
+    # The services' api_key reference: the key the gateway sends to these backends (never a client key).
+    key_ref: dict[str, str]
+
+
+class GatewayClientPlan(PlanModel):
+    name: str
+    key_ref: dict[str, str]
+    models: list[str]  # '*' expanded to every model of the fleet
+    requests_per_minute: int | None = None
+
+
+class GatewayPlan(PlanModel):
+    hosts: list[str]
+    # Where clients reach each gateway host (vllm_fleet_address, ansible_host or its name): URLs and certificates.
+    addresses: dict[str, str]
+    port: int
+    metrics_port: int
+    tls_mode: Literal["generated", "provided", "off"]
+    tls_min_version: str
+    tls_names: list[str]
+    tls_certificate: str | None = None
+    tls_key_ref: dict[str, str] | None = None
+    health_interval_seconds: int
+    health_fall: int
+    health_rise: int
+    request_timeout_seconds: int
+    pools: list[GatewayPool]
+    clients: list[GatewayClientPlan]
+    # Every route that reaches a backend, for the allowlist; anything else is refused at the gateway.
+    routes: list[str]
+    models_route: str = MODELS_ROUTE
+    health_route: str = HEALTH_ROUTE
+
+
+def fleet_gateway(plans: Mapping[str, HostPlan], gateway_hosts: Mapping[str, str]) -> GatewayPlan | None:
+    """The gateway plan of a fleet, or None when there is neither a gateway block nor a gateway host.
+
+    gateway_hosts: each gateway host's inventory name and the address clients reach it at."""
+    issues: list[SpecIssue] = []
+    blocks = {host: plan.gateway for host, plan in plans.items()}
+    with_block = [h for h, g in blocks.items() if g is not None]
+    if not with_block:
+        if gateway_hosts:
+            issues.append(SpecIssue(f"group {GATEWAY_GROUP}", show_value(list(gateway_hosts)),
+                                    "lists gateway hosts, but the spec has no gateway block",
+                                    "add a gateway: block (clients, keys, tls) to vllm_fleet_spec, or remove the "
+                                    "group"))
+            raise SpecError(issues, "inventory")
+        return None
+    first = with_block[0]
+    gateway = blocks[first]
+    assert gateway is not None
+    for host, block in blocks.items():
+        if block != gateway:
+            issues.append(SpecIssue(f"vllm_fleet_spec.gateway of {host}", "(differs)" if block else "(not set)",
+                                    f"is not the gateway block host {first} has; the fleet has one gateway",
+                                    "give every serving host the same gateway block (put the spec in group_vars)"))
+    if not gateway_hosts:
+        issues.append(SpecIssue(f"group {GATEWAY_GROUP}", "(empty)", "has no hosts, but the spec has a gateway block",
+                                f"add a {GATEWAY_GROUP} group to the inventory; it may list serving hosts themselves"))
+    pools: dict[str, GatewayPool] = {}
+    for host, plan in plans.items():
+        if plan.backend_address == LOOPBACK and any(g != host for g in gateway_hosts):
+            others = ", ".join(g for g in gateway_hosts if g != host)
+            issues.append(SpecIssue(f"{BACKEND_ADDRESS_VAR} of {host}", "(not set: 127.0.0.1)",
+                                    f"leaves {host}'s services on its loopback, where gateway host(s) {others} "
+                                    "cannot reach them",
+                                    f"set {BACKEND_ADDRESS_VAR} to {host}'s address on the network it shares with the "
+                                    "gateway hosts (an internal interface), or make it the only gateway host"))
+        for svc in plan.services:
+            key_ref = svc.secrets.get("api_key") or {}
+            server = GatewayServer(name=svc.gateway_server, host=host,
+                                   address=probe_address(plan.backend_address, plan.address), port=svc.port)
+            pool = pools.get(svc.served_model_name)
+            if pool is None:
+                pools[svc.served_model_name] = GatewayPool(
+                    model=svc.served_model_name, task=svc.task, routes=list(TASK_ROUTES[svc.task]),
+                    backend=svc.gateway_backend, balance=gateway.balance if svc.task == "generate" else "least_conn",
+                    servers=[server], key_ref=key_ref)
+                continue
+            if pool.task != svc.task:
+                issues.append(SpecIssue(f"services.{svc.name}.task on {host}", show_value(svc.task),
+                                        f"differs from the task '{pool.task}' model '{pool.model}' has on "
+                                        f"{pool.servers[0].host}; the gateway routes a model by its task",
+                                        "serve one model name with one task, or give the services other "
+                                        "served_model_name values"))
+            elif pool.key_ref != key_ref:
+                issues.append(SpecIssue(f"services.{svc.name}.api_key on {host}", "{...}",
+                                        f"is not the reference model '{pool.model}' uses on {pool.servers[0].host}; "
+                                        "the gateway sends one backend key per model",
+                                        "give every replica of a model the same api_key reference"))
+            else:
+                pool.servers.append(server)
+    if issues:
+        raise SpecError(issues, "inventory")
+    every_model = sorted(pools)
+    clients = [GatewayClientPlan(name=c.name, key_ref=c.key.model_dump(exclude_none=True),
+                                 models=every_model if c.models == [ALL_MODELS] else sorted(c.models),
+                                 requests_per_minute=c.requests_per_minute) for c in gateway.clients]
+    routes = sorted({r for pool in pools.values() for r in pool.routes})
+    tls = gateway.tls
+    return GatewayPlan(
+        hosts=list(gateway_hosts), addresses=dict(gateway_hosts), port=gateway.port, metrics_port=gateway.metrics_port, tls_mode=tls.mode,
+        tls_min_version=tls.min_version, tls_names=list(tls.names), tls_certificate=tls.certificate,
+        tls_key_ref=tls.key.model_dump(exclude_none=True) if tls.key else None,
+        health_interval_seconds=gateway.health.interval_seconds, health_fall=gateway.health.fall,
+        health_rise=gateway.health.rise, request_timeout_seconds=gateway.request_timeout_seconds,
+        pools=[pools[m] for m in every_model], clients=clients, routes=routes)

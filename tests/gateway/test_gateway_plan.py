@@ -1,0 +1,118 @@
+"""The fleet's gateway plan from the serving hosts' plans, and the fleet-level problems it refuses before any host
+is touched (through `vllm-fleet validate -i`, as users run it)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from vllm_fleet.cli import app
+from vllm_fleet.spec import SpecError
+from vllm_fleet.vm.gateway import fleet_gateway
+from vllm_fleet.vm.plan import plan_for_host
+
+ENV = {"CHAT_KEY": "chat-backend", "EMBED_KEY": "embed-backend", "TEAM_A": "team-a-key", "TEAM_B": "team-b-key"}
+SPEC: dict[str, Any] = {
+    "services": [
+        {"name": "chat", "storage_uri": "file:///m/chat", "accelerator": "cpu", "gpus": 0, "port": 8000,
+         "api_key": {"env": "CHAT_KEY"}},
+        {"name": "embed", "task": "embed", "storage_uri": "file:///m/embed", "accelerator": "cpu", "gpus": 0,
+         "port": 8001, "api_key": {"env": "EMBED_KEY"}},
+    ],
+    "gateway": {"port": 8443, "clients": [
+        {"name": "team-a", "key": {"env": "TEAM_A"}, "models": ["*"]},
+        {"name": "team-b", "key": {"env": "TEAM_B"}, "models": ["chat"], "requests_per_minute": 60}]},
+}
+
+
+def plans(specs: dict[str, dict], backend: dict[str, str] | None = None) -> dict:
+    return {host: plan_for_host(spec, f"10.0.0.{i + 1}", host_name=host, environ=ENV,
+                                variables={"vllm_fleet_backend_address": (backend or {}).get(host)})
+            for i, (host, spec) in enumerate(specs.items())}
+
+
+def issues(exc: pytest.ExceptionInfo[SpecError]) -> list[tuple[str, str]]:
+    return [(i.path, i.problem) for i in exc.value.issues]
+
+
+def test_pools_hold_every_replica_of_a_model_and_wildcard_scopes_expand() -> None:
+    gw = fleet_gateway(plans({"h1": SPEC, "h2": SPEC}, {"h1": "192.168.7.1", "h2": "192.168.7.2"}),
+                       {"gw": "10.0.0.9"})
+    assert gw is not None
+    chat = next(p for p in gw.pools if p.model == "chat")
+    assert [(s.host, s.address, s.port) for s in chat.servers] == [("h1", "192.168.7.1", 8000),
+                                                                    ("h2", "192.168.7.2", 8000)]
+    assert chat.balance == "prefix" and chat.routes == ["/v1/chat/completions", "/v1/completions"]
+    assert chat.key_ref == {"env": "CHAT_KEY"}
+    embed = next(p for p in gw.pools if p.model == "embed")
+    assert embed.balance == "least_conn" and embed.routes == ["/v1/embeddings"]
+    assert {c.name: c.models for c in gw.clients} == {"team-a": ["chat", "embed"], "team-b": ["chat"]}
+    assert gw.routes == ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"]
+    assert gw.addresses == {"gw": "10.0.0.9"} and gw.tls_mode == "generated"
+
+
+def test_no_gateway_block_and_no_gateway_hosts_plan_nothing() -> None:
+    bare = {k: v for k, v in SPEC.items() if k != "gateway"}
+    assert fleet_gateway(plans({"h1": bare}), {}) is None
+
+
+def test_services_on_a_loopback_the_gateway_host_cannot_reach_are_named() -> None:
+    with pytest.raises(SpecError) as exc:
+        fleet_gateway(plans({"h1": SPEC, "h2": SPEC}, {"h1": "192.168.7.1"}), {"h1": "10.0.0.1"})
+    assert issues(exc) == [("vllm_fleet_backend_address of h2",
+                            "leaves h2's services on its loopback, where gateway host(s) h1 cannot reach them")]
+
+
+def test_a_gateway_on_the_serving_host_itself_reaches_its_loopback() -> None:
+    gw = fleet_gateway(plans({"h1": SPEC}), {"h1": "10.0.0.1"})
+    assert gw is not None and gw.pools[0].servers[0].address == "127.0.0.1"
+
+
+def test_hosts_that_disagree_on_the_gateway_block_are_named() -> None:
+    other = copy.deepcopy(SPEC)
+    other["gateway"]["port"] = 9443
+    with pytest.raises(SpecError) as exc:
+        fleet_gateway(plans({"h1": SPEC, "h2": other}, {"h1": "a", "h2": "b"}), {"gw": "10.0.0.9"})
+    assert [p for p, _ in issues(exc)] == ["vllm_fleet_spec.gateway of h2"]
+
+
+def test_one_model_with_two_tasks_is_refused() -> None:
+    other = copy.deepcopy(SPEC)
+    other["services"][1] |= {"served_model_name": "chat"}
+    other["services"][0] |= {"served_model_name": "chat-2"}
+    other["gateway"] = SPEC["gateway"]
+    with pytest.raises(SpecError) as exc:
+        fleet_gateway(plans({"h1": SPEC, "h2": other}, {"h1": "a", "h2": "b"}), {"gw": "10.0.0.9"})
+    assert any(p == "services.embed.task on h2" and "differs from the task 'generate'" in m for p, m in issues(exc))
+
+
+def test_gateway_block_without_gateway_hosts_and_hosts_without_block() -> None:
+    with pytest.raises(SpecError) as exc:
+        fleet_gateway(plans({"h1": SPEC}), {})
+    assert issues(exc)[0][0] == "group vllm_gateways"
+    bare = {k: v for k, v in SPEC.items() if k != "gateway"}
+    with pytest.raises(SpecError) as exc:
+        fleet_gateway(plans({"h1": bare}), {"h1": "10.0.0.1"})
+    assert "no gateway block" in issues(exc)[0][1]
+
+
+def test_validate_on_an_inventory_reports_fleet_problems_before_any_host(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in ENV.items():
+        monkeypatch.setenv(k, v)
+    inv = tmp_path / "hosts.yml"
+    inv.write_text(yaml.safe_dump({
+        "vllm_hosts": {"hosts": {"h1": {"ansible_host": "203.0.113.1"}, "h2": {"ansible_host": "203.0.113.2"}},
+                       "vars": {"vllm_fleet_spec": SPEC}},
+        "vllm_gateways": {"hosts": {"h1": {}}}}))
+    result = CliRunner().invoke(app, ["validate", "-i", str(inv), "--json"])
+    assert result.exit_code == 2, result.output
+    found = [i for e in json.loads(result.stdout)["errors"] for i in e["issues"]]
+    assert [i["path"] for i in found] == ["vllm_fleet_backend_address of h2"]
+    assert "set vllm_fleet_backend_address to h2's address" in found[0]["fix"]
