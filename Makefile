@@ -7,6 +7,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 APT_PACKAGES := docker.io debootstrap nginx-light dpkg-dev apt-utils gnupg iproute2 python3-venv python3-pip git make
+# Node.js and npm (Debian's, unless some node is there already) run the published schema packages of the cluster
+# gateway's Gateway API and Envoy Gateway resources in tests/k8s.
 # Some machines' pip.conf lists index directories that do not exist; pip warns about each, at length.
 PIP_NOISE := is ignored: it is neither a file nor a directory
 export PATH := $(abspath $(BIN)):$(PATH)
@@ -24,6 +26,7 @@ setup: system-packages venv world
 system-packages:
 	@start=$$(date +%s); missing=""; \
 	for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "apt-get install:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

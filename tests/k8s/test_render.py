@@ -41,6 +41,8 @@ def keyed(manifests: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[st
 def markers_for_fake_secrets(value: Any) -> Any:
     """The mocks hold the test's secret values where render writes markers; map one onto the other."""
     by_value = {v: ConfigSecret(k).marker() for k, v in FAKE_SECRETS.items()}
+    # The gateway's backend credential is the key after "Bearer " (Envoy Gateway injects the whole value).
+    by_value |= {f"Bearer {v}": ConfigSecret(k, prefix="Bearer ").marker() for k, v in FAKE_SECRETS.items()}
     if isinstance(value, dict):
         return {k: markers_for_fake_secrets(v) for k, v in value.items()}
     if isinstance(value, list):

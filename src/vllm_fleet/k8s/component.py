@@ -10,13 +10,18 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_kubernetes.apiextensions import CustomResource
 
+from vllm_fleet.k8s.gateway import service_gateway_manifests
 from vllm_fleet.k8s.manifests import ConfigSecret, Manifest, external_url, internal_url, service_manifests
 from vllm_fleet.k8s.validation import CONFIG_NAMESPACE
+from vllm_fleet.spec.gateway import Gateway
 from vllm_fleet.spec.model import Service
 
 COMPONENT_TYPE = "vllmfleet:k8s:InferenceService"
 
 SecretResolver = Callable[[str], pulumi.Input[str]]
+# KServe's InferenceService, and the gateway's Gateway API route and Envoy Gateway policies (k8s/gateway.py).
+CUSTOM_KINDS = frozenset({"InferenceService", "HTTPRoute", "HTTPRouteFilter", "SecurityPolicy",
+                          "BackendTrafficPolicy"})
 
 
 def config_secret(key: str) -> pulumi.Output[str]:
@@ -30,6 +35,8 @@ class InferenceServiceArgs:
     service: Service
     secret_value: SecretResolver = config_secret
     depends_on: Sequence[pulumi.Resource] = field(default_factory=list)
+    # The spec's gateway block: the model's route and policies are created with the service.
+    gateway: Gateway | None = None
 
 
 def resource_name(manifest: Manifest) -> str:
@@ -47,7 +54,8 @@ def register_manifest(manifest: Manifest, secret_value: SecretResolver,
         return k8s.core.v1.Namespace(name, metadata=meta, opts=opts)
     if kind == "Secret":
         data: dict[str, Any] = {
-            k: pulumi.Output.secret(secret_value(v.key)) if isinstance(v, ConfigSecret) else v
+            k: pulumi.Output.secret(pulumi.Output.concat(v.prefix, secret_value(v.key)))
+            if isinstance(v, ConfigSecret) else v
             for k, v in manifest["stringData"].items()
         }
         secret_opts = pulumi.ResourceOptions.merge(
@@ -59,7 +67,7 @@ def register_manifest(manifest: Manifest, secret_value: SecretResolver,
         return k8s.core.v1.PersistentVolumeClaim(name, metadata=meta, spec=manifest["spec"], opts=opts)
     if kind == "Ingress":
         return k8s.networking.v1.Ingress(name, metadata=meta, spec=manifest["spec"], opts=opts)
-    if kind == "InferenceService":
+    if kind in CUSTOM_KINDS:
         return CustomResource(name, api_version=manifest["apiVersion"], kind=kind, metadata=meta,
                               spec=manifest["spec"], opts=opts)
     raise ValueError(f"no Pulumi resource for manifest kind {kind}")
@@ -78,9 +86,10 @@ class InferenceService(pulumi.ComponentResource):
         svc = args.service
         child_opts = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on))
         self.children: list[pulumi.CustomResource] = [
-            register_manifest(m, args.secret_value, child_opts) for m in service_manifests(svc)
+            register_manifest(m, args.secret_value, child_opts)
+            for m in [*service_manifests(svc), *service_gateway_manifests(svc, args.gateway)]
         ]
-        isvc = next(r for r in self.children if isinstance(r, CustomResource))
+        isvc = next(r for r in self.children if isinstance(r, CustomResource))  # the first custom one
         # The URLs are known from the names alone; tying them to the resource orders them after it.
         self.internal_url = isvc.id.apply(lambda _: internal_url(svc))
         self.openai_base_url = self.internal_url.apply(lambda u: f"{u}/v1")

@@ -43,16 +43,20 @@ _SERVER_FLAGS = frozenset({"--model", "--served-model-name", "--host", "--port"}
 
 @dataclass(frozen=True)
 class ConfigSecret:
-    """A secret value to be read from Pulumi config key `key` (namespace `vllm-fleet`)."""
+    """A secret value to be read from Pulumi config key `key` (namespace `vllm-fleet`), after `prefix`."""
 
     key: str
+    prefix: str = ""
 
     def marker(self) -> str:
-        return f"<secret: set by `pulumi config set --secret {self.key}`>"
+        return f"{self.prefix}<secret: set by `pulumi config set --secret {self.key}`>"
 
 
 def deployment_manifests(dep: Deployment) -> list[Manifest]:
-    """Every manifest of the deployment, namespaces first, then each service's in creation order."""
+    """Every manifest of the deployment, namespaces first, then each service's in creation order, then the
+    gateway's routes and policies (k8s/gateway.py) when the spec has a gateway block."""
+    from vllm_fleet.k8s.gateway import service_gateway_manifests
+
     out: list[Manifest] = []
     seen: set[str] = set()
     for svc in dep.services:
@@ -62,6 +66,7 @@ def deployment_manifests(dep: Deployment) -> list[Manifest]:
             out.append(namespace_manifest(s.namespace))
     for svc in dep.services:
         out.extend(service_manifests(svc))
+        out.extend(service_gateway_manifests(svc, dep.gateway))
     return out
 
 

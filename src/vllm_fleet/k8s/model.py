@@ -209,3 +209,42 @@ class ClusterSettings(Strict):
     @property
     def is_standard(self) -> bool:
         return self.deployment_mode in STANDARD_MODES
+
+
+class GatewayParent(Strict):
+    """The existing Gateway (Gateway API) the routes attach to; its listener terminates TLS."""
+
+    name: str
+    namespace: str | None = None
+    section_name: str | None = None
+
+    @field_validator("name", "namespace")
+    @classmethod
+    def _dns(cls, v: str | None) -> str | None:
+        if v is not None and (len(v) > 63 or not DNS1123_LABEL.match(v)):
+            raise fail("is not a Kubernetes object name", "use lower-case letters, digits and '-'")
+        return v
+
+
+class GatewayClusterSettings(Strict):
+    """Everything under `gateway.kubernetes`."""
+
+    parent: GatewayParent
+    hostnames: list[str] = Field(default_factory=list)
+    # The header that carries the request body's model field, filled by Envoy AI Gateway's external processor.
+    model_header: str = "x-ai-eg-model"
+
+    @field_validator("hostnames")
+    @classmethod
+    def _hosts(cls, v: list[str]) -> list[str]:
+        for host in v:
+            if len(host) > 253 or not DNS1123_SUBDOMAIN.match(host.removeprefix("*.")):
+                raise fail(f"'{host}' is not a DNS host name", "give lower-case hosts such as llm.example.com")
+        return v
+
+    @field_validator("model_header")
+    @classmethod
+    def _header(cls, v: str) -> str:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", v):
+            raise fail("is not a lower-case HTTP header name", "give a name such as x-ai-eg-model")
+        return v

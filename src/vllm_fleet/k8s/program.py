@@ -27,7 +27,7 @@ def missing_secret_config(dep: Deployment) -> list[SpecIssue]:
     """Every pulumi_config reference whose key is not set in the stack, found before anything is registered."""
     issues = []
     for i, svc in enumerate(dep.services):
-        for path, ref in svc.secret_refs().items():
+        for path, ref in svc.secret_refs().items():  # client keys on clusters are k8s_secret refs, never config
             if ref.pulumi_config is None:
                 continue
             namespace, _, name = ref.pulumi_config.rpartition(":")
@@ -52,7 +52,7 @@ def run(data: Any, secret_value: SecretResolver = config_secret) -> dict[str, In
     components = {}
     for svc in dep.services:
         ns = namespaces.get(cluster_settings(svc).namespace)
-        args = InferenceServiceArgs(svc, secret_value, depends_on=[ns] if ns else [])
+        args = InferenceServiceArgs(svc, secret_value, depends_on=[ns] if ns else [], gateway=dep.gateway)
         components[svc.name] = InferenceService(svc.name, args)
     pulumi.export("services", {
         name: {"internal_url": c.internal_url, "openai_base_url": c.openai_base_url,

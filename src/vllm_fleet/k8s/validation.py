@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from pydantic import ValidationError
 
-from vllm_fleet.k8s.model import ClusterSettings
+from vllm_fleet.k8s.model import ClusterSettings, GatewayClusterSettings
 from vllm_fleet.spec import Target, TargetRules
 from vllm_fleet.spec.errors import SpecIssue, issues_from_validation_error, show_value
 from vllm_fleet.spec.model import Accelerator, Deployment, SecretRef, Service
@@ -56,6 +56,28 @@ def cluster_rules(dep: Deployment) -> Iterator[SpecIssue]:
         yield from _credential_rules(svc, settings, at)
         yield from _mode_rules(svc, settings, at)
     yield from _shared_object_rules(parsed)
+    if dep.gateway is not None:
+        yield from _gateway_rules(dep)
+
+
+def _gateway_rules(dep: Deployment) -> Iterator[SpecIssue]:
+    """On a cluster the gateway block becomes Gateway API routes with Envoy Gateway policies (k8s/gateway.py)."""
+    assert dep.gateway is not None
+    try:
+        GatewayClusterSettings.model_validate(dep.gateway.kubernetes)
+    except ValidationError as exc:
+        yield from issues_from_validation_error(exc, ("gateway", "kubernetes"), model=GatewayClusterSettings)
+    for i, svc in enumerate(dep.services):
+        if svc.api_key is not None and svc.api_key.pulumi_config is None:
+            yield SpecIssue(f"services[{i}].api_key", f"{{{svc.api_key.kind}: ...}}",
+                            "is the backend key the gateway injects; on a cluster it is written to a Secret in "
+                            "Envoy Gateway's format, which this program can do only from Pulumi config",
+                            "give {pulumi_config: KEY} (pulumi config set --secret KEY)")
+    for i, client in enumerate(dep.gateway.clients):
+        if client.key.k8s_secret is None:
+            yield SpecIssue(f"gateway.clients[{i}].key", f"{{{client.key.kind}: ...}}",
+                            "is checked by Envoy Gateway against an existing Secret, whose key names the client",
+                            f"give {{k8s_secret: {{name: SECRET, key: {client.name}}}}}")
 
 
 def _shared_object_rules(parsed: dict[int, ClusterSettings]) -> Iterator[SpecIssue]:
