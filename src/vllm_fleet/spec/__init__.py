@@ -25,8 +25,8 @@ from vllm_fleet.spec.uri import StorageUri, Target, parse_storage_uri
 Deployment.model_rebuild(_types_namespace={"Gateway": Gateway})
 
 __all__ = [
-    "Deployment", "Engine", "Gateway", "GatewayClient", "SecretRef", "Service", "SpecError", "SpecIssue", "Storage", "StorageUri",
-    "Target", "TargetRules", "Task", "load_spec_file", "parse_storage_uri", "validate_spec",
+    "Deployment", "Engine", "Gateway", "GatewayClient", "SecretRef", "Service", "SpecError", "SpecIssue", "Storage",
+    "StorageUri", "Target", "TargetRules", "Task", "load_spec_file", "parse_storage_uri", "validate_spec",
 ]
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -21,7 +21,8 @@ from vllm_fleet.spec.model import DNS1123_LABEL, SecretRef, Strict
 if TYPE_CHECKING:
     from vllm_fleet.spec.model import Service
 
-HOSTNAME = re.compile(r"^(?=.{1,253}$)(\*\.)?([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$")
+_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+HOSTNAME = re.compile(rf"^(?=.{{1,253}}$)(\*\.)?{_LABEL}(\.{_LABEL})*$")
 ALL_MODELS = "*"
 
 # The routes each task's models answer through the gateway; everything else vLLM serves is refused there.
@@ -128,6 +129,7 @@ class Gateway(Strict):
     tls: GatewayTls = Field(default_factory=GatewayTls)
     health: GatewayHealth = Field(default_factory=GatewayHealth)
     request_timeout_seconds: int = Field(600, ge=1, le=86400)
+    kubernetes: dict[str, Any] = Field(default_factory=dict, description="cluster-only settings (parent Gateway, ...)")
 
     @field_validator("port", "metrics_port")
     @classmethod

@@ -138,7 +138,8 @@ def fleet_gateway(plans: Mapping[str, HostPlan], gateway_hosts: Mapping[str, str
     routes = sorted({r for pool in pools.values() for r in pool.routes})
     tls = gateway.tls
     return GatewayPlan(
-        hosts=list(gateway_hosts), addresses=dict(gateway_hosts), port=gateway.port, metrics_port=gateway.metrics_port, tls_mode=tls.mode,
+        hosts=list(gateway_hosts), addresses=dict(gateway_hosts), port=gateway.port,
+        metrics_port=gateway.metrics_port, tls_mode=tls.mode,
         tls_min_version=tls.min_version, tls_names=list(tls.names), tls_certificate=tls.certificate,
         tls_key_ref=tls.key.model_dump(exclude_none=True) if tls.key else None,
         health_interval_seconds=gateway.health.interval_seconds, health_fall=gateway.health.fall,
