@@ -29,6 +29,13 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def sandbox_gateway() -> str:
+    """This machine's address on the sandbox network: origins listen there so sandbox hosts reach them."""
+    out = subprocess.run(["docker", "network", "inspect", "vllm-fleet", "-f", "{{(index .IPAM.Config 0).Gateway}}"],
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
 def write_safetensors(path: Path, tensors: dict[str, tuple[list[int], bytes]], dtype: str = "F32") -> None:
     header: dict[str, object] = {"__metadata__": {"format": "pt"}}
     offset = 0

@@ -13,12 +13,13 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.conftest import write_inventory
 from tests.weights.conftest import REPO, S3_KEYS
-from tests.weights.origins import make_model, start_nginx
+from tests.weights.origins import make_model, sandbox_gateway, start_nginx
 
 pytestmark = [pytest.mark.world, pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -32,12 +33,6 @@ def weights_plan(spec: dict) -> dict:
     return plan_for_host(spec, "h", source="test").model_dump(mode="json")
 
 
-def gateway() -> str:
-    out = subprocess.run(["docker", "network", "inspect", "vllm-fleet", "-f", "{{(index .IPAM.Config 0).Gateway}}"],
-                         capture_output=True, text=True, check=True)
-    return out.stdout.strip()
-
-
 def run_playbook(inventory: Path, *extra: str, env: dict[str, str], json_out: bool = False
                  ) -> subprocess.CompletedProcess[str]:
     run_env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
@@ -49,11 +44,31 @@ def run_playbook(inventory: Path, *extra: str, env: dict[str, str], json_out: bo
                            *extra], cwd=REPO, env=run_env, capture_output=True, text=True, timeout=900)
 
 
+def assert_manifests(hosts: list[str], service: str, model: Path) -> None:
+    """Every host holds one completed revision of `service` whose manifest lists the model's files and sizes."""
+    want = {f.name: f.stat().st_size for f in model.iterdir()}
+    for host in hosts:
+        manifest = subprocess.run(["docker", "exec", host, "sh", "-c",
+                                   f"cat /var/lib/vllm-fleet/models/{service}/*/.vllm-fleet-manifest.json"],
+                                  capture_output=True, text=True, check=True).stdout
+        assert {f["path"]: f["size"] for f in json.loads(manifest)["files"]} == want
+
+
+def assert_rerun_reads_nothing(inv: Path, origin: Any) -> None:
+    """A second run changes nothing on any host and reads no byte from the origin."""
+    origin.reset_log()
+    second = run_playbook(inv, env={}, json_out=True)
+    assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-2000:]
+    report, _ = json.JSONDecoder().raw_decode(second.stdout[second.stdout.index("{"):])
+    assert all(stats["changed"] == 0 and stats["failures"] == 0 for stats in report["stats"].values())
+    assert origin.body_bytes("GET") == 0
+
+
 def test_peer_fanout_reads_origin_once_idempotent_and_leaks_nothing(sandbox_hosts, tmp_path, moto_server):
     import boto3
 
     hosts = sandbox_hosts(2, prefix="weights")
-    gw = gateway()
+    gw = sandbox_gateway()
     www = tmp_path / "www"
     model = make_model(tmp_path / "src" / "tiny", weight_bytes=2 << 20, seed=-1)
     with tarfile.open(www.mkdir() or www / "tiny.tar.gz", "w:gz") as tf:
@@ -133,7 +148,7 @@ def test_direct_mode_every_host_reads_the_origin_once_and_a_rerun_reads_nothing(
     model = make_model(tmp_path / "src" / "tiny", weight_bytes=1 << 20, seed=-2)
     with tarfile.open(www.mkdir() or www / "tiny.tar.gz", "w:gz") as tf:
         tf.add(model, arcname="tiny")
-    origin = start_nginx(tmp_path / "nginx", www, host=gateway())
+    origin = start_nginx(tmp_path / "nginx", www, host=sandbox_gateway())
     try:
         spec = {"services": [{"name": "tar", "storage_uri": f"{origin.url}/tiny.tar.gz", "accelerator": "cpu",
                               "gpus": 0, "storage": {"timeout_seconds": 60}}]}
@@ -144,19 +159,8 @@ def test_direct_mode_every_host_reads_the_origin_once_and_a_rerun_reads_nothing(
         assert first.returncode == 0, (first.stdout + first.stderr)[-6000:]
         archive = (www / "tiny.tar.gz").stat().st_size
         assert origin.body_bytes("GET") == len(hosts) * archive
-        want = {f.name: f.stat().st_size for f in model.iterdir()}
-        for host in hosts:
-            manifest = subprocess.run(["docker", "exec", host, "sh", "-c",
-                                       "cat /var/lib/vllm-fleet/models/tar/*/.vllm-fleet-manifest.json"],
-                                      capture_output=True, text=True, check=True).stdout
-            assert {f["path"]: f["size"] for f in json.loads(manifest)["files"]} == want
-
-        origin.reset_log()
-        second = run_playbook(inv, env={}, json_out=True)
-        assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-2000:]
-        report, _ = json.JSONDecoder().raw_decode(second.stdout[second.stdout.index("{"):])
-        assert all(stats["changed"] == 0 and stats["failures"] == 0 for stats in report["stats"].values())
-        assert origin.body_bytes("GET") == 0
+        assert_manifests(hosts, "tar", model)
+        assert_rerun_reads_nothing(inv, origin)
     finally:
         origin.stop()
 
@@ -168,7 +172,7 @@ def test_cache_mode_one_cache_host_reads_a_tls_origin_once_for_the_fleet(sandbox
     import yaml
 
     cache, *servers = sandbox_hosts(3, prefix="cache")
-    gw = gateway()
+    gw = sandbox_gateway()
     ca = trustme.CA()
     cert = ca.issue_cert(gw)
     tls = tmp_path / "tls"
@@ -199,18 +203,7 @@ def test_cache_mode_one_cache_host_reads_a_tls_origin_once_for_the_fleet(sandbox
         assert first.returncode == 0, (first.stdout + first.stderr)[-6000:]
         assert origin.scheme == "https"
         assert origin.body_bytes("GET") == (www / "tiny.tar.gz").stat().st_size  # once, by the cache host
-        want = {f.name: f.stat().st_size for f in model.iterdir()}
-        for host in (cache, *servers):
-            manifest = subprocess.run(["docker", "exec", host, "sh", "-c",
-                                       "cat /var/lib/vllm-fleet/models/tls/*/.vllm-fleet-manifest.json"],
-                                      capture_output=True, text=True, check=True).stdout
-            assert {f["path"]: f["size"] for f in json.loads(manifest)["files"]} == want
-
-        origin.reset_log()
-        second = run_playbook(inv, env={}, json_out=True)
-        assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-2000:]
-        report, _ = json.JSONDecoder().raw_decode(second.stdout[second.stdout.index("{"):])
-        assert all(stats["changed"] == 0 and stats["failures"] == 0 for stats in report["stats"].values())
-        assert origin.body_bytes("GET") == 0
+        assert_manifests([cache, *servers], "tls", model)
+        assert_rerun_reads_nothing(inv, origin)
     finally:
         origin.stop()
