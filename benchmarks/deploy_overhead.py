@@ -107,6 +107,8 @@ def main() -> None:
         inv = workdir / "hosts.yml"
         inv.write_text(yaml.safe_dump({"vllm_hosts": {"hosts": {name: {
             "ansible_connection": "community.docker.docker_api", "vllm_fleet_address": address,
+            # No gateway here: the services listen on the sandbox network, where this script polls them.
+            "vllm_fleet_backend_address": address,
             "vllm_server_image_source": "present",
             # CPU sandbox host: the prepare stage skips the NVIDIA roles and keeps Debian's Docker.
             "vllm_fleet_nvidia": False, "docker_source": "distribution"}},
