@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,9 +17,22 @@ from typing import Any
 import pytest
 import yaml
 
-KEY = "e2e-key-7c41d0"
+KEY = "e2e-key-7c41d0"  # the services' api_key: the key between the gateway and the backends
 MODELS_MOUNT = "/srv/vllm-fleet/seed-models"
 IMAGES_MOUNT = "/srv/vllm-fleet/images"
+# The gateway's client keys (test values), by the variable the spec names them with.
+CLIENT_KEYS = {"E2E_CLIENT_APP": "e2e-client-app-3b9d27f1", "E2E_CLIENT_CHAT": "e2e-client-chat-8e41c0aa",
+               "E2E_CLIENT_LIMITED": "e2e-client-limited-51f2d6b3"}
+GATEWAY_PORT = 8443
+GATEWAY = {
+    "port": GATEWAY_PORT, "metrics_port": 8404, "tls": {"mode": "generated"},
+    "health": {"interval_seconds": 1, "fall": 2, "rise": 2},
+    "clients": [
+        {"name": "app", "key": {"env": "E2E_CLIENT_APP"}, "models": ["*"]},
+        {"name": "chat-only", "key": {"env": "E2E_CLIENT_CHAT"}, "models": ["tiny-chat"]},
+        {"name": "limited", "key": {"env": "E2E_CLIENT_LIMITED"}, "models": ["tiny-chat"], "requests_per_minute": 5},
+    ],
+}
 
 
 def service(name: str, task: str, port: int, *, model: str | None = None, **engine: Any) -> dict[str, Any]:
@@ -34,8 +47,18 @@ def service(name: str, task: str, port: int, *, model: str | None = None, **engi
 @dataclass
 class ServingHost:
     name: str
-    address: str
+    address: str  # on the sandbox network: where clients reach the gateway
     workdir: Path
+    backend_address: str = ""  # on the internal network: where the services listen
+
+    @property
+    def pki(self) -> Path:
+        """The controller directory of the gateway's generated CA (gateway_pki_dir)."""
+        return self.workdir / "pki"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"https://{self.address}:{GATEWAY_PORT}"
 
     def exec(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """A command on the host itself."""
@@ -51,21 +74,36 @@ class ServingHost:
     def containers(self) -> list[str]:
         return sorted(self.docker("ps", "-a", "--format", "{{.Names}}").stdout.split())
 
-    def deploy(self, spec: dict[str, Any], *, extra_vars: dict[str, Any] | None = None,
-               tags: str | None = "serve,smoke", key: str | None = KEY, timeout: int = 3600,
-               verbose: int = 0, artifacts: Path | None = None) -> dict[str, Any]:
+    def host_vars(self) -> dict[str, Any]:
+        return {"ansible_connection": "community.docker.docker_api", "ansible_user": "root",
+                "vllm_fleet_address": self.address, "vllm_fleet_backend_address": self.backend_address,
+                "vllm_server_image_source": "archive",
+                "vllm_server_image_archive_remote": f"{IMAGES_MOUNT}/vllm-cpu-0.32.0.tar",
+                # CPU host: the prepare stage skips the NVIDIA roles and installs Debian's Docker.
+                "vllm_fleet_nvidia": False, "docker_source": "distribution"}
+
+    def inventory(self, spec: dict[str, Any], extra_vars: dict[str, Any] | None = None,
+                  others: Sequence[ServingHost] = (), others_spec: dict[str, Any] | None = None) -> Path:
+        """This host (the gateway host too, when the spec has a gateway block) and `others` serving beside it,
+        with `others_spec` as their own spec when given."""
         inv = self.workdir / f"inv-{uuid.uuid4().hex[:6]}.yml"
-        host_vars = {"ansible_connection": "community.docker.docker_api", "ansible_user": "root",
-                     "vllm_fleet_address": self.address, "vllm_server_image_source": "archive",
-                     "vllm_server_image_archive_remote": f"{IMAGES_MOUNT}/vllm-cpu-0.32.0.tar",
-                     # CPU host: the prepare stage skips the NVIDIA roles and installs Debian's Docker.
-                     "vllm_fleet_nvidia": False, "docker_source": "distribution",
-                     **(extra_vars or {})}
-        inv.write_text(yaml.safe_dump({"vllm_hosts": {"hosts": {self.name: host_vars},
-                                                      "vars": {"vllm_fleet_spec": spec}}}))
-        env = {k: v for k, v in os.environ.items() if k != "E2E_VLLM_KEY"}
+        hosts = {h.name: {**h.host_vars(), **(extra_vars or {})} for h in (self, *others)}
+        for h in others if others_spec else ():
+            hosts[h.name]["vllm_fleet_spec"] = others_spec
+        data: dict[str, Any] = {"vllm_hosts": {"hosts": hosts, "vars": {"vllm_fleet_spec": spec}}}
+        if spec.get("gateway"):
+            data["vllm_gateways"] = {"hosts": {self.name: None}, "vars": {"gateway_pki_dir": str(self.pki)}}
+        inv.write_text(yaml.safe_dump(data))
+        return inv
+
+    def deploy(self, spec: dict[str, Any], *, extra_vars: dict[str, Any] | None = None,
+               tags: str | None = "gateway,serve,smoke", key: str | None = KEY, timeout: int = 3600,
+               verbose: int = 0, artifacts: Path | None = None, env: dict[str, str] | None = None,
+               others: Sequence[ServingHost] = (), others_spec: dict[str, Any] | None = None) -> dict[str, Any]:
+        inv = self.inventory(spec, extra_vars, others, others_spec)
+        run_env = {k: v for k, v in os.environ.items() if k != "E2E_VLLM_KEY"} | CLIENT_KEYS | (env or {})
         if key:
-            env["E2E_VLLM_KEY"] = key
+            run_env["E2E_VLLM_KEY"] = key
         cmd = [sys.executable, "-m", "vllm_fleet", "deploy", "-i", str(inv), "--json"]
         if tags:
             cmd += ["--tags", tags]
@@ -73,7 +111,7 @@ class ServingHost:
             cmd.append("-" + "v" * verbose)
         if artifacts is not None:
             cmd += ["--artifacts", str(artifacts)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False, timeout=timeout)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=run_env, check=False, timeout=timeout)
         try:
             payload = json.loads(proc.stdout)
         except json.JSONDecodeError:
@@ -94,23 +132,70 @@ def vllm_world(world: str) -> tuple[str, Path, Path]:
     return world, generate(image), save_archive(image)
 
 
+def _host(name: str, vllm_world: tuple[str, Path, Path], workdir: Path) -> ServingHost:
+    """A sandbox host on the sandbox network and the internal one, with the tiny models and the image archive
+    mounted and Debian's Docker engine installed (test setup standing in for the prepare stage on a CPU host)."""
+    from vllm_fleet.sandbox.hosts import INTERNAL_NETWORK, HostSpec, address, host_up
+
+    tag, models, archive = vllm_world
+    public, _ = host_up(HostSpec(name=name, image=tag, shm_size="2g", networks=(INTERNAL_NETWORK,), mounts=(
+        f"{models}:{MODELS_MOUNT}:ro", f"{archive.parent}:{IMAGES_MOUNT}:ro")))
+    subprocess.run(["docker", "exec", name, "bash", "-c",
+                    "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io "
+                    ">/dev/null && systemctl is-active docker"], check=True, capture_output=True, timeout=600)
+    return ServingHost(name, public, workdir, address(name, INTERNAL_NETWORK))
+
+
 @pytest.fixture(scope="session")
 def serving_host(vllm_world: tuple[str, Path, Path], tmp_path_factory: pytest.TempPathFactory
                  ) -> Iterator[ServingHost]:
     """The real-vLLM world of the whole session: one sandbox host with Docker inside, the tiny models and the vLLM
-    image archive mounted. Every area that needs real vLLM (serving, and later gateway, monitoring, adapters)
-    deploys onto it and changes it step by step, instead of starting a world of its own."""
-    from vllm_fleet.sandbox.hosts import HostSpec, host_down, host_up
+    image archive mounted; its services listen on the internal network and it is the gateway host. Every area that
+    needs real vLLM (serving, gateway, and later monitoring, adapters) deploys onto it and changes it step by step,
+    instead of starting a world of its own."""
+    from vllm_fleet.sandbox.hosts import host_down
 
-    tag, models, archive = vllm_world
     name = f"vf-serving-{uuid.uuid4().hex[:6]}"
     try:
-        address, _ = host_up(HostSpec(name=name, image=tag, shm_size="2g", mounts=(
-            f"{models}:{MODELS_MOUNT}:ro", f"{archive.parent}:{IMAGES_MOUNT}:ro")))
-        # Test setup standing in for the prepare stage on a CPU host: Debian's Docker engine.
-        subprocess.run(["docker", "exec", name, "bash", "-c",
-                        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io "
-                        ">/dev/null && systemctl is-active docker"], check=True, capture_output=True, timeout=600)
-        yield ServingHost(name, address, tmp_path_factory.mktemp("serving"))
+        yield _host(name, vllm_world, tmp_path_factory.mktemp("serving"))
     finally:
         host_down(name)
+
+
+@pytest.fixture(scope="session")
+def second_serving_host(vllm_world: tuple[str, Path, Path], serving_host: ServingHost
+                        ) -> Iterator[ServingHost]:
+    """A second serving host in the same world, started only by the tests that need two replicas of a model
+    (gateway failover and rolling updates)."""
+    from vllm_fleet.sandbox.hosts import host_down
+
+    name = f"{serving_host.name}-b"
+    try:
+        yield _host(name, vllm_world, serving_host.workdir)
+    finally:
+        host_down(name)
+
+
+def fleet_spec() -> dict[str, Any]:
+    """The serving e2e's spec: three tiny services behind the gateway. VLLM_FLEET_E2E_ONLY=tiny-chat limits a local
+    run to some services; the steps that need the others skip."""
+    only = [n for n in os.environ.get("VLLM_FLEET_E2E_ONLY", "").split(",") if n]
+    services = [service("tiny-chat", "generate", 8000, max_model_len=256), service("tiny-embed", "embed", 8001),
+                service("tiny-rerank", "score", 8002)]
+    return {"services": [s for s in services if not only or s["name"] in only], "gateway": GATEWAY}
+
+
+# The spec the serving host runs now: the e2e steps that change it for good update it, so later areas know it.
+FLEET_SPEC: dict[str, Any] = fleet_spec()
+
+
+@pytest.fixture(scope="session")
+def fleet(serving_host: ServingHost) -> dict[str, Any]:
+    """FLEET_SPEC deployed on the serving host, gateway included: the first deploy of the session."""
+    import time
+
+    started = time.monotonic()
+    result = serving_host.deploy(FLEET_SPEC)
+    result["seconds"] = time.monotonic() - started
+    assert result["ok"], result["output"][-6000:]
+    return result

@@ -1,35 +1,28 @@
 """Real vLLM (CPU) in containers on a sandbox container host, driven by playbooks/deploy-vllm.yml.
 
-The steps share one host and run in order: deploy, no-op re-run, one changed argument, a broken argument
-(rolled back while the old container keeps answering), a broken image, and a replace-strategy rollback.
+The steps share one host and run in order: deploy (the session's `fleet`, gateway included), no-op re-run, one
+changed argument, a verbose rollout, a broken argument (rolled back while the old container keeps answering), a
+broken image, and a replace-strategy rollback. The backends are called straight on the internal network here; the
+gateway's own steps follow in test_gateway_e2e.py.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import os
 import threading
-import time
 import urllib.error
 import urllib.request
 from typing import Any
 
 import pytest
 
-from tests.worlds import KEY, ServingHost, service
+from tests.worlds import FLEET_SPEC, KEY, ServingHost
 
 # The first test also waits for the vLLM CPU image build (minutes on a fresh machine) and the deploy.
 pytestmark = [pytest.mark.world, pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(3000)]
 
-ALL_SERVICES = [
-    service("tiny-chat", "generate", 8000, max_model_len=256),
-    service("tiny-embed", "embed", 8001),
-    service("tiny-rerank", "score", 8002),
-]
-# VLLM_FLEET_E2E_ONLY=tiny-chat limits a local run to some services; the steps that need the others skip.
-_ONLY = [n for n in os.environ.get("VLLM_FLEET_E2E_ONLY", "").split(",") if n]
-SPEC: dict[str, Any] = {"services": [s for s in ALL_SERVICES if not _ONLY or s["name"] in _ONLY]}
+SPEC = FLEET_SPEC  # changed in place by the steps that change the deployment for good
 CONTAINERS = sorted(f"vllm-{s['name']}" for s in SPEC["services"])
 
 
@@ -55,7 +48,8 @@ def http(url: str, body: dict | None = None, key: str | None = KEY, timeout: flo
 
 
 def chat(host: ServingHost, key: str | None = KEY) -> tuple[int, Any]:
-    return http(f"http://{host.address}:8000/v1/chat/completions",
+    """Straight to the backend, on the internal network (as the gateway reaches it)."""
+    return http(f"http://{host.backend_address}:8000/v1/chat/completions",
                 {"model": "tiny-chat", "max_tokens": 4, "messages": [{"role": "user", "content": "Hi"}]}, key)
 
 
@@ -78,12 +72,8 @@ class Poller(threading.Thread):
 
 
 @pytest.fixture(scope="module")
-def deployed(serving_host: ServingHost) -> dict[str, Any]:
-    started = time.monotonic()
-    result = serving_host.deploy(SPEC)
-    result["seconds"] = time.monotonic() - started
-    assert result["ok"], result["output"][-6000:]
-    return result
+def deployed(fleet: dict[str, Any]) -> dict[str, Any]:
+    return fleet
 
 
 def test_chat_answers_with_the_key_and_refuses_without(serving_host: ServingHost, deployed: dict) -> None:
@@ -94,12 +84,12 @@ def test_chat_answers_with_the_key_and_refuses_without(serving_host: ServingHost
     assert chat(serving_host, key="wrong-key")[0] == 401
     assert KEY not in deployed["output"]
     rows = {e["service"]: e["url"] for e in deployed["endpoints"]}
-    assert rows["tiny-chat"] == f"http://{serving_host.address}:8000/v1"
+    assert rows["tiny-chat"] == f"http://{serving_host.backend_address}:8000/v1"
 
 
 def test_embeddings_and_rerank_answer_for_real(serving_host: ServingHost, deployed: dict) -> None:
     need("tiny-embed", "tiny-rerank")
-    base = f"http://{serving_host.address}"
+    base = f"http://{serving_host.backend_address}"
     status, body = http(f"{base}:8001/v1/embeddings", {"model": "tiny-embed", "input": ["a cat", "a dog"]})
     assert status == 200 and len(body["data"]) == 2 and len(body["data"][0]["embedding"]) == 128
     assert http(f"{base}:8001/v1/embeddings", {"model": "tiny-embed", "input": "x"}, key=None)[0] == 401
@@ -222,7 +212,8 @@ def test_replace_strategy_restores_the_previous_container(serving_host: ServingH
     assert "previous container was restored" in error
     assert serving_host.containers() == CONTAINERS
     labels = json.loads(serving_host.docker("inspect", "-f", "{{json .Config.Labels}}", "vllm-tiny-rerank").stdout)
-    status, _ = http(f"http://{serving_host.address}:8002/score",
+    status, _ = http(f"http://{serving_host.backend_address}:8002/score",
                      {"model": "tiny-rerank", "text_1": "a", "text_2": "b"})
     assert status == 200 and labels["io.vllm-fleet.service"] == "tiny-rerank"
     assert serving_host.deploy(SPEC)["hosts"][serving_host.name]["changed"] == 0
+

@@ -17,6 +17,9 @@ from vllm_fleet.sandbox.hostimage import REPOSITORY
 
 LABEL = "io.vllm-fleet.sandbox"
 NETWORK = "vllm-fleet"
+# A second, internal network (no route out) standing in for a fleet's private network: backends listen there, the
+# gateway reaches them there, and a host only on NETWORK cannot.
+INTERNAL_NETWORK = "vllm-fleet-internal"
 
 BOOT_FLAGS = (
     "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
@@ -36,6 +39,8 @@ class HostSpec:
     network: str = NETWORK
     labels: dict[str, str] = field(default_factory=dict)
     mounts: tuple[str, ...] = ()
+    # More networks to join besides `network` (INTERNAL_NETWORK for a private backend network).
+    networks: tuple[str, ...] = ()
 
 
 def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -44,7 +49,8 @@ def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 def ensure_network(name: str = NETWORK) -> None:
     if _docker("network", "inspect", name, check=False).returncode != 0:
-        _docker("network", "create", "--label", f"{LABEL}=1", name)
+        internal = ["--internal"] if name == INTERNAL_NETWORK else []
+        _docker("network", "create", "--label", f"{LABEL}=1", *internal, name)
 
 
 def inspect(name: str) -> dict | None:
@@ -81,6 +87,9 @@ def host_up(spec: HostSpec, boot_timeout: float = 90.0) -> tuple[str, bool]:
         for mount in spec.mounts:
             args += ["--volume", mount]
         _docker(*args, spec.image, "/lib/systemd/systemd")
+        for extra in spec.networks:
+            ensure_network(extra)
+            _docker("network", "connect", extra, spec.name)
         created = True
     elif not info["State"]["Running"]:
         _docker("start", spec.name)
