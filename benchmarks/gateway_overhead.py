@@ -1,0 +1,185 @@
+"""What the gateway costs, and what its prefix routing buys, on real vLLM CPU services in sandbox hosts.
+
+    python benchmarks/gateway_overhead.py [--prompts 200] [--concurrency 4]
+
+Load comes from vLLM's own benchmark (`vllm.benchmarks.serve`, inside the deployed image), run in a container on the
+gateway host so that both paths start from the same place:
+
+1. overhead: one replica of the tiny chat model; the same random workload straight to the backend (internal
+   address, backend key) and through the gateway (HTTPS, generated CA, a client key). Prints TTFT and end-to-end
+   latency p50/p99 and request throughput for both, and gateway/direct ratios.
+2. prefix affinity: two replicas behind the gateway; a multi-turn-like workload (vLLM's prefix_repetition dataset:
+   a few long shared openings, each followed by many short turns) once with `balance: prefix` and once with
+   `balance: round_robin`. Prints the prefix-cache hit rate over both replicas, from vLLM's own counters
+   (vllm:prefix_cache_hits / vllm:prefix_cache_queries, read with prometheus_client's parser), and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from vllm_fleet.sandbox.engine import ensure_engine
+from vllm_fleet.sandbox.hostimage import ensure_host_image
+from vllm_fleet.sandbox.hosts import INTERNAL_NETWORK, HostSpec, address, host_down, host_up
+from vllm_fleet.sandbox.tiny_models import generate
+from vllm_fleet.sandbox.vllm_image import ensure_vllm_image, save_archive
+
+BACKEND_KEY = "bench-backend-key-5e1d"
+CLIENT_KEY = "bench-client-key-9c2a"
+IMAGE = "vllm-fleet/vllm-cpu:0.32.0"
+MODELS, IMAGES = "/srv/vllm-fleet/seed-models", "/srv/vllm-fleet/images"
+BENCH = ("import argparse, sys; from vllm.benchmarks.serve import add_cli_args, main; "
+         "p = argparse.ArgumentParser(); add_cli_args(p); main(p.parse_args(sys.argv[1:]))")
+
+
+def spec(balance: str) -> dict[str, Any]:
+    return {"services": [{
+        "name": "tiny-chat", "task": "generate", "storage_uri": f"file://{MODELS}/tiny-chat", "image": IMAGE,
+        "accelerator": "cpu", "gpus": 0, "port": 8000, "shm_size": "1g", "api_key": {"env": "BENCH_BACKEND_KEY"},
+        "engine": {"max_model_len": 256, "gpu_memory_utilization": 0.15, "enforce_eager": True,
+                   "enable_prefix_caching": True}}],
+        "gateway": {"port": 8443, "balance": balance, "clients": [
+            {"name": "bench", "key": {"env": "BENCH_CLIENT_KEY"}, "models": ["*"]}]}}
+
+
+def host(name: str, tag: str, models: Path, archive: Path) -> tuple[str, str]:
+    public, _ = host_up(HostSpec(name=name, image=tag, shm_size="2g", networks=(INTERNAL_NETWORK,), mounts=(
+        f"{models}:{MODELS}:ro", f"{archive.parent}:{IMAGES}:ro")))
+    subprocess.run(["docker", "exec", name, "bash", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive "
+                    "apt-get install -y -qq docker.io >/dev/null"], check=True)
+    return public, address(name, INTERNAL_NETWORK)
+
+
+def deploy(workdir: Path, hosts: dict[str, tuple[str, str]], gateway: str, balance: str, tags: str,
+           archive: Path) -> None:
+    inv = workdir / f"hosts-{uuid.uuid4().hex[:6]}.yml"
+    inv.write_text(yaml.safe_dump({
+        "vllm_hosts": {"hosts": {name: {
+            "ansible_connection": "community.docker.docker_api", "vllm_fleet_address": public,
+            "vllm_fleet_backend_address": internal, "vllm_server_image_source": "archive",
+            "vllm_server_image_archive_remote": f"{IMAGES}/{archive.name}",
+            "vllm_fleet_nvidia": False, "docker_source": "distribution"} for name, (public, internal) in hosts.items()},
+            "vars": {"vllm_fleet_spec": spec(balance)}},
+        "vllm_gateways": {"hosts": {gateway: None}, "vars": {"gateway_pki_dir": str(workdir / "pki")}}}))
+    env = {**os.environ, "BENCH_BACKEND_KEY": BACKEND_KEY, "BENCH_CLIENT_KEY": CLIENT_KEY}
+    proc = subprocess.run([sys.executable, "-m", "vllm_fleet", "deploy", "-i", str(inv), "--json", "--tags", tags],
+                          capture_output=True, text=True, env=env, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"deploy failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
+
+
+def bench(gateway: str, workdir: Path, base_url: str, key: str, label: str, args: list[str]) -> dict[str, Any]:
+    """vllm.benchmarks.serve in a container of the vLLM image on the gateway host; returns its result JSON."""
+    subprocess.run(["docker", "cp", str(workdir / "pki" / "ca.pem"), f"{gateway}:/tmp/bench-ca.pem"], check=True)
+    proc = subprocess.run(
+        ["docker", "exec", gateway, "docker", "run", "--rm", "--network", "host", "-e", "SSL_CERT_FILE=/ca.pem",
+         "-v", "/tmp/bench-ca.pem:/ca.pem:ro", "-v", f"{MODELS}:{MODELS}:ro", "-v", "/tmp:/out",
+         "--entrypoint", "/opt/vllm/bin/python3", IMAGE, "-c", BENCH,
+         "--backend", "openai", "--base-url", base_url, "--endpoint", "/v1/completions", "--model", "tiny-chat",
+         "--tokenizer", f"{MODELS}/tiny-chat", "--header", f"Authorization=Bearer {key}", "--disable-tqdm",
+         "--save-result", "--result-dir", "/out", "--result-filename", f"{label}.json",
+         "--percentile-metrics", "ttft,e2el", "--metric-percentiles", "50,99", *args],
+        capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark {label} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    out = subprocess.run(["docker", "exec", gateway, "cat", f"/tmp/{label}.json"], capture_output=True, text=True,
+                         check=True)
+    return dict(json.loads(out.stdout))
+
+
+def prefix_counters(internal: str) -> tuple[float, float]:
+    """(hits, queries) of vLLM's prefix cache on one replica."""
+    text = requests.get(f"http://{internal}:8000/metrics", timeout=10).text
+    values = {"vllm:prefix_cache_hits": 0.0, "vllm:prefix_cache_queries": 0.0}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            for name in values:
+                if sample.name == f"{name}_total" or (sample.name == name and family.type == "counter"):
+                    values[name] += sample.value
+    return values["vllm:prefix_cache_hits"], values["vllm:prefix_cache_queries"]
+
+
+def hit_rate(internals: list[str], run: Any) -> float:
+    before = [prefix_counters(i) for i in internals]
+    run()
+    after = [prefix_counters(i) for i in internals]
+    hits = sum(a[0] - b[0] for a, b in zip(after, before, strict=True))
+    queries = sum(a[1] - b[1] for a, b in zip(after, before, strict=True))
+    return hits / queries if queries else 0.0
+
+
+def row(name: str, r: dict[str, Any]) -> str:
+    return (f"{name:<16} {r['median_ttft_ms']:9.1f} {r['p99_ttft_ms']:9.1f} {r['median_e2el_ms']:9.1f} "
+            f"{r['p99_e2el_ms']:9.1f} {r['request_throughput']:8.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--prompts", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=4)
+    ns = parser.parse_args()
+    ensure_engine()
+    tag, _ = ensure_host_image()
+    image, _ = ensure_vllm_image()
+    models, archive = generate(image), save_archive(image)
+    run = uuid.uuid4().hex[:6]
+    names = [f"vf-gwbench-{run}-a", f"vf-gwbench-{run}-b"]
+    workdir = Path(tempfile.mkdtemp(prefix="vf-gwbench-"))
+    try:
+        hosts = {n: host(n, tag, models, archive) for n in names}
+        a = names[0]
+        public_a, internal_a = hosts[a]
+        t = time.monotonic()
+        deploy(workdir, {a: hosts[a]}, a, "prefix", "gateway,serve,smoke", archive)
+        print(f"deploy, one replica + gateway: {time.monotonic() - t:.0f} s", flush=True)
+        load = ["--dataset-name", "random", "--random-input-len", "64", "--random-output-len", "16",
+                "--num-prompts", str(ns.prompts), "--max-concurrency", str(ns.concurrency), "--ignore-eos"]
+        bench(a, workdir, f"http://{internal_a}:8000", BACKEND_KEY, "warmup", [*load[:-3], "--num-prompts", "20"])
+        direct = bench(a, workdir, f"http://{internal_a}:8000", BACKEND_KEY, "direct", load)
+        through = bench(a, workdir, f"https://{public_a}:8443", CLIENT_KEY, "gateway", load)
+        print(f"\n{ns.prompts} requests, 64 tokens in, 16 out, {ns.concurrency} at a time, same backend")
+        print(f"{'path':<16} {'TTFT p50':>9} {'TTFT p99':>9} {'E2E p50':>9} {'E2E p99':>9} {'req/s':>8}  (ms)")
+        print(row("direct", direct))
+        print(row("through gateway", through))
+        print(f"{'ratio gw/direct':<16} {through['median_ttft_ms'] / direct['median_ttft_ms']:9.2f} "
+              f"{through['p99_ttft_ms'] / direct['p99_ttft_ms']:9.2f} "
+              f"{through['median_e2el_ms'] / direct['median_e2el_ms']:9.2f} "
+              f"{through['p99_e2el_ms'] / direct['p99_e2el_ms']:9.2f} "
+              f"{through['request_throughput'] / direct['request_throughput']:8.2f}", flush=True)
+
+        internals = [hosts[n][1] for n in names]
+        rates = {}
+        for i, balance in enumerate(("prefix", "round_robin")):
+            deploy(workdir, hosts, a, balance, "gateway,serve", archive)
+            turns = ["--dataset-name", "prefix_repetition", "--prefix-repetition-prefix-len", "128",
+                     "--prefix-repetition-suffix-len", "16", "--prefix-repetition-num-prefixes", "8",
+                     "--prefix-repetition-output-len", "4", "--num-prompts", "160", "--seed", str(100 + i),
+                     "--max-concurrency", str(ns.concurrency)]
+            rates[balance] = hit_rate(internals, lambda b=balance, t=turns: bench(
+                a, workdir, f"https://{public_a}:8443", CLIENT_KEY, f"prefix-{b}", t))
+        print("\n2 replicas, 8 shared openings of 128 tokens x 20 turns each (160 requests)")
+        for balance, rate in rates.items():
+            print(f"prefix-cache hit rate, balance {balance:<12} {rate:6.1%}")
+        if rates["round_robin"]:
+            print(f"ratio prefix/round_robin: {rates['prefix'] / rates['round_robin']:.2f}")
+    finally:
+        for n in names:
+            host_down(n)
+        subprocess.run(["rm", "-rf", str(workdir)], check=False)
+
+
+if __name__ == "__main__":
+    main()
