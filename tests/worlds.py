@@ -162,20 +162,6 @@ def serving_host(vllm_world: tuple[str, Path, Path], tmp_path_factory: pytest.Te
         host_down(name)
 
 
-@pytest.fixture(scope="session")
-def second_serving_host(vllm_world: tuple[str, Path, Path], serving_host: ServingHost
-                        ) -> Iterator[ServingHost]:
-    """A second serving host in the same world, started only by the tests that need two replicas of a model
-    (gateway failover and rolling updates)."""
-    from vllm_fleet.sandbox.hosts import host_down
-
-    name = f"{serving_host.name}-b"
-    try:
-        yield _host(name, vllm_world, serving_host.workdir)
-    finally:
-        host_down(name)
-
-
 def fleet_spec() -> dict[str, Any]:
     """The serving e2e's spec: three tiny services behind the gateway. VLLM_FLEET_E2E_ONLY=tiny-chat limits a local
     run to some services; the steps that need the others skip."""

@@ -1,10 +1,9 @@
 """The gateway (HAProxy, from Debian, on the serving host) in front of real vLLM CPU services.
 
-Runs after test_e2e_vllm.py on the same host and the session's `fleet`; a second serving host joins for two
-replicas of the chat model. In order: one HTTPS URL for chat, embeddings and rerank (openai client and curl, verified
-against the generated CA); a probe of every route vLLM serves with no key, a wrong key, a key in and out of scope;
-backends unreachable from another sandbox host; a per-key rate limit; a rolling update under load; and, last of the
-session, a full -vvv deploy searched for every secret in use.
+Runs after test_e2e_vllm.py on the same host and the session's `fleet`. In order: one HTTPS URL for chat,
+embeddings and rerank (openai client and curl, verified against the generated CA); a probe of every route vLLM
+serves with no key, a wrong key, a key in and out of scope; backends unreachable from another sandbox host; a per-key
+rate limit; and, last of the session, a full -vvv deploy searched for every secret in use.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ import json
 import re
 import ssl
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +21,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.worlds import CLIENT_KEYS, FLEET_SPEC, KEY, MODELS_MOUNT, ServingHost, service
+from tests.worlds import CLIENT_KEYS, FLEET_SPEC, KEY, MODELS_MOUNT, ServingHost
 
 pytestmark = [pytest.mark.world, pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(3600)]
 
@@ -175,91 +173,6 @@ def test_requests_beyond_a_keys_rate_limit_get_429_and_others_200(gateway: Servi
     assert [gw(gateway, "/v1/models", key=APP)[0] for _ in range(9)] == [200] * 9
 
 
-class Clients:
-    """Threads sending chat completions through the gateway, each conversation its own, until stopped."""
-
-    def __init__(self, host: ServingHost, threads: int = 4, pause: float = 0.0) -> None:
-        self.host, self.results, self._stop, self.pause = host, [], threading.Event(), pause
-        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)]
-
-    def _run(self, worker: int) -> None:
-        n = 0
-        while not self._stop.is_set():
-            n += 1
-            body = {"model": "tiny-chat", "max_tokens": 2,
-                    "messages": [{"role": "system", "content": "Be brief."},
-                                 {"role": "user", "content": f"Conversation {worker}-{n}"}]}
-            try:
-                status = gw(self.host, "/v1/chat/completions", body, timeout=60)[0]
-            except requests.RequestException as exc:
-                status = type(exc).__name__
-            self.results.append(status)
-            self._stop.wait(self.pause)
-
-    def __enter__(self) -> Clients:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(120)
-
-    def wait_for(self, count: int, seconds: float = 600) -> None:
-        deadline = time.monotonic() + seconds
-        while len(self.results) < count and time.monotonic() < deadline:
-            time.sleep(0.2)
-
-
-def server_stats(host: ServingHost, backend: str) -> dict[str, dict[str, str]]:
-    csv = requests.get(f"http://{host.backend_address}:8404/stats;csv", timeout=10).text.splitlines()
-    header = csv[0].lstrip("# ").split(",")
-    rows = [dict(zip(header, line.split(","), strict=False)) for line in csv[1:] if line.startswith(backend + ",")]
-    return {r["svname"]: r for r in rows if r["svname"] not in ("BACKEND", "FRONTEND")}
-
-
-CHAT_ONLY_SPEC: dict[str, Any] = {"services": [service("tiny-chat", "generate", 8000, max_model_len=256)],
-                                  "gateway": FLEET_SPEC["gateway"]}
-
-
-@pytest.fixture(scope="module")
-def two_replicas(gateway: ServingHost, second_serving_host: ServingHost) -> ServingHost:
-    """tiny-chat on a second host too: the gateway's chat pool has two replicas."""
-    result = gateway.deploy(FLEET_SPEC, others=[second_serving_host], others_spec=CHAT_ONLY_SPEC)
-    assert result["ok"], result["output"][-6000:]
-    servers = server_stats(gateway, "pool_tiny-chat")
-    assert len(servers) == 2 and all(s["status"] == "UP" for s in servers.values()), servers
-    return second_serving_host
-
-
-def test_a_rolling_update_through_the_gateway_fails_no_request(gateway: ServingHost,
-                                                               two_replicas: ServingHost) -> None:
-    spec, other = copy.deepcopy(FLEET_SPEC), copy.deepcopy(CHAT_ONLY_SPEC)
-    for s in (spec, other):
-        next(x for x in s["services"] if x["name"] == "tiny-chat")["engine"]["max_num_seqs"] = 12
-    before = [gateway.started_at("vllm-tiny-chat"), two_replicas.started_at("vllm-tiny-chat")]
-    counts = {name: int(s["stot"]) for name, s in server_stats(gateway, "pool_tiny-chat").items()}
-    # Replace (no canary beside the old container): the gateway drains the host first, the other replica serves
-    # meanwhile. On 2 cores with five vLLM servers up, a canary's engine would wait minutes for a CPU.
-    with Clients(gateway, threads=1, pause=0.3) as clients:
-        clients.wait_for(10)
-        result = gateway.deploy(spec, others=[two_replicas], others_spec=other, tags="serve",
-                                extra_vars={"vllm_fleet_serial": 1, "vllm_server_update_strategy": "replace"})
-    failed = [s for s in clients.results if s != 200]
-    served = {name: int(s["stot"]) - counts.get(name, 0)
-              for name, s in server_stats(gateway, "pool_tiny-chat").items()}
-    print(f"rolling update: {len(clients.results)} requests during the deploy, {len(failed)} failed; "
-          f"served per replica {served}")
-    assert result["ok"], result["output"][-6000:]
-    assert [gateway.started_at("vllm-tiny-chat"), two_replicas.started_at("vllm-tiny-chat")] != before
-    assert gateway.started_at("vllm-tiny-chat") != before[0] and two_replicas.started_at("vllm-tiny-chat") != before[1]
-    assert len(clients.results) >= 100 and failed == []
-    assert all(n > 0 for n in served.values())  # both replicas served while the other one was replaced
-    FLEET_SPEC["services"][:] = spec["services"]
-    CHAT_ONLY_SPEC["services"][:] = other["services"]
-
-
 @pytest.fixture(scope="module")
 def moto_origin() -> Iterator[str]:
     from tests.weights.origins import start_moto
@@ -270,12 +183,11 @@ def moto_origin() -> Iterator[str]:
 
 
 def test_a_full_vvv_deploy_leaks_no_client_key_backend_key_hf_token_or_s3_key(
-        gateway: ServingHost, two_replicas: ServingHost, vllm_world: tuple[str, Path, Path], moto_origin: str,
-        tmp_path: Path) -> None:
+        gateway: ServingHost, vllm_world: tuple[str, Path, Path], moto_origin: str, tmp_path: Path) -> None:
     """The session's last step. Every stage at -vvv, with every kind of secret in use: the gateway's client keys
     and the backend key, the embed model from a private hub repo (HF token), the rerank model from S3 (access key
     and secret). The CLI output, the ansible-runner artifacts, `docker inspect` of every container, `ps` and the
-    journal (HAProxy's log included) on both hosts hold none of them."""
+    journal (HAProxy's log included) on the host hold none of them."""
     import boto3
 
     from tests.weights.hub import hub_repo_layout
@@ -304,8 +216,7 @@ def test_a_full_vvv_deploy_leaks_no_client_key_backend_key_hf_token_or_s3_key(
             "access_key_id": {"env": "E2E_S3_KEY"}, "secret_access_key": {"env": "E2E_S3_SECRET"},
             "endpoint": s3.url, "region": "us-east-1"}}}}
         result = gateway.deploy(
-            spec, tags=None, verbose=3, artifacts=tmp_path / "runner", others=[two_replicas],
-            others_spec=CHAT_ONLY_SPEC,
+            spec, tags=None, verbose=3, artifacts=tmp_path / "runner",
             env={"E2E_HF_TOKEN": HF_TOKEN, "E2E_S3_KEY": S3_KEY, "E2E_S3_SECRET": S3_SECRET},
             extra_vars={"model_weights_wheelhouse": str(Path.home() / ".cache/vllm-fleet/fetch-wheels-test")})
         assert result["ok"], result["output"][-6000:]
@@ -324,7 +235,7 @@ def test_a_full_vvv_deploy_leaks_no_client_key_backend_key_hf_token_or_s3_key(
     places |= {f"runner artifact {p.relative_to(tmp_path)}": p.read_text(errors="replace") for p in artifacts}
     assert "ESTABLISH" in result["output"] or any("Using module file" in t for t in places.values()), \
         "the run was not verbose"
-    for host in (gateway, two_replicas):
+    for host in (gateway,):
         for container in host.containers():
             places[f"docker inspect {container} on {host.name}"] = host.docker("inspect", container).stdout
         places[f"ps on {host.name}"] = host.exec("ps", "-eo", "args").stdout
