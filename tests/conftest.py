@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -87,9 +88,20 @@ def _area(nodeid: str) -> str:
     return parts[-1].removeprefix("test_").removesuffix(".py")
 
 
+# Lines a passing test prints that are figures for the log (secret searches, route probes): shown in every run.
+FIGURE_LINE = re.compile(r"^(searched|probed) \d+ ")
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Wall time per test area (setup, call and teardown of its tests, fixtures included), in every run; also
-    recorded in $VLLM_FLEET_PHASES when .ci/run asks for it."""
+    """The figures passing tests printed, and the wall time per test area (setup, call and teardown of its tests,
+    fixtures included), in every run; the times are also recorded in $VLLM_FLEET_PHASES when .ci/run asks."""
+    figures = [f"{report.nodeid.split('::')[-1]}: {line}"
+               for report in terminalreporter.stats.get("passed", []) if isinstance(report, pytest.TestReport)
+               for line in report.capstdout.splitlines() if FIGURE_LINE.match(line)]
+    if figures:
+        terminalreporter.section("figures printed by passing tests")
+        for line in figures:
+            terminalreporter.write_line(line)
     areas: dict[str, float] = {}
     for reports in terminalreporter.stats.values():
         for report in reports:
