@@ -47,11 +47,3 @@ def host_plan(services: Any, label_prefix: str) -> Any:
 
     # Only the services matter to the host checks; the host's address is not needed there.
     return HostPlan.model_validate({"services": plain(services), "label_prefix": label_prefix, "address": ""})
-
-
-def gateway_plan(value: Any) -> Any:
-    """vllm_fleet_gateway_plan, validated back into the typed plan."""
-    require_package()
-    from vllm_fleet.vm.gateway import GatewayPlan
-
-    return GatewayPlan.model_validate(plain(value))
