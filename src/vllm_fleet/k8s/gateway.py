@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vllm_fleet.k8s.manifests import MANAGED_BY, ConfigSecret, Manifest
+from vllm_fleet.k8s.manifests import ConfigSecret, Manifest, object_meta, predictor_service
 from vllm_fleet.k8s.model import GatewayClusterSettings
 from vllm_fleet.k8s.validation import cluster_settings
 from vllm_fleet.spec import Service
@@ -49,13 +49,7 @@ def credential_secret_name(svc: Service) -> str:
 
 
 def _meta(svc: Service, name: str) -> dict[str, Any]:
-    return {"name": name, "namespace": cluster_settings(svc).namespace,
-            "labels": {**MANAGED_BY, "vllm-fleet/service": svc.name}}
-
-
-def _predictor(svc: Service) -> str:
-    s = cluster_settings(svc)
-    return f"{svc.name}-predictor" if s.is_standard else svc.name
+    return object_meta(svc, cluster_settings(svc), name)
 
 
 def _scoped_clients(gateway: Gateway, model: str) -> list[Any]:
@@ -84,7 +78,7 @@ def service_gateway_manifests(svc: Service, gw: Gateway | None) -> list[Manifest
                         for path in TASK_ROUTES[svc.task.value]],
             "filters": [{"type": "ExtensionRef", "extensionRef": {
                 "group": "gateway.envoyproxy.io", "kind": "HTTPRouteFilter", "name": credential_secret_name(svc)}}],
-            "backendRefs": [{"name": _predictor(svc), "port": 80}],
+            "backendRefs": [{"name": predictor_service(svc), "port": 80}],
             "timeouts": {"request": f"{gw.request_timeout_seconds}s"},
         }],
     }

@@ -107,11 +107,14 @@ def cache_claim_name(svc: Service, s: ClusterSettings) -> str:
     return s.model_cache.claim_name or f"{svc.name}-model-cache"
 
 
+def predictor_service(svc: Service) -> str:
+    """The Kubernetes Service KServe puts in front of the predictor (a Standard one, or Knative's)."""
+    return f"{svc.name}-predictor" if cluster_settings(svc).is_standard else svc.name
+
+
 def internal_url(svc: Service) -> str:
     """Where pods in the same cluster reach the OpenAI server (Kubernetes DNS)."""
-    s = cluster_settings(svc)
-    host = f"{svc.name}-predictor" if s.is_standard else svc.name
-    return f"http://{host}.{s.namespace}.svc.cluster.local"
+    return f"http://{predictor_service(svc)}.{cluster_settings(svc).namespace}.svc.cluster.local"
 
 
 def external_url(svc: Service) -> str | None:
@@ -123,7 +126,8 @@ def external_url(svc: Service) -> str | None:
     return f"{scheme}://{s.ingress.host}{path}"
 
 
-def _meta(svc: Service, s: ClusterSettings, name: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+def object_meta(svc: Service, s: ClusterSettings, name: str,
+                annotations: dict[str, str] | None = None) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "name": name,
         "namespace": s.namespace,
@@ -136,7 +140,7 @@ def _meta(svc: Service, s: ClusterSettings, name: str, annotations: dict[str, st
 
 def _secret(svc: Service, s: ClusterSettings, name: str, data: dict[str, ConfigSecret],
             annotations: dict[str, str] | None = None) -> Manifest:
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(svc, s, name, annotations),
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": object_meta(svc, s, name, annotations),
             "type": "Opaque", "stringData": dict(data)}
 
 
@@ -191,7 +195,7 @@ def _service_account(svc: Service, s: ClusterSettings, secrets: list[str]) -> Ma
     # KServe also reads the S3 annotations from the account, which covers Secrets it does not own.
     annotations = _s3_annotations(creds.s3) if creds.s3 else None
     sa: Manifest = {"apiVersion": "v1", "kind": "ServiceAccount",
-                    "metadata": _meta(svc, s, storage_account_name(svc), annotations),
+                    "metadata": object_meta(svc, s, storage_account_name(svc), annotations),
                     "secrets": [{"name": n} for n in secrets]}
     return sa
 
@@ -203,7 +207,7 @@ def _pvc(svc: Service, s: ClusterSettings) -> Manifest:
     if cache.storage_class:
         spec["storageClassName"] = cache.storage_class
     return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-            "metadata": _meta(svc, s, cache_claim_name(svc, s)), "spec": spec}
+            "metadata": object_meta(svc, s, cache_claim_name(svc, s)), "spec": spec}
 
 
 def _ingress(svc: Service, s: ClusterSettings) -> Manifest:
@@ -217,7 +221,7 @@ def _ingress(svc: Service, s: ClusterSettings) -> Manifest:
     if ing.tls_secret_name:
         spec["tls"] = [{"hosts": [ing.host], "secretName": ing.tls_secret_name}]
     return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-            "metadata": _meta(svc, s, svc.name, dict(ing.annotations) or None), "spec": spec}
+            "metadata": object_meta(svc, s, svc.name, dict(ing.annotations) or None), "spec": spec}
 
 
 def _env(svc: Service, s: ClusterSettings) -> list[dict[str, Any]]:
@@ -343,7 +347,7 @@ def inference_service(svc: Service, s: ClusterSettings, service_account: str | N
         model["args"] = _runtime_args(svc)
         predictor["model"] = {**model, **container}
     predictor["volumes"] = volumes
-    metadata = _meta(svc, s, svc.name, annotations)
+    metadata = object_meta(svc, s, svc.name, annotations)
     metadata["labels"].update(s.labels)
     return {"apiVersion": KSERVE_API, "kind": "InferenceService", "metadata": metadata,
             "spec": {"predictor": predictor}}
