@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from vllm_fleet.spec import SpecError, SpecIssue
+from vllm_fleet.vm.gateway import GATEWAY_GROUP, fleet_gateway
 from vllm_fleet.vm.plan import HostPlan, plan_for_host
 
 SPEC_VAR = "vllm_fleet_spec"
@@ -28,8 +29,10 @@ def host_address(variables: Mapping[str, Any], hostname: str) -> str:
     return str(variables.get("vllm_fleet_address") or variables.get("ansible_host") or hostname)
 
 
-def host_specs(inventory: str | Path, limit: str | None = None, group: str = SERVE_GROUP) -> list[InventoryHost]:
-    """Every host in a group (the serving group by default) with the raw spec its variables give it."""
+def group_hosts(inventory: str | Path, limit: str | None = None,
+                groups: tuple[str, ...] = (SERVE_GROUP,)) -> dict[str, list[InventoryHost]]:
+    """Every host of each group (absent groups give none), with the raw spec its variables give it; the inventory
+    is read once for all the groups."""
     from ansible.inventory.manager import InventoryManager
     from ansible.parsing.dataloader import DataLoader
     from ansible.vars.manager import VariableManager
@@ -38,14 +41,19 @@ def host_specs(inventory: str | Path, limit: str | None = None, group: str = SER
     inv = InventoryManager(loader=loader, sources=[str(inventory)])
     if limit:
         inv.subset(limit)
-    if group not in inv.groups:
-        return []
     variables = VariableManager(loader=loader, inventory=inv)
-    out = []
-    for host in inv.get_hosts(pattern=group):
-        hv = variables.get_vars(host=host, include_hostvars=False)
-        out.append(InventoryHost(host.name, hv.get(SPEC_VAR), host_address(hv, host.name), dict(hv)))
+    out: dict[str, list[InventoryHost]] = {}
+    for group in groups:
+        out[group] = []
+        for host in inv.get_hosts(pattern=group) if group in inv.groups else []:
+            hv = variables.get_vars(host=host, include_hostvars=False)
+            out[group].append(InventoryHost(host.name, hv.get(SPEC_VAR), host_address(hv, host.name), dict(hv)))
     return out
+
+
+def host_specs(inventory: str | Path, limit: str | None = None) -> list[InventoryHost]:
+    """Every host in the serving group with the raw spec its variables give it."""
+    return group_hosts(inventory, limit)[SERVE_GROUP]
 
 
 class InventoryError(Exception):
@@ -65,7 +73,8 @@ def check_inventory(inventory: Path, limit: str | None = None, *, secrets: bool)
 
     if not inventory.exists():
         raise bad("does not exist", "give an inventory file or directory, e.g. inventories/local")
-    hosts = host_specs(inventory, limit)
+    found = group_hosts(inventory, limit, (SERVE_GROUP, GATEWAY_GROUP))
+    hosts = found[SERVE_GROUP]
     if not hosts:
         raise bad(f"has no hosts in group '{SERVE_GROUP}'", f"put the GPU hosts in a group named {SERVE_GROUP}")
     errors, plans = [], {}
@@ -83,11 +92,9 @@ def check_inventory(inventory: Path, limit: str | None = None, *, secrets: bool)
             errors.append(exc)
     if errors:
         raise InventoryError(errors)
-    from vllm_fleet.vm.gateway import GATEWAY_GROUP, fleet_gateway
-
     try:
         # The fleet's gateway (pools, scopes, reachability of every backend) is checked before any host is touched.
-        fleet_gateway(plans, {g.host: g.address for g in host_specs(inventory, limit, GATEWAY_GROUP)})
+        fleet_gateway(plans, {g.host: g.address for g in found[GATEWAY_GROUP]})
     except SpecError as exc:
         raise InventoryError([exc]) from None
     return plans
