@@ -90,7 +90,8 @@ def test_s3_inference_service(s3_run: Run) -> None:
     assert c["image"] == "vllm/vllm-openai:v0.32.0"
     assert c["command"] == ["python3", "-m", "vllm.entrypoints.openai.api_server"]
     assert c["args"] == ["--model", "/mnt/models", "--served-model-name", "llama-70b", "--host", "0.0.0.0",
-                         "--port", "8000", "--tensor-parallel-size", "4", "--gpu-memory-utilization", "0.9"]
+                         "--port", "8000", "--tensor-parallel-size", "4", "--gpu-memory-utilization", "0.9",
+                         "--shutdown-timeout", "30"]
     assert c["ports"] == [{"name": "http1", "containerPort": 8000, "protocol": "TCP"}]
     assert c["env"] == [
         {"name": "STORAGE_URI", "value": "s3://models/llama-3.1-70b-instruct"},
@@ -173,7 +174,7 @@ def test_runtime_mode_uses_model_format_and_storage_uri() -> None:
     assert m["runtime"] == "kserve-huggingfaceserver"
     assert m["storageUri"] == "hf://BAAI/bge-reranker-v2-m3"
     assert m["args"] == ["--model_name=bge-rerank", "--runner", "pooling", "--convert", "classify",
-                         "--gpu-memory-utilization", "0.9"]
+                         "--gpu-memory-utilization", "0.9", "--shutdown-timeout", "30"]
     assert not any(e["name"] == "STORAGE_URI" for e in m["env"])
     assert m["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "RawDeployment"
@@ -187,7 +188,8 @@ def test_pvc_cache_claim_is_created_and_pvc_uri_passed_through() -> None:
         "storageClassName": "fast-rwo"}
     [c] = res["inferenceservice-llm-bge-embed"]["spec"]["predictor"]["containers"]
     assert c["env"][0] == {"name": "STORAGE_URI", "value": "pvc://model-store/bge-m3"}
-    assert c["args"][-6:] == ["--runner", "pooling", "--convert", "embed", "--gpu-memory-utilization", "0.9"]
+    assert c["args"][-8:] == ["--runner", "pooling", "--convert", "embed", "--gpu-memory-utilization", "0.9",
+                              "--shutdown-timeout", "30"]
     assert {"name": "model-cache", "mountPath": "/cache"} in c["volumeMounts"]
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from vllm_fleet.engine_args import MODEL_MOUNT, SERVER_MODULE, render_engine_args
+from vllm_fleet.engine_args import MODEL_MOUNT, SERVER_MODULE, STOP_MARGIN_SECONDS, render_engine_args
 from vllm_fleet.k8s.model import ClusterSettings
 from vllm_fleet.k8s.validation import GCS_KEY, HF_KEY, MODELSCOPE_KEY, S3_KEYS, cluster_settings
 from vllm_fleet.spec.model import Accelerator, Deployment, S3Credentials, SecretRef, Service
@@ -310,7 +310,9 @@ def inference_service(svc: Service, s: ClusterSettings, service_account: str | N
         "volumeMounts": mounts,
         **_probes(svc, s),
     }
-    predictor: dict[str, Any] = {"minReplicas": s.min_replicas}
+    # SIGTERM lets vLLM drain for engine.shutdown_timeout; the pod's grace covers that and the teardown.
+    predictor: dict[str, Any] = {"minReplicas": s.min_replicas,
+                                 "terminationGracePeriodSeconds": svc.engine.shutdown_timeout + STOP_MARGIN_SECONDS}
     if s.max_replicas is not None:
         predictor["maxReplicas"] = s.max_replicas
     if s.scale_metric:

@@ -27,7 +27,7 @@ MANAGED_FLAGS = frozenset({
     "--pipeline-parallel-size", "-pp", "--max-model-len", "--gpu-memory-utilization", "--dtype",
     "--quantization", "-q", "--enable-prefix-caching", "--no-enable-prefix-caching",
     "--enable-auto-tool-choice", "--tool-call-parser", "--reasoning-parser", "--runner",
-    "--convert", "--task", "--chat-template", "--enforce-eager", "--api-key", "--revision",
+    "--convert", "--task", "--chat-template", "--enforce-eager", "--api-key", "--revision", "--shutdown-timeout",
 })
 
 
@@ -178,6 +178,10 @@ class Engine(Strict):
     chat_template: str | None = None
     enforce_eager: bool = False
     max_num_seqs: int | None = Field(None, gt=0)
+    shutdown_timeout: int = Field(
+        30, ge=0, le=3600,
+        description="seconds vLLM lets requests in flight finish after SIGTERM (0: abort them); the container's "
+                    "or pod's stop grace is this plus a margin")
     extra_args: list[str] = Field(default_factory=list)
 
     @field_validator("gpu_memory_utilization")

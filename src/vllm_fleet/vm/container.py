@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from vllm_fleet.engine_args import MODEL_MOUNT
+from vllm_fleet.engine_args import MODEL_MOUNT, STOP_MARGIN_SECONDS
 from vllm_fleet.vm.plan import LABEL_PREFIX, ServicePlan
 
 # The API key reaches vLLM from a root-only file on the host, mounted read-only here and read by a wrapper that
@@ -117,6 +117,8 @@ def container_params(
             {"type": "bind", "source": settings["hf_home"], "target": "/root/.cache/huggingface"},
         ],
         "restart_policy": settings["restart_policy"],
+        # docker stop sends SIGTERM, then SIGKILL after this: room for vLLM's drain (--shutdown-timeout).
+        "stop_timeout": service.shutdown_timeout + STOP_MARGIN_SECONDS,
         "log_driver": "json-file",
         "log_options": {"max-size": settings["log_max_size"], "max-file": str(settings["log_max_file"])},
         "healthcheck": {

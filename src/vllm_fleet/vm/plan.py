@@ -87,6 +87,7 @@ class ServicePlan(PlanModel):
     # Where the host itself reaches the service (readiness, smoke tests): the bind address, or loopback.
     local_address: str = LOOPBACK
     shm_size: str
+    shutdown_timeout: int
     env: dict[str, str] = {}
     engine_args: list[str]
     tools_enabled: bool = False
@@ -156,6 +157,7 @@ def service_plan(svc: Service, host_address: str, container_prefix: str = CONTAI
         bind_address=bind,
         local_address=LOOPBACK if bind == ALL_INTERFACES else bind,
         shm_size=svc.shm_size,
+        shutdown_timeout=svc.engine.shutdown_timeout,
         env={str(k): str(v) for k, v in svc.env.items()},
         engine_args=render_engine_args(svc, port=CONTAINER_PORT, model_path=MODEL_MOUNT),
         tools_enabled=bool(svc.engine.tool_call_parser),
