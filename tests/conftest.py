@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.worlds import fleet, serving_host, vllm_world  # noqa: F401 - session fixtures shared by every area
+from tests.worlds import fleet, second_serving_host, serving_host, vllm_world  # noqa: F401 - session fixtures shared by every area
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("ANSIBLE_CONFIG", str(REPO / "ansible.cfg"))
@@ -89,7 +89,7 @@ def _area(nodeid: str) -> str:
 
 
 # Lines a passing test prints that are figures for the log (secret searches, route probes): shown in every run.
-FIGURE_LINE = re.compile(r"^(searched|probed) \d+ ")
+FIGURE_LINE = re.compile(r"^(searched|probed|failover:|rolling update:) \d+ ")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

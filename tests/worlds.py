@@ -40,6 +40,9 @@ def service(name: str, task: str, port: int, *, model: str | None = None, **engi
         "name": name, "task": task, "storage_uri": f"file://{MODELS_MOUNT}/{model or name}",
         "served_model_name": name, "image": "vllm-fleet/vllm-cpu:0.32.0", "accelerator": "cpu", "gpus": 0,
         "port": port, "shm_size": "1g", "api_key": {"env": "E2E_VLLM_KEY"},
+        # Up to five vLLM servers share two cores here: vLLM's automatic OpenMP binding pins every one of them to
+        # the same core, where a starting engine waited minutes behind a serving one. One unpinned thread each.
+        "env": {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": "1"},
         "engine": {"max_model_len": 128, "gpu_memory_utilization": 0.1, "enforce_eager": True, **engine},
     }
 
@@ -158,6 +161,20 @@ def serving_host(vllm_world: tuple[str, Path, Path], tmp_path_factory: pytest.Te
     name = f"vf-serving-{uuid.uuid4().hex[:6]}"
     try:
         yield _host(name, vllm_world, tmp_path_factory.mktemp("serving"))
+    finally:
+        host_down(name)
+
+
+@pytest.fixture(scope="session")
+def second_serving_host(vllm_world: tuple[str, Path, Path], serving_host: ServingHost
+                        ) -> Iterator[ServingHost]:
+    """A second serving host in the same world, started only by the steps that need two replicas of a model
+    (gateway failover and rolling updates)."""
+    from vllm_fleet.sandbox.hosts import host_down
+
+    name = f"{serving_host.name}-b"
+    try:
+        yield _host(name, vllm_world, serving_host.workdir)
     finally:
         host_down(name)
 

@@ -1,9 +1,10 @@
 """The gateway (HAProxy, from Debian, on the serving host) in front of real vLLM CPU services.
 
-Runs after test_e2e_vllm.py on the same host and the session's `fleet`. In order: one HTTPS URL for chat,
-embeddings and rerank (openai client and curl, verified against the generated CA); a probe of every route vLLM
-serves with no key, a wrong key, a key in and out of scope; backends unreachable from another sandbox host; a per-key
-rate limit; and, last of the session, a full -vvv deploy searched for every secret in use.
+Runs after test_e2e_vllm.py on the same host and the session's `fleet`; a second serving host joins for two
+replicas of the chat model. In order: one HTTPS URL for chat, embeddings and rerank (openai client and curl, verified
+against the generated CA); a probe of every route vLLM serves with no key, a wrong key, a key in and out of scope;
+backends unreachable from another sandbox host; a per-key rate limit; failover when a replica's container is
+stopped; a rolling update under load; and, last of the session, a full -vvv deploy searched for every secret in use.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import re
 import ssl
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +23,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.worlds import CLIENT_KEYS, FLEET_SPEC, KEY, MODELS_MOUNT, ServingHost
+from tests.worlds import CLIENT_KEYS, FLEET_SPEC, KEY, MODELS_MOUNT, ServingHost, service
 
 pytestmark = [pytest.mark.world, pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(3600)]
 
@@ -173,6 +175,132 @@ def test_requests_beyond_a_keys_rate_limit_get_429_and_others_200(gateway: Servi
     assert [gw(gateway, "/v1/models", key=APP)[0] for _ in range(9)] == [200] * 9
 
 
+class Clients:
+    """Threads sending chat completions through the gateway, each request a conversation of its own (so the prefix
+    hash spreads them over the replicas), until stopped. A result is the HTTP status or the exception's name."""
+
+    def __init__(self, host: ServingHost, threads: int = 4, pause: float = 0.0) -> None:
+        self.host, self.results, self._stop, self.pause = host, [], threading.Event(), pause
+        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)]
+
+    def _run(self, worker: int) -> None:
+        n = 0
+        while not self._stop.is_set():
+            n += 1
+            body = {"model": "tiny-chat", "max_tokens": 2,
+                    "messages": [{"role": "system", "content": f"Conversation {worker}-{n}"},
+                                 {"role": "user", "content": "Be brief."}]}
+            try:
+                status: int | str = gw(self.host, "/v1/chat/completions", body, timeout=120)[0]
+            except requests.RequestException as exc:
+                status = type(exc).__name__
+            self.results.append(status)
+            self._stop.wait(self.pause)
+
+    def __enter__(self) -> Clients:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(180)
+
+    def wait_for(self, count: int, seconds: float = 600) -> None:
+        deadline = time.monotonic() + seconds
+        while len(self.results) < count and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+
+def server_stats(host: ServingHost, backend: str) -> dict[str, dict[str, str]]:
+    """HAProxy's own view of a pool's servers (status, sessions served), from the internal stats listener."""
+    csv = requests.get(f"http://{host.backend_address}:8404/stats;csv", timeout=10).text.splitlines()
+    header = csv[0].lstrip("# ").split(",")
+    rows = [dict(zip(header, line.split(","), strict=False)) for line in csv[1:] if line.startswith(backend + ",")]
+    return {r["svname"]: r for r in rows if r["svname"] not in ("BACKEND", "FRONTEND")}
+
+
+def wait_status(host: ServingHost, server: str, status: str, seconds: float = 300) -> None:
+    deadline = time.monotonic() + seconds
+    while server_stats(host, "pool_tiny-chat")[server]["status"] != status:
+        assert time.monotonic() < deadline, (server, server_stats(host, "pool_tiny-chat")[server]["status"])
+        time.sleep(0.5)
+
+
+CHAT_ONLY_SPEC: dict[str, Any] = {"services": [service("tiny-chat", "generate", 8000, max_model_len=256)],
+                                  "gateway": FLEET_SPEC["gateway"]}
+
+
+@pytest.fixture(scope="module")
+def two_replicas(gateway: ServingHost, second_serving_host: ServingHost) -> ServingHost:
+    """tiny-chat on a second host too: the gateway's chat pool has two replicas."""
+    if "tiny-chat" not in {s["name"] for s in FLEET_SPEC["services"]}:
+        pytest.skip("VLLM_FLEET_E2E_ONLY leaves out tiny-chat")
+    result = gateway.deploy(FLEET_SPEC, others=[second_serving_host], others_spec=CHAT_ONLY_SPEC)
+    assert result["ok"], result["output"][-6000:]
+    servers = server_stats(gateway, "pool_tiny-chat")
+    assert len(servers) == 2 and all(s["status"] == "UP" for s in servers.values()), servers
+    return second_serving_host
+
+
+def test_stopping_one_replicas_container_fails_no_request_of_a_client_loop(gateway: ServingHost,
+                                                                          two_replicas: ServingHost) -> None:
+    """docker stop on one replica in the middle of a 4-thread client loop: vLLM drains what it holds
+    (--shutdown-timeout), the gateway retries what it refused unrun on the other replica and ejects it."""
+    stopped = f"{two_replicas.name}.tiny-chat"
+    before = {name: int(s["stot"]) for name, s in server_stats(gateway, "pool_tiny-chat").items()}
+    with Clients(gateway, threads=4) as clients:
+        clients.wait_for(40)
+        at_stop = len(clients.results)
+        two_replicas.docker("stop", "vllm-tiny-chat")  # SIGTERM; returns once the container has exited
+        wait_status(gateway, stopped, "DOWN")
+        clients.wait_for(at_stop + 200)
+        after_stop = len(clients.results) - at_stop
+    stats = server_stats(gateway, "pool_tiny-chat")
+    served = {name: int(s["stot"]) - before.get(name, 0) for name, s in stats.items()}
+    retried = {name: int(s["wretr"] or 0) + int(s["wredis"] or 0) for name, s in stats.items()}
+    failed = [s for s in clients.results if s != 200]
+    print(f"failover: {len(clients.results)} requests ({after_stop} after the stop began), {len(failed)} failed; "
+          f"sent per replica {served}, retried or redispatched {retried}")
+    try:
+        assert after_stop >= 200
+        assert failed == []
+        assert served[stopped] > 0  # the stopped replica had its share before the stop
+    finally:
+        for _ in range(5):  # Docker-in-Docker may still be releasing the container: "id already in use"
+            if two_replicas.docker("start", "vllm-tiny-chat", check=False).returncode == 0:
+                break
+            time.sleep(3)
+        wait_status(gateway, stopped, "UP", seconds=600)
+
+
+def test_a_rolling_update_through_the_gateway_fails_no_request(gateway: ServingHost,
+                                                               two_replicas: ServingHost) -> None:
+    spec, other = copy.deepcopy(FLEET_SPEC), copy.deepcopy(CHAT_ONLY_SPEC)
+    for s in (spec, other):
+        next(x for x in s["services"] if x["name"] == "tiny-chat")["engine"]["max_num_seqs"] = 12
+    before = [gateway.started_at("vllm-tiny-chat"), two_replicas.started_at("vllm-tiny-chat")]
+    counts = {name: int(s["stot"]) for name, s in server_stats(gateway, "pool_tiny-chat").items()}
+    # One host at a time, replacing in place: the gateway drains the host first and the other replica serves
+    # meanwhile (a canary beside the old container would be a fifth vLLM on two cores).
+    with Clients(gateway, threads=1, pause=0.3) as clients:
+        clients.wait_for(10)
+        result = gateway.deploy(spec, others=[two_replicas], others_spec=other, tags="serve",
+                                extra_vars={"vllm_fleet_serial": 1, "vllm_server_update_strategy": "replace"})
+    failed = [s for s in clients.results if s != 200]
+    served = {name: int(s["stot"]) - counts.get(name, 0)
+              for name, s in server_stats(gateway, "pool_tiny-chat").items()}
+    print(f"rolling update: {len(clients.results)} requests during the deploy, {len(failed)} failed; "
+          f"served per replica {served}")
+    assert result["ok"], result["output"][-6000:]
+    assert gateway.started_at("vllm-tiny-chat") != before[0] and two_replicas.started_at("vllm-tiny-chat") != before[1]
+    assert len(clients.results) >= 100 and failed == []
+    assert all(n > 0 for n in served.values())  # both replicas served while the other one was replaced
+    FLEET_SPEC["services"][:] = spec["services"]
+    CHAT_ONLY_SPEC["services"][:] = other["services"]
+
+
 @pytest.fixture(scope="module")
 def moto_origin() -> Iterator[str]:
     from tests.weights.origins import start_moto
@@ -183,11 +311,12 @@ def moto_origin() -> Iterator[str]:
 
 
 def test_a_full_vvv_deploy_leaks_no_client_key_backend_key_hf_token_or_s3_key(
-        gateway: ServingHost, vllm_world: tuple[str, Path, Path], moto_origin: str, tmp_path: Path) -> None:
+        gateway: ServingHost, two_replicas: ServingHost, vllm_world: tuple[str, Path, Path], moto_origin: str,
+        tmp_path: Path) -> None:
     """The session's last step. Every stage at -vvv, with every kind of secret in use: the gateway's client keys
     and the backend key, the embed model from a private hub repo (HF token), the rerank model from S3 (access key
     and secret). The CLI output, the ansible-runner artifacts, `docker inspect` of every container, `ps` and the
-    journal (HAProxy's log included) on the host hold none of them."""
+    journal (HAProxy's log included) on both hosts hold none of them."""
     import boto3
 
     from tests.weights.hub import hub_repo_layout
@@ -216,7 +345,8 @@ def test_a_full_vvv_deploy_leaks_no_client_key_backend_key_hf_token_or_s3_key(
             "access_key_id": {"env": "E2E_S3_KEY"}, "secret_access_key": {"env": "E2E_S3_SECRET"},
             "endpoint": s3.url, "region": "us-east-1"}}}}
         result = gateway.deploy(
-            spec, tags=None, verbose=3, artifacts=tmp_path / "runner",
+            spec, tags=None, verbose=3, artifacts=tmp_path / "runner", others=[two_replicas],
+            others_spec=CHAT_ONLY_SPEC,
             env={"E2E_HF_TOKEN": HF_TOKEN, "E2E_S3_KEY": S3_KEY, "E2E_S3_SECRET": S3_SECRET},
             extra_vars={"model_weights_wheelhouse": str(Path.home() / ".cache/vllm-fleet/fetch-wheels-test")})
         assert result["ok"], result["output"][-6000:]
@@ -235,7 +365,7 @@ def test_a_full_vvv_deploy_leaks_no_client_key_backend_key_hf_token_or_s3_key(
     places |= {f"runner artifact {p.relative_to(tmp_path)}": p.read_text(errors="replace") for p in artifacts}
     assert "ESTABLISH" in result["output"] or any("Using module file" in t for t in places.values()), \
         "the run was not verbose"
-    for host in (gateway,):
+    for host in (gateway, two_replicas):
         for container in host.containers():
             places[f"docker inspect {container} on {host.name}"] = host.docker("inspect", container).stdout
         places[f"ps on {host.name}"] = host.exec("ps", "-eo", "args").stdout
