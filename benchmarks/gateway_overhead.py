@@ -6,12 +6,17 @@ Load comes from vLLM's own benchmark (`vllm.benchmarks.serve`, inside the deploy
 gateway host so that both paths start from the same place:
 
 1. overhead: one replica of the tiny chat model; the same random workload straight to the backend (internal
-   address, backend key) and through the gateway (HTTPS, generated CA, a client key). Prints TTFT and end-to-end
-   latency p50/p99 and request throughput for both, and gateway/direct ratios.
-2. prefix affinity: two replicas behind the gateway; a multi-turn-like workload (vLLM's prefix_repetition dataset:
-   a few long shared openings, each followed by many short turns) once with `balance: prefix` and once with
-   `balance: round_robin`. Prints the prefix-cache hit rate over both replicas, from vLLM's own counters
-   (vllm:prefix_cache_hits / vllm:prefix_cache_queries, read with prometheus_client's parser), and the ratio.
+   address, backend key) and through the gateway (HTTPS, generated CA, a client key), in alternating order over
+   --rounds rounds (direct, gateway, gateway, direct, ...) so that neither path always runs on a warmer or a
+   quieter machine. Prints TTFT and end-to-end latency p50/p99 and request throughput per run, their medians per
+   path, and gateway/direct ratios of the medians.
+2. prefix affinity: two replicas behind the gateway, each with a KV cache too small for every conversation
+   opening (--num-gpu-blocks-override) but large enough for half of them; a multi-turn-like workload (vLLM's
+   prefix_repetition dataset: many long shared openings, each followed by short turns, shuffled) once with
+   `balance: prefix` and once with `balance: round_robin`. Prints the prefix-cache hit rate over both replicas,
+   from vLLM's own counters (vllm:prefix_cache_hits / vllm:prefix_cache_queries, read with prometheus_client's
+   parser), and the ratio. With a cache that holds every opening, round robin would hit almost as often: each
+   replica would keep every opening after its first miss.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,12 +51,20 @@ BENCH = ("import argparse, sys; from vllm.benchmarks.serve import add_cli_args, 
          "p = argparse.ArgumentParser(); add_cli_args(p); main(p.parse_args(sys.argv[1:]))")
 
 
-def spec(balance: str) -> dict[str, Any]:
+# The prefix workload: OPENINGS shared openings of OPENING_TOKENS tokens, TURNS turns each. A replica's KV cache
+# holds CACHE_BLOCKS blocks of BLOCK tokens: room for the requests running and about 20 openings, so half of the
+# openings fit one replica and all of them do not.
+OPENINGS, OPENING_TOKENS, TURNS, BLOCK, CACHE_BLOCKS = 32, 128, 8, 16, 200
+
+
+def spec(balance: str, cache_blocks: int | None = None) -> dict[str, Any]:
+    extra = ["--block-size", str(BLOCK), "--num-gpu-blocks-override", str(cache_blocks)] if cache_blocks else []
     return {"services": [{
         "name": "tiny-chat", "task": "generate", "storage_uri": f"file://{MODELS}/tiny-chat", "image": IMAGE,
         "accelerator": "cpu", "gpus": 0, "port": 8000, "shm_size": "1g", "api_key": {"env": "BENCH_BACKEND_KEY"},
+        "env": {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": "1"},
         "engine": {"max_model_len": 256, "gpu_memory_utilization": 0.15, "enforce_eager": True,
-                   "enable_prefix_caching": True}}],
+                   "enable_prefix_caching": True, "extra_args": extra}}],
         "gateway": {"port": 8443, "balance": balance, "clients": [
             {"name": "bench", "key": {"env": "BENCH_CLIENT_KEY"}, "models": ["*"]}]}}
 
@@ -64,7 +78,7 @@ def host(name: str, tag: str, models: Path, archive: Path) -> tuple[str, str]:
 
 
 def deploy(workdir: Path, hosts: dict[str, tuple[str, str]], gateway: str, balance: str, tags: str,
-           archive: Path) -> None:
+           archive: Path, cache_blocks: int | None = None) -> None:
     inv = workdir / f"hosts-{uuid.uuid4().hex[:6]}.yml"
     inv.write_text(yaml.safe_dump({
         "vllm_hosts": {"hosts": {name: {
@@ -72,7 +86,7 @@ def deploy(workdir: Path, hosts: dict[str, tuple[str, str]], gateway: str, balan
             "vllm_fleet_backend_address": internal, "vllm_server_image_source": "archive",
             "vllm_server_image_archive_remote": f"{IMAGES}/{archive.name}",
             "vllm_fleet_nvidia": False, "docker_source": "distribution"} for name, (public, internal) in hosts.items()},
-            "vars": {"vllm_fleet_spec": spec(balance)}},
+            "vars": {"vllm_fleet_spec": spec(balance, cache_blocks)}},
         "vllm_gateways": {"hosts": {gateway: None}, "vars": {"gateway_pki_dir": str(workdir / "pki")}}}))
     env = {**os.environ, "BENCH_BACKEND_KEY": BACKEND_KEY, "BENCH_CLIENT_KEY": CLIENT_KEY}
     proc = subprocess.run([sys.executable, "-m", "vllm_fleet", "deploy", "-i", str(inv), "--json", "--tags", tags],
@@ -100,6 +114,25 @@ def bench(gateway: str, workdir: Path, base_url: str, key: str, label: str, args
     return dict(json.loads(out.stdout))
 
 
+def fresh_caches(hosts: dict[str, tuple[str, str]]) -> None:
+    """Restart every replica so that each policy starts from empty prefix caches; wait until each serves again."""
+    for name in hosts:
+        subprocess.run(["docker", "exec", name, "docker", "restart", "vllm-tiny-chat"], check=True,
+                       capture_output=True)
+    for _, internal in hosts.values():
+        deadline = time.monotonic() + 600
+        while True:
+            try:
+                if requests.get(f"http://{internal}:8000/health", timeout=5).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the replica at {internal} did not come back after a restart")
+            time.sleep(2)
+    time.sleep(5)  # the gateway's health checks see them up again
+
+
 def prefix_counters(internal: str) -> tuple[float, float]:
     """(hits, queries) of vLLM's prefix cache on one replica."""
     text = requests.get(f"http://{internal}:8000/metrics", timeout=10).text
@@ -121,15 +154,22 @@ def hit_rate(internals: list[str], run: Any) -> float:
     return hits / queries if queries else 0.0
 
 
+FIGURES = ("median_ttft_ms", "p99_ttft_ms", "median_e2el_ms", "p99_e2el_ms", "request_throughput")
+
+
 def row(name: str, r: dict[str, Any]) -> str:
-    return (f"{name:<16} {r['median_ttft_ms']:9.1f} {r['p99_ttft_ms']:9.1f} {r['median_e2el_ms']:9.1f} "
-            f"{r['p99_e2el_ms']:9.1f} {r['request_throughput']:8.2f}")
+    return f"{name:<18} " + " ".join(f"{r[k]:9.2f}" for k in FIGURES)
+
+
+def medians(runs: list[dict[str, Any]]) -> dict[str, float]:
+    return {k: statistics.median(r[k] for r in runs) for k in FIGURES}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--prompts", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3, help="direct/gateway pairs, in alternating order")
     ns = parser.parse_args()
     ensure_engine()
     tag, _ = ensure_host_image()
@@ -148,29 +188,36 @@ def main() -> None:
         load = ["--dataset-name", "random", "--random-input-len", "64", "--random-output-len", "16",
                 "--num-prompts", str(ns.prompts), "--max-concurrency", str(ns.concurrency), "--ignore-eos"]
         bench(a, workdir, f"http://{internal_a}:8000", BACKEND_KEY, "warmup", [*load[:-3], "--num-prompts", "20"])
-        direct = bench(a, workdir, f"http://{internal_a}:8000", BACKEND_KEY, "direct", load)
-        through = bench(a, workdir, f"https://{public_a}:8443", CLIENT_KEY, "gateway", load)
-        print(f"\n{ns.prompts} requests, 64 tokens in, 16 out, {ns.concurrency} at a time, same backend")
-        print(f"{'path':<16} {'TTFT p50':>9} {'TTFT p99':>9} {'E2E p50':>9} {'E2E p99':>9} {'req/s':>8}  (ms)")
-        print(row("direct", direct))
-        print(row("through gateway", through))
-        print(f"{'ratio gw/direct':<16} {through['median_ttft_ms'] / direct['median_ttft_ms']:9.2f} "
-              f"{through['p99_ttft_ms'] / direct['p99_ttft_ms']:9.2f} "
-              f"{through['median_e2el_ms'] / direct['median_e2el_ms']:9.2f} "
-              f"{through['p99_e2el_ms'] / direct['p99_e2el_ms']:9.2f} "
-              f"{through['request_throughput'] / direct['request_throughput']:8.2f}", flush=True)
+        paths = {"direct": (f"http://{internal_a}:8000", BACKEND_KEY),
+                 "through gateway": (f"https://{public_a}:8443", CLIENT_KEY)}
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in paths}
+        print(f"\n{ns.prompts} requests, 64 tokens in, 16 out, {ns.concurrency} at a time, same backend, "
+              f"{ns.rounds} rounds in alternating order")
+        print(f"{'run':<18} {'TTFT p50':>9} {'TTFT p99':>9} {'E2E p50':>9} {'E2E p99':>9} {'req/s':>9}  (ms)")
+        for i in range(ns.rounds):
+            for name in (list(paths) if i % 2 == 0 else list(reversed(paths))):
+                url, key = paths[name]
+                result = bench(a, workdir, url, key, f"{name.split()[0]}-{i}", load)
+                runs[name].append(result)
+                print(row(f"{name} #{i + 1}", result), flush=True)
+        direct, through = medians(runs["direct"]), medians(runs["through gateway"])
+        print(row("median direct", direct))
+        print(row("median gateway", through))
+        print(f"{'ratio gw/direct':<18} " + " ".join(f"{through[k] / direct[k]:9.2f}" for k in FIGURES), flush=True)
 
         internals = [hosts[n][1] for n in names]
         rates = {}
-        for i, balance in enumerate(("prefix", "round_robin")):
-            deploy(workdir, hosts, a, balance, "gateway,serve", archive)
-            turns = ["--dataset-name", "prefix_repetition", "--prefix-repetition-prefix-len", "128",
-                     "--prefix-repetition-suffix-len", "16", "--prefix-repetition-num-prefixes", "8",
-                     "--prefix-repetition-output-len", "4", "--num-prompts", "160", "--seed", str(100 + i),
-                     "--max-concurrency", str(ns.concurrency)]
+        for balance in ("prefix", "round_robin"):
+            deploy(workdir, hosts, a, balance, "gateway,serve", archive, cache_blocks=CACHE_BLOCKS)
+            fresh_caches(hosts)
+            turns = ["--dataset-name", "prefix_repetition", "--prefix-repetition-prefix-len", str(OPENING_TOKENS),
+                     "--prefix-repetition-suffix-len", "16", "--prefix-repetition-num-prefixes", str(OPENINGS),
+                     "--prefix-repetition-output-len", "4", "--num-prompts", str(OPENINGS * TURNS),
+                     "--seed", "100", "--max-concurrency", str(ns.concurrency)]
             rates[balance] = hit_rate(internals, lambda b=balance, t=turns: bench(
                 a, workdir, f"https://{public_a}:8443", CLIENT_KEY, f"prefix-{b}", t))
-        print("\n2 replicas, 8 shared openings of 128 tokens x 20 turns each (160 requests)")
+        print(f"\n2 replicas, KV cache {CACHE_BLOCKS} blocks of {BLOCK} tokens each; {OPENINGS} shared openings of "
+              f"{OPENING_TOKENS} tokens x {TURNS} turns, shuffled ({OPENINGS * TURNS} requests)")
         for balance, rate in rates.items():
             print(f"prefix-cache hit rate, balance {balance:<12} {rate:6.1%}")
         if rates["round_robin"]:
