@@ -113,6 +113,33 @@ def test_one_https_url_serves_chat_embeddings_and_rerank_by_model_name(gateway: 
     assert untrusted.returncode == 60, untrusted.stderr  # the certificate verifies only against the fleet's CA
 
 
+def test_the_gateway_refuses_tls_below_1_2_and_speaks_1_2_and_1_3(gateway: ServingHost) -> None:
+    """The client offers only old versions (OpenSSL's security level 0 lets it): the server answers with a protocol
+    version alert, so the refusal is the gateway's, not the client library's."""
+    import socket
+    import warnings
+
+    def handshake(low: ssl.TLSVersion, high: ssl.TLSVersion) -> str:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(ca(gateway))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # TLSv1 and TLSv1_1 are what is being tried
+            ctx.minimum_version, ctx.maximum_version = low, high
+        ctx.set_ciphers("DEFAULT@SECLEVEL=0")
+        try:
+            with socket.create_connection((gateway.address, 8443), 10) as raw, \
+                    ctx.wrap_socket(raw, server_hostname=gateway.address) as tls:
+                return str(tls.version())
+        except ssl.SSLError as exc:
+            return str(exc.reason)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        old = (ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1)
+    assert handshake(*old) == "TLSV1_ALERT_PROTOCOL_VERSION"
+    assert handshake(old[0], ssl.TLSVersion.TLSv1_2) == "TLSv1.2"
+    assert handshake(ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_3) == "TLSv1.3"
+
 def test_every_route_vllm_serves_is_refused_unless_allowlisted_and_the_key_is_in_scope(
         gateway: ServingHost) -> None:
     openapi = requests.get(f"http://{gateway.backend_address}:8000/openapi.json", timeout=30).json()
