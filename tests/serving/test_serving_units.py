@@ -49,6 +49,31 @@ def test_cpu_service_has_no_gpus_and_a_pooling_runner() -> None:
     assert args[args.index("--runner") + 1] == "pooling" and args[args.index("--convert") + 1] == "embed"
 
 
+def test_a_stop_drains_vllm_for_shutdown_timeout_inside_a_longer_docker_stop_timeout() -> None:
+    default = container.container_params(plan().services[1], settings=SETTINGS)
+    args = default["command"]
+    assert args[args.index("--shutdown-timeout") + 1] == "30" and default["stop_timeout"] == 45
+    spec = copy.deepcopy(SPEC)
+    spec["services"][1]["engine"] = {"shutdown_timeout": 120}
+    longer = container.container_params(plan(spec).services[1], settings=SETTINGS)
+    assert longer["command"][longer["command"].index("--shutdown-timeout") + 1] == "120"
+    assert longer["stop_timeout"] == 135
+
+
+@pytest.mark.parametrize(("engine", "expected"), [
+    ({"shutdown_timeout": -1}, "services[1].engine.shutdown_timeout"),
+    ({"extra_args": ["--shutdown-timeout", "5"]}, "repeats --shutdown-timeout, which the spec renders itself"),
+])
+def test_a_drain_time_outside_the_spec_field_is_refused_by_name(engine: dict, expected: str) -> None:
+    from vllm_fleet.spec import SpecError, validate_spec
+    from vllm_fleet.vm.rules import VM_TARGET
+
+    spec = copy.deepcopy(SPEC)
+    spec["services"][1]["engine"] = engine
+    with pytest.raises(SpecError) as err:
+        validate_spec(spec, VM_TARGET)
+    assert expected in str(err.value)
+
 def test_spec_hash_moves_with_what_must_restart_the_service() -> None:
     tiny = plan().services[1]
     base = container.container_params(tiny, settings=SETTINGS, image_id="sha256:a", api_key="k1")
