@@ -271,6 +271,36 @@ def two_replicas(gateway: ServingHost, second_serving_host: ServingHost) -> Serv
     return second_serving_host
 
 
+def test_every_turn_of_a_conversation_goes_to_one_replica_and_conversations_spread(
+        gateway: ServingHost, two_replicas: ServingHost) -> None:
+    """Prefix affinity, one request at a time (HAProxy's per-server counters say which replica served it). The
+    bodies go out as requests encodes them, with non-ASCII text as \\uXXXX escapes, which HAProxy's json_query does
+    not decode: those conversations must spread and stick as well as the ASCII ones."""
+    def served_by(body: dict[str, Any]) -> str:
+        before = {name: int(s["stot"]) for name, s in server_stats(gateway, "pool_tiny-chat").items()}
+        assert gw(gateway, "/v1/chat/completions", body)[0] == 200
+        after = {name: int(s["stot"]) for name, s in server_stats(gateway, "pool_tiny-chat").items()}
+        (server,) = [name for name in after if after[name] != before.get(name, 0)]
+        return server
+
+    openings = {
+        "ascii": [[{"role": "system", "content": "Be brief."}, {"role": "user", "content": f"Conversation {i}"}]
+                  for i in range(6)] + [[{"role": "user", "content": f"Question {i}"}] for i in range(6)],
+        "escaped": [[{"role": "system", "content": "简短回答。"}, {"role": "user", "content": f"对话 {i}"}]
+                    for i in range(6)] + [[{"role": "user", "content": f"问题 {i} 😀"}] for i in range(6)],
+    }
+    spread = {}
+    for kind, heads in openings.items():
+        used = set()
+        for head in heads:
+            first = served_by({"model": "tiny-chat", "max_tokens": 2, "messages": head})
+            later = served_by({"model": "tiny-chat", "max_tokens": 2, "messages": [
+                *head, {"role": "assistant", "content": "Sure."}, {"role": "user", "content": "And then?"}]})
+            assert later == first, (kind, head)
+            used.add(first)
+        spread[kind] = len(used)
+    assert spread == {"ascii": 2, "escaped": 2}, spread
+
 def test_stopping_one_replicas_container_fails_no_request_of_a_client_loop(gateway: ServingHost,
                                                                           two_replicas: ServingHost) -> None:
     """docker stop on one replica in the middle of a 4-thread client loop: vLLM drains what it holds
