@@ -1,6 +1,6 @@
 """What the gateway costs, and what its prefix routing buys, on real vLLM CPU services in sandbox hosts.
 
-    python benchmarks/gateway_overhead.py [--prompts 200] [--concurrency 4]
+    python benchmarks/gateway_overhead.py [--prompts 200] [--concurrency 4] [--rounds 3] [--part both|overhead|prefix]
 
 Load comes from vLLM's own benchmark (`vllm.benchmarks.serve`, inside the deployed image), run in a container on the
 gateway host so that both paths start from the same place:
@@ -52,9 +52,9 @@ BENCH = ("import argparse, sys; from vllm.benchmarks.serve import add_cli_args, 
 
 
 # The prefix workload: OPENINGS shared openings of OPENING_TOKENS tokens, TURNS turns each. A replica's KV cache
-# holds CACHE_BLOCKS blocks of BLOCK tokens: room for the requests running and about 20 openings, so half of the
-# openings fit one replica and all of them do not.
-OPENINGS, OPENING_TOKENS, TURNS, BLOCK, CACHE_BLOCKS = 32, 128, 8, 16, 200
+# holds CACHE_BLOCKS blocks of BLOCK tokens (3,200 tokens): room for the requests running and about 20 openings, so
+# half of the openings fit one replica and all of them do not.
+OPENINGS, OPENING_TOKENS, TURNS, BLOCK, CACHE_BLOCKS = 32, 128, 8, 32, 100  # CPU attention: blocks of a multiple of 32
 
 
 def spec(balance: str, cache_blocks: int | None = None) -> dict[str, Any]:
@@ -130,7 +130,16 @@ def fresh_caches(hosts: dict[str, tuple[str, str]]) -> None:
             if time.monotonic() > deadline:
                 raise SystemExit(f"the replica at {internal} did not come back after a restart")
             time.sleep(2)
-    time.sleep(5)  # the gateway's health checks see them up again
+    gateway_internal = next(iter(hosts.values()))[1]  # the first host is the gateway host
+    deadline = time.monotonic() + 120
+    while True:  # until the gateway's health checks have both replicas back in rotation
+        rows = requests.get(f"http://{gateway_internal}:8404/stats;csv", timeout=10).text.splitlines()
+        up = [r for r in rows if r.startswith("pool_tiny-chat,") and ",UP," in r and ",BACKEND," not in r]
+        if len(up) == len(hosts):
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the gateway does not see every replica up: {rows}")
+        time.sleep(1)
 
 
 def prefix_counters(internal: str) -> tuple[float, float]:
@@ -145,12 +154,15 @@ def prefix_counters(internal: str) -> tuple[float, float]:
     return values["vllm:prefix_cache_hits"], values["vllm:prefix_cache_queries"]
 
 
-def hit_rate(internals: list[str], run: Any) -> float:
+def hit_rate(internals: list[str], run: Any, label: str) -> float:
+    """The prefix-cache hit rate over every replica while `run` runs; prints each replica's share."""
     before = [prefix_counters(i) for i in internals]
     run()
     after = [prefix_counters(i) for i in internals]
-    hits = sum(a[0] - b[0] for a, b in zip(after, before, strict=True))
-    queries = sum(a[1] - b[1] for a, b in zip(after, before, strict=True))
+    per = [(a[0] - b[0], a[1] - b[1]) for a, b in zip(after, before, strict=True)]
+    print(f"{label:<12} per replica: " + ", ".join(
+        f"{q:.0f} prompt tokens, {h / q if q else 0:.1%} from cache" for h, q in per), flush=True)
+    hits, queries = sum(h for h, _ in per), sum(q for _, q in per)
     return hits / queries if queries else 0.0
 
 
@@ -165,63 +177,75 @@ def medians(runs: list[dict[str, Any]]) -> dict[str, float]:
     return {k: statistics.median(r[k] for r in runs) for k in FIGURES}
 
 
+def overhead(workdir: Path, a: str, hosts: dict[str, tuple[str, str]], ns: argparse.Namespace) -> None:
+    public_a, internal_a = hosts[a]
+    load = ["--dataset-name", "random", "--random-input-len", "64", "--random-output-len", "16",
+            "--num-prompts", str(ns.prompts), "--max-concurrency", str(ns.concurrency), "--ignore-eos"]
+    bench(a, workdir, f"http://{internal_a}:8000", BACKEND_KEY, "warmup", [*load[:-3], "--num-prompts", "20"])
+    paths = {"direct": (f"http://{internal_a}:8000", BACKEND_KEY),
+             "through gateway": (f"https://{public_a}:8443", CLIENT_KEY)}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in paths}
+    print(f"\n{ns.prompts} requests, 64 tokens in, 16 out, {ns.concurrency} at a time, same backend, "
+          f"{ns.rounds} rounds in alternating order")
+    print(f"{'run':<18} {'TTFT p50':>9} {'TTFT p99':>9} {'E2E p50':>9} {'E2E p99':>9} {'req/s':>9}  (ms)")
+    for i in range(ns.rounds):
+        for name in (list(paths) if i % 2 == 0 else list(reversed(paths))):
+            url, key = paths[name]
+            result = bench(a, workdir, url, key, f"{name.split()[0]}-{i}", load)
+            runs[name].append(result)
+            print(row(f"{name} #{i + 1}", result), flush=True)
+    direct, through = medians(runs["direct"]), medians(runs["through gateway"])
+    print(row("median direct", direct))
+    print(row("median gateway", through))
+    print(f"{'ratio gw/direct':<18} " + " ".join(f"{through[k] / direct[k]:9.2f}" for k in FIGURES), flush=True)
+
+
+def prefix_affinity(workdir: Path, a: str, hosts: dict[str, tuple[str, str]], archive: Path,
+                    ns: argparse.Namespace) -> None:
+    public_a = hosts[a][0]
+    internals = [internal for _, internal in hosts.values()]
+    rates = {}
+    for balance in ("prefix", "round_robin"):
+        deploy(workdir, hosts, a, balance, "gateway,serve", archive, cache_blocks=CACHE_BLOCKS)
+        fresh_caches(hosts)
+        turns = ["--dataset-name", "prefix_repetition", "--prefix-repetition-prefix-len", str(OPENING_TOKENS),
+                 "--prefix-repetition-suffix-len", "16", "--prefix-repetition-num-prefixes", str(OPENINGS),
+                 "--prefix-repetition-output-len", "4", "--num-prompts", str(OPENINGS * TURNS),
+                 "--seed", "100", "--max-concurrency", str(ns.concurrency)]
+        rates[balance] = hit_rate(internals, lambda b=balance, t=turns: bench(
+            a, workdir, f"https://{public_a}:8443", CLIENT_KEY, f"prefix-{b}", t), balance)
+    print(f"\n2 replicas, KV cache {CACHE_BLOCKS} blocks of {BLOCK} tokens each; {OPENINGS} shared openings of "
+          f"{OPENING_TOKENS} tokens x {TURNS} turns, shuffled ({OPENINGS * TURNS} requests)")
+    for balance, rate in rates.items():
+        print(f"prefix-cache hit rate, balance {balance:<12} {rate:6.1%}")
+    if rates["round_robin"]:
+        print(f"ratio prefix/round_robin: {rates['prefix'] / rates['round_robin']:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--prompts", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3, help="direct/gateway pairs, in alternating order")
+    parser.add_argument("--part", choices=("both", "overhead", "prefix"), default="both")
     ns = parser.parse_args()
     ensure_engine()
     tag, _ = ensure_host_image()
     image, _ = ensure_vllm_image()
     models, archive = generate(image), save_archive(image)
     run = uuid.uuid4().hex[:6]
-    names = [f"vf-gwbench-{run}-a", f"vf-gwbench-{run}-b"]
+    names = [f"vf-gwbench-{run}-a"] + ([f"vf-gwbench-{run}-b"] if ns.part != "overhead" else [])
     workdir = Path(tempfile.mkdtemp(prefix="vf-gwbench-"))
     try:
         hosts = {n: host(n, tag, models, archive) for n in names}
         a = names[0]
-        public_a, internal_a = hosts[a]
-        t = time.monotonic()
-        deploy(workdir, {a: hosts[a]}, a, "prefix", "gateway,serve,smoke", archive)
-        print(f"deploy, one replica + gateway: {time.monotonic() - t:.0f} s", flush=True)
-        load = ["--dataset-name", "random", "--random-input-len", "64", "--random-output-len", "16",
-                "--num-prompts", str(ns.prompts), "--max-concurrency", str(ns.concurrency), "--ignore-eos"]
-        bench(a, workdir, f"http://{internal_a}:8000", BACKEND_KEY, "warmup", [*load[:-3], "--num-prompts", "20"])
-        paths = {"direct": (f"http://{internal_a}:8000", BACKEND_KEY),
-                 "through gateway": (f"https://{public_a}:8443", CLIENT_KEY)}
-        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in paths}
-        print(f"\n{ns.prompts} requests, 64 tokens in, 16 out, {ns.concurrency} at a time, same backend, "
-              f"{ns.rounds} rounds in alternating order")
-        print(f"{'run':<18} {'TTFT p50':>9} {'TTFT p99':>9} {'E2E p50':>9} {'E2E p99':>9} {'req/s':>9}  (ms)")
-        for i in range(ns.rounds):
-            for name in (list(paths) if i % 2 == 0 else list(reversed(paths))):
-                url, key = paths[name]
-                result = bench(a, workdir, url, key, f"{name.split()[0]}-{i}", load)
-                runs[name].append(result)
-                print(row(f"{name} #{i + 1}", result), flush=True)
-        direct, through = medians(runs["direct"]), medians(runs["through gateway"])
-        print(row("median direct", direct))
-        print(row("median gateway", through))
-        print(f"{'ratio gw/direct':<18} " + " ".join(f"{through[k] / direct[k]:9.2f}" for k in FIGURES), flush=True)
-
-        internals = [hosts[n][1] for n in names]
-        rates = {}
-        for balance in ("prefix", "round_robin"):
-            deploy(workdir, hosts, a, balance, "gateway,serve", archive, cache_blocks=CACHE_BLOCKS)
-            fresh_caches(hosts)
-            turns = ["--dataset-name", "prefix_repetition", "--prefix-repetition-prefix-len", str(OPENING_TOKENS),
-                     "--prefix-repetition-suffix-len", "16", "--prefix-repetition-num-prefixes", str(OPENINGS),
-                     "--prefix-repetition-output-len", "4", "--num-prompts", str(OPENINGS * TURNS),
-                     "--seed", "100", "--max-concurrency", str(ns.concurrency)]
-            rates[balance] = hit_rate(internals, lambda b=balance, t=turns: bench(
-                a, workdir, f"https://{public_a}:8443", CLIENT_KEY, f"prefix-{b}", t))
-        print(f"\n2 replicas, KV cache {CACHE_BLOCKS} blocks of {BLOCK} tokens each; {OPENINGS} shared openings of "
-              f"{OPENING_TOKENS} tokens x {TURNS} turns, shuffled ({OPENINGS * TURNS} requests)")
-        for balance, rate in rates.items():
-            print(f"prefix-cache hit rate, balance {balance:<12} {rate:6.1%}")
-        if rates["round_robin"]:
-            print(f"ratio prefix/round_robin: {rates['prefix'] / rates['round_robin']:.2f}")
+        if ns.part != "prefix":
+            t = time.monotonic()
+            deploy(workdir, {a: hosts[a]}, a, "prefix", "gateway,serve,smoke", archive)
+            print(f"deploy, one replica + gateway: {time.monotonic() - t:.0f} s", flush=True)
+            overhead(workdir, a, hosts, ns)
+        if ns.part != "overhead":
+            prefix_affinity(workdir, a, hosts, archive, ns)
     finally:
         for n in names:
             host_down(n)
