@@ -52,9 +52,10 @@ BENCH = ("import argparse, sys; from vllm.benchmarks.serve import add_cli_args, 
 
 
 # The prefix workload: OPENINGS shared openings of OPENING_TOKENS tokens, TURNS turns each. A replica's KV cache
-# holds CACHE_BLOCKS blocks of BLOCK tokens (3,200 tokens): room for the requests running and about 20 openings, so
-# half of the openings fit one replica and all of them do not.
-OPENINGS, OPENING_TOKENS, TURNS, BLOCK, CACHE_BLOCKS = 32, 128, 8, 32, 100  # CPU attention: blocks of a multiple of 32
+# holds CACHE_BLOCKS blocks of BLOCK tokens (5,760 tokens): room for the requests running and about 40 openings, so
+# the share of the openings prefix routing gives one replica fits in its cache (with room for the hash's imbalance),
+# and all of them, which round robin gives each replica, do not.
+OPENINGS, OPENING_TOKENS, TURNS, BLOCK, CACHE_BLOCKS = 64, 128, 8, 32, 180  # CPU attention: blocks of a multiple of 32
 
 
 def spec(balance: str, cache_blocks: int | None = None) -> dict[str, Any]:
