@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.worlds import fleet, second_serving_host, serving_host, vllm_world  # noqa: F401 - session fixtures shared by every area
+from tests.worlds import fleet, second_serving_host, serving_host, vllm_world  # noqa: F401 - session fixtures
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("ANSIBLE_CONFIG", str(REPO / "ansible.cfg"))

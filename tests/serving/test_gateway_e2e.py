@@ -140,6 +140,7 @@ def test_the_gateway_refuses_tls_below_1_2_and_speaks_1_2_and_1_3(gateway: Servi
     assert handshake(old[0], ssl.TLSVersion.TLSv1_2) == "TLSv1.2"
     assert handshake(ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_3) == "TLSv1.3"
 
+
 def test_every_route_vllm_serves_is_refused_unless_allowlisted_and_the_key_is_in_scope(
         gateway: ServingHost) -> None:
     openapi = requests.get(f"http://{gateway.backend_address}:8000/openapi.json", timeout=30).json()
@@ -248,6 +249,11 @@ def server_stats(host: ServingHost, backend: str) -> dict[str, dict[str, str]]:
     return {r["svname"]: r for r in rows if r["svname"] not in ("BACKEND", "FRONTEND")}
 
 
+def sessions(host: ServingHost) -> dict[str, int]:
+    """Requests each replica of the chat pool has been sent so far (HAProxy's stot counter)."""
+    return {name: int(s["stot"]) for name, s in server_stats(host, "pool_tiny-chat").items()}
+
+
 def wait_status(host: ServingHost, server: str, status: str, seconds: float = 300) -> None:
     deadline = time.monotonic() + seconds
     while server_stats(host, "pool_tiny-chat")[server]["status"] != status:
@@ -277,9 +283,9 @@ def test_every_turn_of_a_conversation_goes_to_one_replica_and_conversations_spre
     bodies go out as requests encodes them, with non-ASCII text as \\uXXXX escapes, which HAProxy's json_query does
     not decode: those conversations must spread and stick as well as the ASCII ones."""
     def served_by(body: dict[str, Any]) -> str:
-        before = {name: int(s["stot"]) for name, s in server_stats(gateway, "pool_tiny-chat").items()}
+        before = sessions(gateway)
         assert gw(gateway, "/v1/chat/completions", body)[0] == 200
-        after = {name: int(s["stot"]) for name, s in server_stats(gateway, "pool_tiny-chat").items()}
+        after = sessions(gateway)
         (server,) = [name for name in after if after[name] != before.get(name, 0)]
         return server
 
@@ -301,12 +307,13 @@ def test_every_turn_of_a_conversation_goes_to_one_replica_and_conversations_spre
         spread[kind] = len(used)
     assert spread == {"ascii": 2, "escaped": 2}, spread
 
+
 def test_stopping_one_replicas_container_fails_no_request_of_a_client_loop(gateway: ServingHost,
                                                                           two_replicas: ServingHost) -> None:
     """docker stop on one replica in the middle of a 4-thread client loop: vLLM drains what it holds
     (--shutdown-timeout), the gateway retries what it refused unrun on the other replica and ejects it."""
     stopped = f"{two_replicas.name}.tiny-chat"
-    before = {name: int(s["stot"]) for name, s in server_stats(gateway, "pool_tiny-chat").items()}
+    before = sessions(gateway)
     with Clients(gateway, threads=4) as clients:
         clients.wait_for(40)
         at_stop = len(clients.results)
@@ -338,7 +345,7 @@ def test_a_rolling_update_through_the_gateway_fails_no_request(gateway: ServingH
     for s in (spec, other):
         next(x for x in s["services"] if x["name"] == "tiny-chat")["engine"]["max_num_seqs"] = 12
     before = [gateway.started_at("vllm-tiny-chat"), two_replicas.started_at("vllm-tiny-chat")]
-    counts = {name: int(s["stot"]) for name, s in server_stats(gateway, "pool_tiny-chat").items()}
+    counts = sessions(gateway)
     # One host at a time, replacing in place: the gateway drains the host first and the other replica serves
     # meanwhile (a canary beside the old container would be a fifth vLLM on two cores).
     with Clients(gateway, threads=1, pause=0.3) as clients:
@@ -346,8 +353,7 @@ def test_a_rolling_update_through_the_gateway_fails_no_request(gateway: ServingH
         result = gateway.deploy(spec, others=[two_replicas], others_spec=other, tags="serve",
                                 extra_vars={"vllm_fleet_serial": 1, "vllm_server_update_strategy": "replace"})
     failed = [s for s in clients.results if s != 200]
-    served = {name: int(s["stot"]) - counts.get(name, 0)
-              for name, s in server_stats(gateway, "pool_tiny-chat").items()}
+    served = {name: n - counts.get(name, 0) for name, n in sessions(gateway).items()}
     print(f"rolling update: {len(clients.results)} requests during the deploy, {len(failed)} failed; "
           f"served per replica {served}")
     assert result["ok"], result["output"][-6000:]

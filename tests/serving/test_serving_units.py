@@ -74,6 +74,7 @@ def test_a_drain_time_outside_the_spec_field_is_refused_by_name(engine: dict, ex
         validate_spec(spec, VM_TARGET)
     assert expected in str(err.value)
 
+
 def test_spec_hash_moves_with_what_must_restart_the_service() -> None:
     tiny = plan().services[1]
     base = container.container_params(tiny, settings=SETTINGS, image_id="sha256:a", api_key="k1")
