@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.worlds import fleet, second_serving_host, serving_host, vllm_world  # noqa: F401 - session fixtures
+from tests.worlds import (  # noqa: F401 - session fixtures
+    SANDBOX_CONNECTION,
+    fleet,
+    second_serving_host,
+    serving_host,
+    vllm_world,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("ANSIBLE_CONFIG", str(REPO / "ansible.cfg"))
@@ -70,7 +76,7 @@ def write_inventory(path: Path, hosts: list[str], spec: dict, **host_vars: objec
     inv = {
         "vllm_hosts": {
             "hosts": {
-                h: {"ansible_connection": "community.docker.docker_api", "ansible_user": "root", **host_vars}
+                h: {"ansible_connection": SANDBOX_CONNECTION, "ansible_user": "root", **host_vars}
                 for h in hosts
             },
             "vars": {"vllm_fleet_spec": spec},

@@ -17,6 +17,11 @@ from typing import Any
 import pytest
 import yaml
 
+# Sandbox hosts are reached through community.docker.docker_api with one retry (tests/ansible_plugins/connection);
+# every ansible process the tests start, directly or through the CLI, finds it on this path.
+SANDBOX_CONNECTION = "sandbox_docker_api"
+os.environ["ANSIBLE_CONNECTION_PLUGINS"] = str(Path(__file__).resolve().parent / "ansible_plugins" / "connection")
+
 KEY = "e2e-key-7c41d0"  # the services' api_key: the key between the gateway and the backends
 MODELS_MOUNT = "/srv/vllm-fleet/seed-models"
 IMAGES_MOUNT = "/srv/vllm-fleet/images"
@@ -78,7 +83,7 @@ class ServingHost:
         return sorted(self.docker("ps", "-a", "--format", "{{.Names}}").stdout.split())
 
     def host_vars(self) -> dict[str, Any]:
-        return {"ansible_connection": "community.docker.docker_api", "ansible_user": "root",
+        return {"ansible_connection": SANDBOX_CONNECTION, "ansible_user": "root",
                 "vllm_fleet_address": self.address, "vllm_fleet_backend_address": self.backend_address,
                 "vllm_server_image_source": "archive",
                 "vllm_server_image_archive_remote": f"{IMAGES_MOUNT}/vllm-cpu-0.32.0.tar",

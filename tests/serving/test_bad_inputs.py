@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.worlds import SANDBOX_CONNECTION
 from vllm_fleet.vm.runner import run_playbook
 
 pytestmark = pytest.mark.world  # runs ansible-playbook (no Docker needed, but it is a real playbook run)
@@ -106,7 +107,7 @@ def test_every_bad_input_fails_in_the_plan_step(world: str, tmp_path: Path, monk
     monkeypatch.setenv("BAD_INPUT_KEY", "bad-input-key-123")
     monkeypatch.delenv("BAD_INPUT_UNSET_KEY", raising=False)
     hosts = {
-        f"vf-bad-{case_id}": {"ansible_connection": "community.docker.docker_api",
+        f"vf-bad-{case_id}": {"ansible_connection": SANDBOX_CONNECTION,
                               "vllm_fleet_spec": {"services": services}, **extra}
         for case_id, services, extra, _ in CASES
     }
