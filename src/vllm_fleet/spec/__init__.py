@@ -19,13 +19,16 @@ from pydantic import ValidationError
 from vllm_fleet.spec.errors import SpecError, SpecIssue
 from vllm_fleet.spec.gateway import Gateway, GatewayClient, gateway_rules
 from vllm_fleet.spec.model import Deployment, Engine, SecretRef, Service, Storage, Task
+from vllm_fleet.spec.monitoring import Monitoring, ServiceSlo, monitoring_rules
 from vllm_fleet.spec.rules import deployment_rules, target_rules
 from vllm_fleet.spec.uri import StorageUri, Target, parse_storage_uri
 
-Deployment.model_rebuild(_types_namespace={"Gateway": Gateway})
+Service.model_rebuild(_types_namespace={"ServiceSlo": ServiceSlo})
+Deployment.model_rebuild(_types_namespace={"Gateway": Gateway, "Monitoring": Monitoring, "ServiceSlo": ServiceSlo})
 
 __all__ = [
-    "Deployment", "Engine", "Gateway", "GatewayClient", "SecretRef", "Service", "SpecError", "SpecIssue", "Storage",
+    "Deployment", "Engine", "Gateway", "GatewayClient", "Monitoring", "SecretRef", "Service", "ServiceSlo", "SpecError",
+    "SpecIssue", "Storage",
     "StorageUri", "Target", "TargetRules", "Task", "load_spec_file", "parse_storage_uri", "validate_spec",
 ]
 
@@ -61,6 +64,7 @@ def _rules(dep: Deployment, target: TargetRules) -> Iterable[SpecIssue]:
     yield from deployment_rules(dep)
     if dep.gateway is not None:
         yield from gateway_rules(dep.gateway, dep.services)
+    yield from monitoring_rules(dep.monitoring, dep.services)
     yield from target_rules(dep, target.target)
     yield from target.rules(dep)
 
@@ -87,7 +91,13 @@ def _rules_on_the_valid_services(data: dict[str, Any], target: TargetRules) -> l
             gateway = Gateway.model_validate(data["gateway"])
         except ValidationError:
             gateway = None
-    partial = Deployment.model_construct(services=[svc for _, svc in valid], gateway=gateway)
+    monitoring = None
+    if isinstance(data.get("monitoring"), dict):
+        try:
+            monitoring = Monitoring.model_validate(data["monitoring"])
+        except ValidationError:
+            monitoring = None
+    partial = Deployment.model_construct(services=[svc for _, svc in valid], gateway=gateway, monitoring=monitoring)
 
     def original(text: str) -> str:
         return re.sub(r"services\[(\d+)\]", lambda m: f"services[{valid[int(m.group(1))][0]}]", text)

@@ -14,7 +14,8 @@ from pydantic_core import PydanticCustomError
 
 # Field names whose values are shown redacted in every message, and the shape of a secret-bearing name.
 SECRET_FIELDS = frozenset({"api_key", "hf_token", "modelscope_token", "token", "access_key_id", "secret_access_key",
-                           "session_token", "application_credentials", "password", "credentials"})
+                           "session_token", "application_credentials", "password", "credentials", "key",
+                           "webhook_url"})
 _SECRET_NAME = re.compile(r"(^|[_-])(api[_-]?key|token|secret|secret[_-]access[_-]key|access[_-]key[_-]id|password|"
                           r"passwd|credentials?)$", re.IGNORECASE)
 # Prefixes of well-known credential formats: OpenAI-style, Hugging Face, AWS, GitHub, GitLab, Slack, Google.

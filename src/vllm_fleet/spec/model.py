@@ -14,6 +14,7 @@ from vllm_fleet.versions import DEFAULT_IMAGE
 
 if TYPE_CHECKING:
     from vllm_fleet.spec.gateway import Gateway
+    from vllm_fleet.spec.monitoring import Monitoring, ServiceSlo
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -235,6 +236,8 @@ class Service(Strict):
     api_key: SecretRef | None = None
     shm_size: str = "16g"
     env: dict[str, str] = Field(default_factory=dict)
+    # Defined in spec/monitoring.py; spec/__init__ resolves the reference.
+    slo: ServiceSlo | None = Field(None, description="latency objectives the fleet's alerts hold this service to")
     kubernetes: dict[str, Any] = Field(default_factory=dict, description="cluster-only settings")
 
     @field_validator("name")
@@ -370,3 +373,4 @@ class Deployment(Strict):
     services: list[Service] = Field(min_length=1)
     # Defined in spec/gateway.py, which builds on the models here; spec/__init__ resolves the reference.
     gateway: Gateway | None = None
+    monitoring: Monitoring | None = None

@@ -104,9 +104,9 @@ def target_rules(dep: Deployment, target: Target) -> Iterator[SpecIssue]:
                 yield SpecIssue(f"services[{i}].{path}", f"{{{ref.kind}: ...}}",
                                 f"is a {ref.kind} reference, which a {target.value} target cannot resolve",
                                 f"use one of: {', '.join(allowed)}")
-    if dep.gateway is not None:
-        for path, ref in dep.gateway.secret_refs().items():
+    for block, at in ((dep.gateway, "gateway"), (dep.monitoring, "monitoring")):
+        for path, ref in (block.secret_refs() if block is not None else {}).items():
             if ref.kind not in allowed:
-                yield SpecIssue(f"gateway.{path}", f"{{{ref.kind}: ...}}",
+                yield SpecIssue(f"{at}.{path}", f"{{{ref.kind}: ...}}",
                                 f"is a {ref.kind} reference, which a {target.value} target cannot resolve",
                                 f"use one of: {', '.join(allowed)}")
