@@ -43,6 +43,12 @@ def vllm_image_ref(service: dict[str, Any], mirror: str = "") -> str:
     return mirror_image(service_plan(service).image, mirror or "")
 
 
+def image_ref(image: str, mirror: str = "") -> str:
+    from vllm_fleet.vm.container import mirror_image
+
+    return mirror_image(str(image), mirror or "")
+
+
 def vllm_host_problems(services: list[dict[str, Any]], mounts: list[dict[str, Any]], ipc_host: bool,
                        containers: list[dict[str, Any]], gpu_facts: dict[str, Any] | None, label_prefix: str
                        ) -> list[str]:
@@ -65,6 +71,7 @@ class FilterModule:
             "vllm_canary": vllm_canary,
             "vllm_weights_dir": vllm_weights_dir,
             "vllm_image_ref": vllm_image_ref,
+            "image_ref": image_ref,
             "vllm_host_problems": vllm_host_problems,
             "vllm_update_strategy": vllm_update_strategy,
         }

@@ -29,7 +29,9 @@ def spec(**monitoring: Any) -> dict[str, Any]:
 
 
 def rules_for(data: dict[str, Any]) -> dict[str, Any]:
-    return alert_rules(validate_spec(data, VM_TARGET))
+    dep = validate_spec(data, VM_TARGET)
+    assert dep.monitoring is not None
+    return alert_rules(dep.monitoring, {s.name: s.slo for s in dep.services if s.slo})
 
 
 def alerts(rules: dict[str, Any]) -> dict[str, dict[str, Any]]:

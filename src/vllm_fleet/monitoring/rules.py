@@ -6,10 +6,10 @@ writes (file-based service discovery): every target has `host`; vLLM targets als
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from vllm_fleet.spec.model import Deployment
-from vllm_fleet.spec.monitoring import AlertThresholds
+from vllm_fleet.spec.monitoring import AlertThresholds, Monitoring, ServiceSlo
 
 JOB_VLLM = "vllm"
 JOB_GATEWAY = "gateway"
@@ -65,22 +65,20 @@ def _service_rules(t: AlertThresholds) -> list[dict[str, Any]]:
     ]
 
 
-def _slo_rules(dep: Deployment) -> list[dict[str, Any]]:
+def _slo_rules(slos: Mapping[str, ServiceSlo]) -> list[dict[str, Any]]:
     rules = []
-    for svc in dep.services:
-        if svc.slo is None:
-            continue
+    for service, slo in sorted(slos.items()):
         for field, (name, metric, what) in SLO_METRICS.items():
-            objective = getattr(svc.slo, field)
+            objective = getattr(slo, field)
             if objective is None:
                 continue
             expr = (f'histogram_quantile(0.95, sum by (host, service, le) '
-                    f'(rate({metric}{{job="{JOB_VLLM}",service="{svc.name}"}}[5m]))) > {objective:g}')
+                    f'(rate({metric}{{job="{JOB_VLLM}",service="{service}"}}[5m]))) > {objective:g}')
             rules.append(_alert(
-                name, expr, svc.slo.for_minutes, "warning",
+                name, expr, slo.for_minutes, "warning",
                 f"{{{{ $labels.service }}}} on {{{{ $labels.host }}}} misses its {what} SLO",
                 f"p95 {what} is {{{{ $value | humanizeDuration }}}} over 5 minutes; the objective is {objective:g} s "
-                f"(services.{svc.name}.slo.{field})."))
+                f"(services.{service}.slo.{field})."))
     return rules
 
 
@@ -118,12 +116,11 @@ def _gpu_rules(t: AlertThresholds) -> list[dict[str, Any]]:
     ]
 
 
-def alert_rules(dep: Deployment) -> dict[str, Any]:
-    """The rules file (Prometheus's `groups:` format) for a deployment with a monitoring block."""
-    assert dep.monitoring is not None
-    t = dep.monitoring.alerts
+def alert_rules(monitoring: Monitoring, slos: Mapping[str, ServiceSlo]) -> dict[str, Any]:
+    """The rules file (Prometheus's `groups:` format): the block's thresholds, and each service's SLO by name."""
+    t = monitoring.alerts
     groups = [
-        {"name": "vllm-fleet-services", "rules": _service_rules(t) + _slo_rules(dep)},
+        {"name": "vllm-fleet-services", "rules": _service_rules(t) + _slo_rules(slos)},
         {"name": "vllm-fleet-gateway", "rules": _gateway_rules(t)},
         {"name": "vllm-fleet-hosts", "rules": _host_rules(t)},
         {"name": "vllm-fleet-gpus", "rules": _gpu_rules(t)},

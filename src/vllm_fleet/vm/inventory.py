@@ -10,6 +10,7 @@ from typing import Any
 
 from vllm_fleet.spec import SpecError, SpecIssue
 from vllm_fleet.vm.gateway import GATEWAY_GROUP, fleet_gateway
+from vllm_fleet.vm.monitoring import MONITORING_GROUP, exporter_host, fleet_monitoring
 from vllm_fleet.vm.plan import HostPlan, plan_for_host
 
 SPEC_VAR = "vllm_fleet_spec"
@@ -73,7 +74,7 @@ def check_inventory(inventory: Path, limit: str | None = None, *, secrets: bool)
 
     if not inventory.exists():
         raise bad("does not exist", "give an inventory file or directory, e.g. inventories/local")
-    found = group_hosts(inventory, limit, (SERVE_GROUP, GATEWAY_GROUP))
+    found = group_hosts(inventory, limit, (SERVE_GROUP, GATEWAY_GROUP, MONITORING_GROUP))
     hosts = found[SERVE_GROUP]
     if not hosts:
         raise bad(f"has no hosts in group '{SERVE_GROUP}'", f"put the GPU hosts in a group named {SERVE_GROUP}")
@@ -93,8 +94,11 @@ def check_inventory(inventory: Path, limit: str | None = None, *, secrets: bool)
     if errors:
         raise InventoryError(errors)
     try:
-        # The fleet's gateway (pools, scopes, reachability of every backend) is checked before any host is touched.
-        fleet_gateway(plans, {g.host: g.address for g in found[GATEWAY_GROUP]})
+        # The fleet's gateway (pools, scopes, reachability of every backend) and monitoring (agreement, reachability
+        # of every target) are checked before any host is touched.
+        gateway = fleet_gateway(plans, {g.host: g.address for g in found[GATEWAY_GROUP]})
+        every = {h.host: exporter_host(h.variables, h.address) for group in found.values() for h in group}
+        fleet_monitoring(plans, gateway, [m.host for m in found[MONITORING_GROUP]], every)
     except SpecError as exc:
         raise InventoryError([exc]) from None
     return plans

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from vllm_fleet.engine_args import MODEL_MOUNT, render_engine_args
-from vllm_fleet.spec import Deployment, Gateway, Service, SpecError, validate_spec
+from vllm_fleet.spec import Deployment, Gateway, Monitoring, Service, ServiceSlo, SpecError, validate_spec
 from vllm_fleet.vm.rules import VM_TARGET
 from vllm_fleet.vm.secrets import unresolved_secrets
 
@@ -109,6 +109,9 @@ class HostPlan(PlanModel):
     address: str
     backend_address: str = LOOPBACK
     gateway: Gateway | None = None
+    monitoring: Monitoring | None = None
+    # Each service's latency objectives by service name, for the fleet's alert rules.
+    slos: dict[str, ServiceSlo] = {}
 
 
 def gateway_backend_name(model: str) -> str:
@@ -199,7 +202,8 @@ def host_plan(dep: Deployment, host_address: str, settled: Mapping[str, Mapping[
             plan.max_model_len_sized = entry["max_model_len"]
         services.append(plan)
     assign_gpu_ids(services, unavailable_gpus)
-    return HostPlan(services=services, address=host_address, backend_address=bind, gateway=dep.gateway)
+    return HostPlan(services=services, address=host_address, backend_address=bind, gateway=dep.gateway,
+                    monitoring=dep.monitoring, slos={svc.name: svc.slo for svc in dep.services if svc.slo})
 
 
 def assign_gpu_ids(services: list[ServicePlan], unavailable: frozenset[int] = frozenset()) -> None:
