@@ -13,6 +13,7 @@ import pytest
 
 from tests.worlds import (  # noqa: F401 - session fixtures
     SANDBOX_CONNECTION,
+    alert_receiver,
     fleet,
     second_serving_host,
     serving_host,
@@ -95,7 +96,7 @@ def _area(nodeid: str) -> str:
 
 
 # Lines a passing test prints that are figures for the log (secret searches, route probes): shown in every run.
-FIGURE_LINE = re.compile(r"^(searched|probed|failover:|rolling update:) \d+ ")
+FIGURE_LINE = re.compile(r"^(searched|probed|failover:|rolling update:|monitoring:) \d+ ")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

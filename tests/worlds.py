@@ -28,6 +28,13 @@ IMAGES_MOUNT = "/srv/vllm-fleet/images"
 # The gateway's client keys (test values), by the variable the spec names them with.
 CLIENT_KEYS = {"E2E_CLIENT_APP": "e2e-client-app-3b9d27f1", "E2E_CLIENT_CHAT": "e2e-client-chat-8e41c0aa",
                "E2E_CLIENT_LIMITED": "e2e-client-limited-51f2d6b3"}
+# The monitoring block of the e2e fleet: quick scrapes and short alert windows, and Alertmanager's receiver (its URL
+# carries a token, so the spec names it by reference: AlertReceiver below serves it).
+MONITORING = {"scrape_interval_seconds": 5, "alerts": {"down_minutes": 1},
+              "alertmanager": {"webhook_url": {"env": "E2E_ALERT_WEBHOOK"}}}
+WEBHOOK_TOKEN = "e2e-webhook-4c1a9e70d2"
+# Environment every deploy gets besides the keys: the receiver's URL once the session has one.
+RUN_ENV: dict[str, str] = {}
 GATEWAY_PORT = 8443
 GATEWAY = {
     "port": GATEWAY_PORT, "metrics_port": 8404, "tls": {"mode": "generated"},
@@ -101,6 +108,9 @@ class ServingHost:
         data: dict[str, Any] = {"vllm_hosts": {"hosts": hosts, "vars": {"vllm_fleet_spec": spec}}}
         if spec.get("gateway"):
             data["vllm_gateways"] = {"hosts": {self.name: None}, "vars": {"gateway_pki_dir": str(self.pki)}}
+        if spec.get("monitoring") is not None:
+            # Grafana's apt repository is out of reach here: its install path is checked by rendering.
+            data["vllm_monitoring"] = {"hosts": {self.name: None}, "vars": {"monitoring_grafana": False}}
         inv.write_text(yaml.safe_dump(data))
         return inv
 
@@ -109,7 +119,7 @@ class ServingHost:
                verbose: int = 0, artifacts: Path | None = None, env: dict[str, str] | None = None,
                others: Sequence[ServingHost] = (), others_spec: dict[str, Any] | None = None) -> dict[str, Any]:
         inv = self.inventory(spec, extra_vars, others, others_spec)
-        run_env = {k: v for k, v in os.environ.items() if k != "E2E_VLLM_KEY"} | CLIENT_KEYS | (env or {})
+        run_env = {k: v for k, v in os.environ.items() if k != "E2E_VLLM_KEY"} | CLIENT_KEYS | RUN_ENV | (env or {})
         if key:
             run_env["E2E_VLLM_KEY"] = key
         cmd = [sys.executable, "-m", "vllm_fleet", "deploy", "-i", str(inv), "--json"]
@@ -190,20 +200,62 @@ def fleet_spec() -> dict[str, Any]:
     only = [n for n in os.environ.get("VLLM_FLEET_E2E_ONLY", "").split(",") if n]
     services = [service("tiny-chat", "generate", 8000, max_model_len=256), service("tiny-embed", "embed", 8001),
                 service("tiny-rerank", "score", 8002)]
-    return {"services": [s for s in services if not only or s["name"] in only], "gateway": GATEWAY}
+    return {"services": [s for s in services if not only or s["name"] in only], "gateway": GATEWAY,
+            "monitoring": MONITORING}
 
 
 # The spec the serving host runs now: the e2e steps that change it for good update it, so later areas know it.
 FLEET_SPEC: dict[str, Any] = fleet_spec()
 
 
+class AlertReceiver:
+    """Alertmanager's webhook receiver for the session: an HTTP server on this machine's sandbox address that keeps
+    every notification it is sent (the destination end of the alert path, like a chat tool's webhook)."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from tests.weights.origins import sandbox_gateway
+
+        received = self.received = []  # type: list[dict[str, Any]]
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.path == f"/hooks/{WEBHOOK_TOKEN}":
+                    received.append(json.loads(body))
+                self.send_response(200 if self.path == f"/hooks/{WEBHOOK_TOKEN}" else 404)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer((sandbox_gateway(), 0), Handler)
+        host, port = self.server.server_address[:2]
+        self.url = f"http://{host}:{port}/hooks/{WEBHOOK_TOKEN}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def firing(self, alertname: str) -> list[dict[str, Any]]:
+        return [a for n in self.received for a in n.get("alerts", [])
+                if a["labels"].get("alertname") == alertname and a["status"] == "firing"]
+
+
 @pytest.fixture(scope="session")
-def fleet(serving_host: ServingHost) -> dict[str, Any]:
-    """FLEET_SPEC deployed on the serving host, gateway included: the first deploy of the session."""
+def alert_receiver() -> Iterator[AlertReceiver]:
+    receiver = AlertReceiver()
+    RUN_ENV["E2E_ALERT_WEBHOOK"] = receiver.url
+    yield receiver
+    receiver.server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def fleet(serving_host: ServingHost, alert_receiver: AlertReceiver) -> dict[str, Any]:
+    """FLEET_SPEC deployed on the serving host, gateway and monitoring included: the first deploy of the session."""
     import time
 
     started = time.monotonic()
-    result = serving_host.deploy(FLEET_SPEC)
+    result = serving_host.deploy(FLEET_SPEC, tags="gateway,serve,smoke,monitoring")
     result["seconds"] = time.monotonic() - started
     assert result["ok"], result["output"][-6000:]
     return result

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.worlds import CLIENT_KEYS, FLEET_SPEC, KEY, MODELS_MOUNT, ServingHost, service
+from tests.worlds import CLIENT_KEYS, FLEET_SPEC, KEY, MODELS_MOUNT, WEBHOOK_TOKEN, ServingHost, service
 
 pytestmark = [pytest.mark.world, pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(3600)]
 
@@ -262,7 +262,7 @@ def wait_status(host: ServingHost, server: str, status: str, seconds: float = 30
 
 
 CHAT_ONLY_SPEC: dict[str, Any] = {"services": [service("tiny-chat", "generate", 8000, max_model_len=256)],
-                                  "gateway": FLEET_SPEC["gateway"]}
+                                  "gateway": FLEET_SPEC["gateway"], "monitoring": FLEET_SPEC["monitoring"]}
 
 
 @pytest.fixture(scope="module")
@@ -270,7 +270,8 @@ def two_replicas(gateway: ServingHost, second_serving_host: ServingHost) -> Serv
     """tiny-chat on a second host too: the gateway's chat pool has two replicas."""
     if "tiny-chat" not in {s["name"] for s in FLEET_SPEC["services"]}:
         pytest.skip("VLLM_FLEET_E2E_ONLY leaves out tiny-chat")
-    result = gateway.deploy(FLEET_SPEC, others=[second_serving_host], others_spec=CHAT_ONLY_SPEC)
+    result = gateway.deploy(FLEET_SPEC, others=[second_serving_host], others_spec=CHAT_ONLY_SPEC,
+                            tags="gateway,serve,smoke,monitoring")
     assert result["ok"], result["output"][-6000:]
     servers = server_stats(gateway, "pool_tiny-chat")
     assert len(servers) == 2 and all(s["status"] == "UP" for s in servers.values()), servers
@@ -373,13 +374,14 @@ def moto_origin() -> Iterator[str]:
     server.stop()
 
 
-def test_a_full_vvv_deploy_leaks_no_client_key_backend_key_hf_token_or_s3_key(
+def test_a_full_vvv_deploy_leaks_no_client_key_backend_key_hf_token_s3_key_or_webhook(
         gateway: ServingHost, two_replicas: ServingHost, vllm_world: tuple[str, Path, Path], moto_origin: str,
         tmp_path: Path) -> None:
-    """The session's last step. Every stage at -vvv, with every kind of secret in use: the gateway's client keys
-    and the backend key, the embed model from a private hub repo (HF token), the rerank model from S3 (access key
-    and secret). The CLI output, the ansible-runner artifacts, `docker inspect` of every container, `ps` and the
-    journal (HAProxy's log included) on both hosts hold none of them."""
+    """Every stage at -vvv, with every kind of secret in use: the gateway's client keys and the backend key, the
+    embed model from a private hub repo (HF token), the rerank model from S3 (access key and secret),
+    Alertmanager's webhook (a token in its URL). The CLI output, the ansible-runner artifacts, `docker inspect` of
+    every container, `ps` and the journal (HAProxy's and Alertmanager's logs included) on both hosts hold none of
+    them."""
     import boto3
 
     from tests.weights.hub import hub_repo_layout
@@ -436,7 +438,7 @@ def test_a_full_vvv_deploy_leaks_no_client_key_backend_key_hf_token_or_s3_key(
     places["haproxy's log"] = "\n".join(haproxy_log(gateway, "2000-01-01"))
     assert places["haproxy's log"], "HAProxy logged nothing"
     secrets = {"backend key": KEY, **{f"client key {k}": v for k, v in CLIENT_KEYS.items()}, "HF token": HF_TOKEN,
-               "S3 access key": S3_KEY, "S3 secret": S3_SECRET}
+               "S3 access key": S3_KEY, "S3 secret": S3_SECRET, "alert webhook token": WEBHOOK_TOKEN}
     leaks = [f"{what} in {where}" for where, text in places.items() for what, value in secrets.items()
              if value in text]
     print(f"searched {len(places)} places ({len(artifacts)} runner artifacts) for {len(secrets)} secrets: "

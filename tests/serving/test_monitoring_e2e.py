@@ -1,0 +1,118 @@
+"""The fleet's monitoring in the serving world: Prometheus (Debian's) on the serving host scrapes every real vLLM
+service on both hosts, the gateway and both node exporters; every dashboard panel's query returns data from it after
+traffic; the shipped rules are loaded and a real alert reaches the webhook receiver through Alertmanager.
+
+Runs after tests/serving/test_gateway_e2e.py in the session: the fleet is deployed with its monitoring block (the
+`fleet` fixture) and tiny-chat serves on the second host too."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.parse
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.serving.test_gateway_e2e import CHAT_ONLY_SPEC, gw
+from tests.worlds import FLEET_SPEC, AlertReceiver, ServingHost
+from vllm_fleet.monitoring.dashboards import panel_queries, resolve
+
+pytestmark = [pytest.mark.world, pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(1800)]
+
+PROMETHEUS_PORT = 9090
+
+
+def prometheus(host: ServingHost, path: str, **params: str) -> dict[str, Any]:
+    """Prometheus's HTTP API, from inside the monitoring host (it listens on the internal address only)."""
+    url = f"http://{host.backend_address}:{PROMETHEUS_PORT}{path}"
+    if params:
+        url += "?" + urllib.parse.urlencode(params)
+    out = host.exec("curl", "-sf", url)
+    data: dict[str, Any] = json.loads(out.stdout)
+    assert data["status"] == "success", data
+    return data["data"]
+
+
+@pytest.fixture(scope="module")
+def monitored(serving_host: ServingHost, second_serving_host: ServingHost, fleet: dict[str, Any]
+              ) -> Iterator[ServingHost]:
+    """The monitoring stage once more over both hosts: it must change nothing. The second host's node exporter is
+    then stopped, so that ExporterDown fires while the other steps run, and started again at the end."""
+    result = serving_host.deploy(FLEET_SPEC, tags="monitoring", others=[second_serving_host],
+                                 others_spec=CHAT_ONLY_SPEC)
+    assert result["ok"], result["output"][-6000:]
+    changed = {h: result["hosts"][h]["changed"] for h in (serving_host.name, second_serving_host.name)}
+    assert changed == {serving_host.name: 0, second_serving_host.name: 0}, changed
+    second_serving_host.exec("systemctl", "stop", "prometheus-node-exporter")
+    try:
+        yield serving_host
+    finally:
+        second_serving_host.exec("systemctl", "start", "prometheus-node-exporter")
+
+
+def test_prometheus_scrapes_every_service_on_both_hosts_the_gateway_and_the_node_exporters(
+        monitored: ServingHost, second_serving_host: ServingHost) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        targets = prometheus(monitored, "/api/v1/targets", state="active")["activeTargets"]
+        up = {(t["labels"]["job"], t["labels"]["host"], t["labels"].get("service", "")): t["health"]
+              for t in targets}
+        services = {(monitored.name, s["name"]) for s in FLEET_SPEC["services"]}
+        services |= {(second_serving_host.name, s["name"]) for s in CHAT_ONLY_SPEC["services"]}
+        want = {("vllm", h, s) for h, s in services} | {("gateway", monitored.name, ""),
+                                                        ("node", monitored.name, ""),
+                                                        ("prometheus", monitored.name, ""),
+                                                        ("alertmanager", monitored.name, "")}
+        if all(up.get(t) == "up" for t in want) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert {t: up.get(t) for t in want} == dict.fromkeys(want, "up")
+    # Both hosts are node targets; the second one's exporter was stopped by the fixture. No DCGM on CPU hosts.
+    assert ("node", second_serving_host.name, "") in up
+    assert not [t for t in up if t[0] == "dcgm"]
+    vllm = [t for t in targets if t["labels"]["job"] == "vllm"]
+    assert all({"model", "task", "service", "host"} <= set(t["labels"]) for t in vllm)
+    print(f"monitoring: {len(want)} targets up ({len(vllm)} vLLM services on 2 hosts), scraped every 5 s")
+
+
+def test_every_dashboard_panel_query_returns_data_after_traffic(monitored: ServingHost) -> None:
+    """Traffic through the gateway for every task, then each panel's PromQL (Grafana's variables at "all",
+    $__rate_interval 1m) through Prometheus's HTTP API. GPU panels are checked against DCGM's series in
+    tests/monitoring/test_dashboards.py: there is no GPU here."""
+    for i in range(16):
+        assert gw(monitored, "/v1/chat/completions", {"model": "tiny-chat", "max_tokens": 8, "messages": [
+            {"role": "system", "content": "Be brief."}, {"role": "user", "content": f"Say {i}"}]})[0] == 200
+    for i in range(4):
+        assert gw(monitored, "/v1/embeddings", {"model": "tiny-embed", "input": [f"text {i}"]})[0] == 200
+        assert gw(monitored, "/v1/rerank", {"model": "tiny-rerank", "query": "q", "documents": ["a", "b"]})[0] == 200
+    time.sleep(12)  # two scrapes
+    empty = []
+    queries = panel_queries(include_gpu=False)
+    for uid, title, expr in queries:
+        result = prometheus(monitored, "/api/v1/query", query=resolve(expr))["result"]
+        if not result:
+            empty.append(f"{uid} / {title}: {resolve(expr)}")
+    print(f"monitoring: {len(queries)} panel queries of {len({q[0] for q in queries})} dashboards, "
+          f"{len(queries) - len(empty)} returned data")
+    assert empty == []
+
+
+def test_the_shipped_rules_are_loaded_and_an_alert_reaches_the_webhook(
+        monitored: ServingHost, second_serving_host: ServingHost, alert_receiver: AlertReceiver) -> None:
+    """Prometheus evaluates every shipped rule; the stopped node exporter fires ExporterDown (down_minutes 1),
+    and Alertmanager delivers it to the webhook named by reference."""
+    groups = prometheus(monitored, "/api/v1/rules")["groups"]
+    rules = [r for g in groups for r in g["rules"]]
+    assert len(rules) >= 13 and all(r["health"] == "ok" for r in rules), [r for r in rules if r["health"] != "ok"]
+    started = time.monotonic()
+    deadline = started + 300
+    while not alert_receiver.firing("ExporterDown") and time.monotonic() < deadline:
+        time.sleep(3)
+    firing = alert_receiver.firing("ExporterDown")
+    print(f"monitoring: {len(rules)} rules loaded; ExporterDown delivered to the webhook "
+          f"{time.monotonic() - started:.0f} s into this step")
+    assert firing, alert_receiver.received
+    labels = firing[0]["labels"]
+    assert (labels["job"], labels["host"], labels["severity"]) == ("node", second_serving_host.name, "warning")
