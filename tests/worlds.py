@@ -114,6 +114,14 @@ class ServingHost:
         inv.write_text(yaml.safe_dump(data))
         return inv
 
+    def cli(self, *args: str, spec: dict[str, Any], others: Sequence[ServingHost] = (),
+            others_spec: dict[str, Any] | None = None, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+        """`vllm-fleet ARGS -i INVENTORY` over this host and `others`, as a user runs it."""
+        inv = self.inventory(spec, None, others, others_spec)
+        env = os.environ | CLIENT_KEYS | RUN_ENV | {"E2E_VLLM_KEY": KEY}
+        return subprocess.run([sys.executable, "-m", "vllm_fleet", *args, "-i", str(inv)], capture_output=True,
+                              text=True, env=env, check=False, timeout=timeout)
+
     def deploy(self, spec: dict[str, Any], *, extra_vars: dict[str, Any] | None = None,
                tags: str | None = "gateway,serve,smoke", key: str | None = KEY, timeout: int = 3600,
                verbose: int = 0, artifacts: Path | None = None, env: dict[str, str] | None = None,

@@ -17,7 +17,8 @@ from vllm_fleet.spec import SpecError
 from vllm_fleet.vm.gateway import fleet_gateway
 from vllm_fleet.vm.plan import plan_for_host
 
-ENV = {"CHAT_KEY": "chat-backend", "EMBED_KEY": "embed-backend", "TEAM_A": "team-a-key", "TEAM_B": "team-b-key"}
+ENV = {"CHAT_KEY": "chat-backend", "EMBED_KEY": "embed-backend", "TEAM_A": "team-a-key", "TEAM_B": "team-b-key",
+       "ALERT_HOOK": "https://hooks.example/abc"}
 SPEC: dict[str, Any] = {
     "services": [
         {"name": "chat", "storage_uri": "file:///m/chat", "accelerator": "cpu", "gpus": 0, "port": 8000,

@@ -40,6 +40,8 @@ class RunResult:
     # The fleet's gateway, when it has one: its base URLs, the models behind them and the CA clients trust.
     gateway: dict[str, Any] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
+    # Everything the play recorded with set_stats (the day-2 playbooks' rows are read from here).
+    artifact: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -109,6 +111,7 @@ class EventTracker:
         elif kind == "playbook_on_stats":
             self.result.stats = {k: data.get(k, {}) for k in ("ok", "changed", "failures", "dark", "skipped")}
             artifact = data.get("artifact_data") or {}
+            self.result.artifact = dict(artifact)
             self.result.endpoints = list(artifact.get(ENDPOINTS_STAT, []))
             self.result.gateway = dict(artifact.get(GATEWAY_STAT) or {})
         if self._on_change:

@@ -1,0 +1,117 @@
+"""Day-2 commands against the serving world's fleet (both hosts, gateway, monitoring): `status` on a healthy
+fleet and with one backend stopped, `logs` of a real container, and `down` (kept weights, a second down that
+changes nothing, --purge-weights). The session's last steps: `down` takes the fleet away.
+
+Runs after tests/serving/test_monitoring_e2e.py in the session."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+from tests.serving.test_gateway_e2e import CHAT_ONLY_SPEC, wait_status
+from tests.worlds import FLEET_SPEC, KEY, ServingHost
+
+pytestmark = [pytest.mark.world, pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(1800)]
+
+
+@pytest.fixture(scope="module")
+def both(serving_host: ServingHost, second_serving_host: ServingHost, fleet: dict[str, Any]
+         ) -> tuple[ServingHost, ServingHost]:
+    return serving_host, second_serving_host
+
+
+def run(both: tuple[ServingHost, ServingHost], *args: str) -> Any:
+    first, second = both
+    return first.cli(*args, spec=FLEET_SPEC, others=[second], others_spec=CHAT_ONLY_SPEC)
+
+
+def test_status_of_the_healthy_fleet_exits_0_with_every_service_on_every_host(both: tuple[ServingHost, ServingHost]
+                                                                               ) -> None:
+    first, second = both
+    proc = run(both, "status", "--json")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    rows = {(r["host"], r["service"]): r for r in report["services"]}
+    want = {(first.name, s["name"]) for s in FLEET_SPEC["services"]} | {(second.name, "tiny-chat")}
+    assert set(rows) == want and report["ok"] and report["problems"] == []
+    for r in rows.values():
+        assert r["state"] == "running" and r["health"] == 200 and r["uptime_seconds"] > 0, r
+        assert r["gateway"].startswith("UP") and r["model"] and r["restarts"] >= 0, r
+    for key in [(first.name, "tiny-chat"), (second.name, "tiny-chat")]:
+        chat = rows[key]
+        assert chat["running"] is not None and chat["waiting"] is not None, chat
+        assert 0 <= chat["kv_cache_usage"] <= 1 and chat["tokens_per_second"] >= 0, chat
+    table = run(both, "status")
+    assert table.returncode == 0, table.stderr[-3000:]
+    assert all(h in table.stdout for h in ("host", "uptime", "KV cache", "tokens/s", "gateway", "tiny-rerank"))
+    print(f"monitoring: {len(rows)} services in status, all healthy")
+
+
+def test_status_names_a_stopped_backend_and_shows_it_out_of_the_gateways_rotation(
+        both: tuple[ServingHost, ServingHost]) -> None:
+    first, second = both
+    second.docker("stop", "vllm-tiny-chat")
+    try:
+        wait_status(first, f"{second.name}.tiny-chat", "DOWN")
+        proc = run(both, "status")
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert (f"UNHEALTHY tiny-chat on {second.name}: container vllm-tiny-chat is exited; out of the gateway's "
+                "rotation (DOWN") in proc.stderr, proc.stderr
+        assert "UNHEALTHY" not in proc.stderr.replace(f"UNHEALTHY tiny-chat on {second.name}", "")
+    finally:
+        for _ in range(5):
+            if second.docker("start", "vllm-tiny-chat", check=False).returncode == 0:
+                break
+            time.sleep(3)
+        wait_status(first, f"{second.name}.tiny-chat", "UP", seconds=600)
+
+
+def test_logs_returns_the_containers_last_lines_without_the_key(both: tuple[ServingHost, ServingHost]) -> None:
+    first, _ = both
+    proc = run(both, "logs", "tiny-embed", "--host", first.name, "--tail", "15", "--json")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    entry = json.loads(proc.stdout)["logs"][first.name]
+    lines = [ln for ln in (entry["stdout"] + "\n" + entry["stderr"]).splitlines() if ln.strip()]
+    assert entry["container"] == "vllm-tiny-embed" and 0 < len(lines) <= 30
+    direct = first.docker("logs", "--timestamps", "--tail", "200", "vllm-tiny-embed")
+    assert all(ln in direct.stdout + direct.stderr for ln in lines)
+    assert KEY not in proc.stdout + proc.stderr
+    bad = run(both, "logs", "no-such-service")
+    assert bad.returncode == 2 and "'no-such-service'" in bad.stderr and "tiny-chat" in bad.stderr
+
+
+def managed(host: ServingHost) -> list[str]:
+    return host.docker("ps", "-a", "--filter", "label=io.vllm-fleet.managed", "--format", "{{.Names}}"
+                       ).stdout.split()
+
+
+def test_down_removes_the_fleet_keeps_the_weights_and_a_second_down_changes_nothing(
+        both: tuple[ServingHost, ServingHost]) -> None:
+    first, second = both
+    fetched = "/var/lib/vllm-fleet/models/tiny-embed"  # fetched from the hub by the -vvv deploy
+    assert first.exec("test", "-d", fetched, check=False).returncode == 0
+    dry = run(both, "down", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stdout[-3000:] + dry.stderr[-3000:]
+    assert json.loads(dry.stdout)["changed"][first.name] > 0 and managed(first) and managed(second)
+
+    gone = run(both, "down", "--json")
+    assert gone.returncode == 0, gone.stdout[-3000:] + gone.stderr[-3000:]
+    assert managed(first) == [] and managed(second) == []
+    for host in (first, second):
+        states = host.exec("systemctl", "is-active", "prometheus-node-exporter", check=False).stdout.split()
+        assert states == ["inactive"], (host.name, states)
+    assert first.exec("systemctl", "is-active", "haproxy", "prometheus", "prometheus-alertmanager",
+                      check=False).stdout.split() == ["inactive"] * 3
+    assert first.exec("test", "-d", fetched, check=False).returncode == 0  # weights kept
+
+    again = run(both, "down", "--json")
+    assert again.returncode == 0 and set(json.loads(again.stdout)["changed"].values()) == {0}, again.stdout[-3000:]
+
+    purge = run(both, "down", "--purge-weights", "--json")
+    assert purge.returncode == 0, purge.stdout[-3000:] + purge.stderr[-3000:]
+    assert first.exec("test", "-e", fetched, check=False).returncode != 0
+    assert first.exec("test", "-d", "/srv/vllm-fleet/seed-models/tiny-chat", check=False).returncode == 0
