@@ -166,3 +166,135 @@ def down(
         verb = "would change" if dry_run else "changed"
         for name, count in changed.items():
             err.print(f"{name}: {verb} {count}", highlight=False)
+
+
+BASELINES = Path.home() / ".local" / "share" / "vllm-fleet" / "bench-baselines"
+
+
+@app.command()
+def bench(
+    inventory: InventoryOpt,
+    model: Annotated[str | None, typer.Option("--model", help="served model name (default: the first generate "
+                                                               "model behind the gateway)")] = None,
+    workload: Annotated[str, typer.Option("--workload", help="random, or prefix (a multi-turn shape)")] = "random",
+    input_len: Annotated[int, typer.Option("--input-len", min=8, max=131072, help="prompt tokens")] = 128,
+    output_len: Annotated[int, typer.Option("--output-len", min=1, max=32768, help="tokens out")] = 32,
+    rates: Annotated[str, typer.Option("--rates", help="request rates per second, comma-separated, or inf "
+                                                       "(one run each: a sweep)")] = "inf",
+    prompts: Annotated[int, typer.Option("--prompts", min=1, max=100_000, help="requests per run")] = 50,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", min=1, help="most requests in flight")] = None,
+    client: Annotated[str | None, typer.Option("--client", help="the gateway client whose key to use")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="directory for the raw JSON and the PNG plot")
+                      ] = Path("vllm-fleet-bench"),
+    save_baseline: Annotated[str | None, typer.Option("--save-baseline", help="keep this run as NAME")] = None,
+    compare_to: Annotated[str | None, typer.Option("--compare", help="compare with the baseline NAME")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """vLLM's own benchmark against the fleet's gateway: TTFT, TPOT, ITL and end-to-end latency at p50/p90/p99 and
+    throughput per request rate; writes the raw JSON and a PNG (latency against request rate); saves a baseline or
+    compares with one."""
+    import json
+    import time
+
+    from vllm_fleet.vm import bench as b
+    from vllm_fleet.vm.gateway import GATEWAY_GROUP, fleet_gateway
+    from vllm_fleet.vm.inventory import group_hosts
+    from vllm_fleet.vm.plan import HostPlan
+    from vllm_fleet.vm.runner import run_playbook
+
+    planned = _planned(inventory, None, as_json)
+    plans = {h: HostPlan.model_validate(p) for h, p in next(iter(planned.values())).items()}
+    found = list(b.workloads(input_len, output_len))
+    if workload not in found:
+        _bad_input(as_json, "--workload", repr(workload), "is not a benchmark workload",
+                   f"use one of: {', '.join(found)}")
+    try:
+        sweep = b.parse_rates(rates)
+    except ValueError as exc:
+        _bad_input(as_json, "--rates", repr(rates), f"has '{exc}', which is not a positive number or inf",
+                   "give rates like 1,2,4 or inf")
+    gateway_hosts = group_hosts(inventory, None, (GATEWAY_GROUP,))[GATEWAY_GROUP]
+    gw = fleet_gateway(plans, {g.host: g.address for g in gateway_hosts}) if gateway_hosts else None
+    if gw is None:
+        _bad_input(as_json, "--inventory", repr(str(inventory)), "has no gateway to benchmark through",
+                   "add a gateway block and a vllm_gateways group, and deploy")
+        return
+    generate = [p for p in gw.pools if p.task == "generate"]
+    pool = next((p for p in generate if p.model == model), None) if model else (generate[0] if generate else None)
+    if pool is None:
+        _bad_input(as_json, "--model", repr(model), "is not a generate model behind the gateway",
+                   f"use one of: {', '.join(p.model for p in generate) or 'none'}")
+        return
+    allowed = [c for c in gw.clients if pool.model in c.models and (client is None or c.name == client)]
+    if not allowed:
+        _bad_input(as_json, "--client", repr(client), f"names no client whose key may use '{pool.model}'",
+                   f"use one of: {', '.join(c.name for c in gw.clients if pool.model in c.models) or 'none'}")
+        return
+    runner_host = pool.servers[0].host
+    service = next(s.name for s in plans[runner_host].services if s.served_model_name == pool.model)
+    first = gw.hosts[0]
+    scheme = "http" if gw.tls_mode == "off" else "https"
+    ca = ""
+    if gw.tls_mode == "generated":
+        pki = next(g.variables.get("gateway_pki_dir") for g in gateway_hosts if g.host == first)
+        ca = str(Path(pki or "~/.local/share/vllm-fleet/gateway-pki").expanduser() / "ca.pem")
+    base_url = f"{scheme}://{gw.addresses[first]}:{gw.port}"
+    shape = b.workloads(input_len, output_len)[workload]
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    runs = [{"label": f"{stamp}-rate-{r:g}", "args": b.bench_args(shape, model=pool.model, base_url=base_url,
+                                                                   rate=r, prompts=prompts, concurrency=concurrency,
+                                                                   label=f"{stamp}-rate-{r:g}")} for r in sweep]
+    extra = {**planned, "vllm_fleet_bench_service": service, "vllm_fleet_bench_runs": runs,
+             "vllm_fleet_bench_key_ref": allowed[0].key_ref, "vllm_fleet_bench_ca": ca, "vllm_fleet_bench_id": stamp}
+    result = run_playbook("bench.yml", inventory, limit=runner_host, extravars=extra)
+    if not result.ok:
+        _failed_run(result, as_json)
+    raw = list(result.artifact.get("vllm_fleet_bench") or [])
+    summaries = [b.summary(r) for r in raw]
+    output.mkdir(parents=True, exist_ok=True)
+    raw_path = output / f"bench-{stamp}.json"
+    meta = {"model": pool.model, "workload": workload, "description": shape.description, "gateway": base_url,
+            "client": allowed[0].name, "ran_on": runner_host, "prompts": prompts, "concurrency": concurrency}
+    raw_path.write_text(json.dumps({"meta": meta, "summary": summaries, "raw": raw}, indent=2, default=str))
+    png = b.plot(summaries, output / f"bench-{stamp}.png", f"{pool.model}: {shape.description}")
+    comparison = None
+    if compare_to:
+        base_file = b.baseline_path(BASELINES, compare_to)
+        if not base_file.exists():
+            plain(f"baseline {compare_to!r} not found in {BASELINES}; saved baselines: "
+                  f"{', '.join(sorted(p.stem for p in BASELINES.glob('*.json'))) or 'none'}")
+            raise typer.Exit(ExitStatus.BAD_INPUT)
+        comparison = b.compare(summaries, json.loads(base_file.read_text())["runs"])
+    if save_baseline:
+        b.save_baseline(BASELINES, save_baseline, summaries, meta)
+    failed = sum(int(s["failed"] or 0) for s in summaries)
+    if as_json:
+        emit_json({"ok": failed == 0, "meta": meta, "runs": summaries, "raw_json": str(raw_path), "plot": str(png),
+                   "comparison": comparison, "baseline_saved": save_baseline})
+    else:
+        _bench_tables(summaries, comparison, meta)
+        err.print(f"raw results: {raw_path}\nplot: {png}", highlight=False)
+    if failed:
+        raise typer.Exit(ExitStatus.FAILED)
+
+
+def _bench_tables(runs: list[dict[str, Any]], comparison: list[dict[str, Any]] | None, meta: dict[str, Any]) -> None:
+    table = Table(title=f"vllm-fleet bench: {meta['model']} through {meta['gateway']} ({meta['description']})")
+    for col in ("rate", "req/s", "tok/s", "TTFT p50/p90/p99 ms", "TPOT p50/p90/p99 ms", "ITL p50/p90/p99 ms",
+                "E2E p50/p90/p99 ms", "ok", "failed"):
+        table.add_column(col)
+    for r in runs:
+        def triple(metric: str, r: dict[str, Any] = r) -> str:
+            return "/".join(_num(r[f"{metric}_p{p}_ms"], "{:.1f}") for p in (50, 90, 99))
+        table.add_row(_num(r["request_rate"]), _num(r["request_throughput"], "{:.2f}"),
+                      _num(r["output_throughput"], "{:.1f}"), triple("ttft"), triple("tpot"), triple("itl"),
+                      triple("e2el"), _num(r["completed"], "{:.0f}"), _num(r["failed"], "{:.0f}"))
+    out.print(table)
+    if comparison is not None:
+        diff = Table(title="against the baseline (change in %; latency up is slower, throughput up is faster)")
+        for col in ("rate", "metric", "baseline", "now", "change %"):
+            diff.add_column(col)
+        for c in comparison:
+            diff.add_row(_num(c["request_rate"]), c["metric"], f"{c['baseline']:.2f}", f"{c['current']:.2f}",
+                         f"{c['change_percent']:+.1f}")
+        out.print(diff)
