@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.serving.test_gateway_e2e import CHAT_ONLY_SPEC, wait_status
-from tests.worlds import FLEET_SPEC, KEY, ServingHost
+from tests.worlds import CLIENT_KEYS, FLEET_SPEC, KEY, ServingHost
 
 pytestmark = [pytest.mark.world, pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -82,6 +83,37 @@ def test_logs_returns_the_containers_last_lines_without_the_key(both: tuple[Serv
     assert KEY not in proc.stdout + proc.stderr
     bad = run(both, "logs", "no-such-service")
     assert bad.returncode == 2 and "'no-such-service'" in bad.stderr and "tiny-chat" in bad.stderr
+
+
+def test_bench_through_the_gateway_writes_json_and_png_and_compares_with_a_saved_baseline(
+        both: tuple[ServingHost, ServingHost], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two request rates of vLLM's own benchmark through the gateway's HTTPS URL with a client key; the second
+    run is compared with the first, saved as a baseline."""
+    import matplotlib.image
+
+    monkeypatch.setenv("VLLM_FLEET_BENCH_BASELINES", str(tmp_path / "baselines"))
+    load = ["--rates", "4,inf", "--prompts", "16", "--input-len", "32", "--output-len", "8", "--output",
+            str(tmp_path / "out"), "--json"]
+    first = run(both, "bench", *load, "--save-baseline", "e2e")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    report = json.loads(first.stdout)
+    assert report["meta"]["gateway"].startswith("https://") and report["meta"]["model"] == "tiny-chat"
+    assert [r["completed"] for r in report["runs"]] == [16.0, 16.0] and report["ok"]
+    assert all(r["ttft_p50_ms"] > 0 and r["e2el_p99_ms"] >= r["e2el_p50_ms"] > 0 and r["output_throughput"] > 0
+               for r in report["runs"])
+    png = Path(report["plot"])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and matplotlib.image.imread(png).ndim == 3
+    raw = json.loads(Path(report["raw_json"]).read_text())
+    assert len(raw["raw"]) == 2 and "p99_itl_ms" in raw["raw"][0]
+    second = run(both, "bench", *load, "--compare", "e2e")
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    comparison = json.loads(second.stdout)["comparison"]
+    assert {(c["request_rate"], c["metric"]) for c in comparison} >= {(4.0, "ttft_p50_ms"), (4.0, "e2el_p99_ms")}
+    ttft = next(c for c in comparison if c["metric"] == "ttft_p50_ms" and c["request_rate"] == 4.0)
+    print(f"monitoring: bench at 4 req/s and unbounded, TTFT p50 {ttft['baseline']:.1f} ms then "
+          f"{ttft['current']:.1f} ms ({ttft['change_percent']:+.1f}%)")
+    printed = first.stdout + first.stderr + second.stdout + second.stderr
+    assert not [k for k in (KEY, *CLIENT_KEYS.values()) if k in printed]
 
 
 def managed(host: ServingHost) -> list[str]:

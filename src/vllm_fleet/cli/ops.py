@@ -7,6 +7,7 @@ through ansible-runner, and prints a table or, with --json, one JSON document. `
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -168,7 +169,9 @@ def down(
             err.print(f"{name}: {verb} {count}", highlight=False)
 
 
-BASELINES = Path.home() / ".local" / "share" / "vllm-fleet" / "bench-baselines"
+# Saved baselines, one JSON file per name (VLLM_FLEET_BENCH_BASELINES moves them).
+BASELINES = Path(os.environ.get("VLLM_FLEET_BENCH_BASELINES",
+                                Path.home() / ".local" / "share" / "vllm-fleet" / "bench-baselines"))
 
 
 @app.command()

@@ -1,0 +1,65 @@
+"""Grafana's install path, rendered with Ansible's own templating: Grafana's apt repository cannot be reached here,
+so its repository line, key and provisioning files are checked as the role renders them, with the real URLs as
+defaults and a mirror override (the dashboards themselves run against the real Prometheus in the serving e2e)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from ansible.parsing.dataloader import DataLoader
+from ansible.template import Templar, trust_as_template
+
+from tests.gateway.test_gateway_plan import plans
+from tests.monitoring.test_monitoring_plan import BACKEND, MONITORED, hosts
+from vllm_fleet.monitoring.dashboards import DATASOURCE_UID, all_dashboards
+from vllm_fleet.vm.monitoring import fleet_monitoring
+
+ROLE = Path(__file__).resolve().parents[2] / "roles" / "monitoring"
+
+
+def templar(**overrides: Any) -> Templar:
+    plan = fleet_monitoring(plans({"h1": MONITORED}, BACKEND), None, ["h1"], hosts())
+    assert plan is not None
+    variables: dict[str, Any] = {k: trust_as_template(v) if isinstance(v, str) else v
+                                 for k, v in DataLoader().load_from_file(str(ROLE / "defaults/main.yml")).items()}
+    variables |= {"vllm_fleet_monitoring_plan": plan.model_dump(mode="json"), "vllm_fleet_backend_address": "10.1.0.1",
+                  **overrides}
+    return Templar(loader=DataLoader(), variables=variables)
+
+
+def task(name: str) -> dict[str, Any]:
+    tasks = yaml.safe_load((ROLE / "tasks" / "grafana.yml").read_text())
+    return next(t for t in tasks if t["name"] == name)
+
+
+def render(t: Templar, text: str) -> Any:
+    return t.template(trust_as_template(text))
+
+
+def test_grafanas_repository_and_key_are_the_real_ones_by_default_and_a_mirror_replaces_them() -> None:
+    repo = task("Add Grafana's apt repository")["ansible.builtin.apt_repository"]["repo"]
+    key = task("Fetch Grafana's signing key")["ansible.builtin.get_url"]["url"]
+    signed = "deb [signed-by=/etc/apt/keyrings/grafana.asc]"
+    assert render(templar(), repo) == f"{signed} https://apt.grafana.com stable main"
+    assert render(templar(), key) == "https://apt.grafana.com/gpg.key"
+    mirrored = templar(monitoring_grafana_apt_url="http://mirror.lan/grafana",
+                       monitoring_grafana_apt_key_url="http://mirror.lan/grafana/gpg.key")
+    assert render(mirrored, repo) == f"{signed} http://mirror.lan/grafana stable main"
+    assert render(mirrored, key) == "http://mirror.lan/grafana/gpg.key"
+
+
+def test_the_provisioned_datasource_is_the_one_every_dashboard_queries() -> None:
+    t = templar()
+    source = yaml.safe_load(render(t, (ROLE / "templates" / "grafana-datasources.yml.j2").read_text()))
+    (ds,) = source["datasources"]
+    assert ds["uid"] == DATASOURCE_UID and ds["type"] == "prometheus" and ds["url"] == "http://10.1.0.1:9090"
+    uids = {target["datasource"]["uid"] for d in all_dashboards().values() for p in d["panels"]
+            for target in p["targets"]}
+    assert uids == {ds["uid"]}
+    provider = yaml.safe_load(render(t, (ROLE / "templates" / "grafana-dashboards.yml.j2").read_text()))
+    assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards/vllm-fleet"
+    written = task("Write the dashboards")["ansible.builtin.copy"]["dest"]
+    assert render(t, written.replace("item.key", "'vllm-fleet-gpu.json'")) == \
+        "/var/lib/grafana/dashboards/vllm-fleet/vllm-fleet-gpu.json"
