@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.worlds import CLIENT_KEYS, FLEET_SPEC, KEY, MODELS_MOUNT, WEBHOOK_TOKEN, ServingHost, service
+from tests.worlds import CLIENT_KEYS, FLEET_SPEC, KEY, MODELS_MOUNT, WEBHOOK_TOKEN, ServingHost, chat_service
 
 pytestmark = [pytest.mark.world, pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(3600)]
 
@@ -261,7 +261,7 @@ def wait_status(host: ServingHost, server: str, status: str, seconds: float = 30
         time.sleep(0.5)
 
 
-CHAT_ONLY_SPEC: dict[str, Any] = {"services": [service("tiny-chat", "generate", 8000, max_model_len=256)],
+CHAT_ONLY_SPEC: dict[str, Any] = {"services": [chat_service()],
                                   "gateway": FLEET_SPEC["gateway"], "monitoring": FLEET_SPEC["monitoring"]}
 
 

@@ -16,8 +16,10 @@ from typing import Any
 import pytest
 
 from tests.serving.test_gateway_e2e import CHAT_ONLY_SPEC, gw
-from tests.worlds import FLEET_SPEC, AlertReceiver, ServingHost
+from tests.worlds import CHAT_SLO, FLEET_SPEC, AlertReceiver, ServingHost
 from vllm_fleet.monitoring.dashboards import panel_queries, resolve
+from vllm_fleet.monitoring.rules import alert_rules
+from vllm_fleet.spec.monitoring import Monitoring, ServiceSlo
 
 pytestmark = [pytest.mark.world, pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -103,9 +105,11 @@ def test_the_shipped_rules_are_loaded_and_an_alert_reaches_the_webhook(
         monitored: ServingHost, second_serving_host: ServingHost, alert_receiver: AlertReceiver) -> None:
     """Prometheus evaluates every shipped rule; the stopped node exporter fires ExporterDown (down_minutes 1),
     and Alertmanager delivers it to the webhook named by reference."""
+    shipped = alert_rules(Monitoring.model_validate(FLEET_SPEC["monitoring"]), {"tiny-chat": ServiceSlo(**CHAT_SLO)})
     groups = prometheus(monitored, "/api/v1/rules")["groups"]
     rules = [r for g in groups for r in g["rules"]]
-    assert len(rules) >= 13 and all(r["health"] == "ok" for r in rules), [r for r in rules if r["health"] != "ok"]
+    assert sorted(r["name"] for r in rules) == sorted(r["alert"] for g in shipped["groups"] for r in g["rules"])
+    assert all(r["health"] == "ok" for r in rules), [r for r in rules if r["health"] != "ok"]
     started = time.monotonic()
     deadline = started + 300
     while not alert_receiver.firing("ExporterDown") and time.monotonic() < deadline:
