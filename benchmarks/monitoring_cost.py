@@ -8,8 +8,9 @@ interval:
 
 1. lag: a request through the gateway, then the time from the moment vLLM's own /metrics shows it
    (vllm:request_success_total, read with prometheus_client's parser) to the moment Prometheus's HTTP API answers the
-   new value. Median and max over --samples requests, and the median as a ratio of the scrape interval (a value
-   waits on average half an interval for the next scrape).
+   new value. Each request is sent at a random point of the scrape cycle. Median and max over --samples requests,
+   and the median as a ratio of the scrape interval (a value waits on average half an interval for the next
+   scrape).
 2. memory and load, after --settle seconds of scraping: Prometheus's resident memory (its own
    process_resident_memory_bytes), series in its head block, samples appended per second, the slowest scrape, and
    Prometheus's memory as a ratio of one vLLM server's and of the node exporter's.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -100,11 +102,15 @@ def successes(name: str, internal: str) -> float:
                for s in f.samples if s.name.endswith("_total"))
 
 
-def lag(name: str, public: str, internal: str, workdir: Path, samples: int) -> list[float]:
+def lag(name: str, public: str, internal: str, workdir: Path, samples: int, interval: int) -> list[float]:
+    """Each request at a random point of the scrape cycle: sent right after the previous one showed up in
+    Prometheus, every request would wait almost a whole interval (the loop would lock onto the scrapes)."""
     ca = str(workdir / "pki" / "ca.pem")
     promql = 'sum(vllm:request_success_total{job="vllm",service="tiny-chat"})'
     lags = []
+    pick = random.Random(0)  # noqa: S311 - spreads requests over the scrape cycle; not a secret
     for _ in range(samples):
+        time.sleep(pick.uniform(0, interval))
         before = successes(name, internal)
         r = requests.post(f"https://{public}:8443/v1/completions", verify=ca, timeout=60,
                           headers={"Authorization": f"Bearer {CLIENT_KEY}"},
@@ -156,7 +162,7 @@ def main() -> None:
             deploy(workdir, name, public, internal, archive, interval, "monitoring")
             print(f"\nscrape interval {interval} s (monitoring stage: {time.monotonic() - t:.0f} s)", flush=True)
             time.sleep(ns.settle)
-            lags = lag(name, public, internal, workdir, ns.samples)
+            lags = lag(name, public, internal, workdir, ns.samples, interval)
             figures = cost(name, internal)
             med = statistics.median(lags)
             print(f"  scrape-to-query lag: median {med:.2f} s, max {max(lags):.2f} s over {len(lags)} requests; "
