@@ -1,8 +1,9 @@
-"""Day-2 commands of `vllm-fleet` on the VM fleet: status, logs and down.
+"""Day-2 commands of `vllm-fleet` on the VM fleet: status, logs, bench and down.
 
 Each checks the inventory first (bad input exits 2 before any host is contacted), runs its playbook of the collection
-through ansible-runner, and prints a table or, with --json, one JSON document. `status` and `logs` change nothing;
-`down` removes what vllm-fleet runs, or with --dry-run says what it would remove.
+through ansible-runner, and prints a table or, with --json, one JSON document. `status`, `logs` and `bench` change
+nothing that serves (bench leaves no file behind); `down` removes what vllm-fleet runs, or with --dry-run says what it
+would remove.
 """
 
 from __future__ import annotations
