@@ -110,7 +110,7 @@ def test_bench_through_the_gateway_writes_json_and_png_and_compares_with_a_saved
     comparison = json.loads(second.stdout)["comparison"]
     assert {(c["request_rate"], c["metric"]) for c in comparison} >= {(4.0, "ttft_p50_ms"), (4.0, "e2el_p99_ms")}
     ttft = next(c for c in comparison if c["metric"] == "ttft_p50_ms" and c["request_rate"] == 4.0)
-    print(f"monitoring: bench at 4 req/s and unbounded, TTFT p50 {ttft['baseline']:.1f} ms then "
+    print(f"monitoring: 2 bench runs (4 req/s and unbounded), TTFT p50 at 4 req/s {ttft['baseline']:.1f} ms then "
           f"{ttft['current']:.1f} ms ({ttft['change_percent']:+.1f}%)")
     printed = first.stdout + first.stderr + second.stdout + second.stderr
     assert not [k for k in (KEY, *CLIENT_KEYS.values()) if k in printed]
