@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
-from ansible_collections.vllmfleet.fleet.plugins.plugin_utils.fleet import plain, require_package
+from ansible_collections.vllmfleet.fleet.plugins.plugin_utils.fleet import require_package, serving_plans
 
 
 class ActionModule(ActionBase):
@@ -24,16 +23,9 @@ class ActionModule(ActionBase):
         from vllm_fleet.spec import SpecError
         from vllm_fleet.vm.gateway import fleet_gateway
         from vllm_fleet.vm.inventory import host_address
-        from vllm_fleet.vm.plan import HostPlan
 
         hostvars = task_vars["hostvars"]
-        plans = {}
-        for host in args["serving_hosts"]:
-            plan = hostvars[host].get("vllm_fleet_plan")
-            if plan is None:
-                raise AnsibleActionFail(f"{host} has no vllm_fleet_plan: run vllmfleet.fleet.fleet_plan on the "
-                                        "serving hosts first")
-            plans[host] = HostPlan.model_validate(plain(plan))
+        plans = serving_plans(hostvars, args["serving_hosts"])
         addresses = {h: host_address(hostvars[h], h) for h in args["gateway_hosts"]}
         try:
             gateway = fleet_gateway(plans, addresses)

@@ -3,9 +3,8 @@ host."""
 
 from __future__ import annotations
 
-from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
-from ansible_collections.vllmfleet.fleet.plugins.plugin_utils.fleet import plain, require_package
+from ansible_collections.vllmfleet.fleet.plugins.plugin_utils.fleet import plain, require_package, serving_plans
 
 
 class ActionModule(ActionBase):
@@ -27,16 +26,9 @@ class ActionModule(ActionBase):
         from vllm_fleet.vm.gateway import GatewayPlan
         from vllm_fleet.vm.inventory import host_address
         from vllm_fleet.vm.monitoring import exporter_host, fleet_monitoring
-        from vllm_fleet.vm.plan import HostPlan
 
         hostvars = task_vars["hostvars"]
-        plans = {}
-        for host in args["serving_hosts"]:
-            plan = hostvars[host].get("vllm_fleet_plan")
-            if plan is None:
-                raise AnsibleActionFail(f"{host} has no vllm_fleet_plan: run vllmfleet.fleet.fleet_plan on the "
-                                        "serving hosts first")
-            plans[host] = HostPlan.model_validate(plain(plan))
+        plans = serving_plans(hostvars, args["serving_hosts"])
         gateway = None
         if args["gateway_hosts"]:
             raw = hostvars[args["gateway_hosts"][0]].get("vllm_fleet_gateway_plan")
