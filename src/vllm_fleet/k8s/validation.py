@@ -50,6 +50,12 @@ def cluster_rules(dep: Deployment) -> Iterator[SpecIssue]:
             yield from issues_from_validation_error(exc, ("services", i, "kubernetes"), model=ClusterSettings)
             continue
         parsed[i] = settings
+        if svc.gate is not None:
+            yield SpecIssue(f"{at}.gate", "(set)",
+                            "is a step of the VM rollout (benchmark the first updated host, roll it back); a "
+                            "cluster rolls out through KServe, which this program does not gate",
+                            "remove gate from the cluster's spec (KServe's own staged rollout is "
+                            "canaryTrafficPercent, which this program does not set)")
         yield from _name_rules(svc, settings, at)
         yield from _gpu_rules(svc, settings, at)
         yield from _scaling_rules(settings, at)

@@ -13,6 +13,7 @@ from vllm_fleet.spec.uri import StorageUri, UriError, parse_storage_uri
 from vllm_fleet.versions import DEFAULT_IMAGE
 
 if TYPE_CHECKING:
+    from vllm_fleet.spec.gate import Gate
     from vllm_fleet.spec.gateway import Gateway
     from vllm_fleet.spec.monitoring import Monitoring, ServiceSlo
 
@@ -238,6 +239,8 @@ class Service(Strict):
     env: dict[str, str] = Field(default_factory=dict)
     # Defined in spec/monitoring.py; spec/__init__ resolves the reference.
     slo: ServiceSlo | None = Field(None, description="latency objectives the fleet's alerts hold this service to")
+    # Defined in spec/gate.py.
+    gate: Gate | None = Field(None, description="the benchmark a changed service passes on its first updated host")
     kubernetes: dict[str, Any] = Field(default_factory=dict, description="cluster-only settings")
 
     @field_validator("name")
