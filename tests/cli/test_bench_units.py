@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from vllm_fleet.cli import app
+from vllm_fleet.spec.gate import WORKLOADS, Gate
 from vllm_fleet.vm import bench as b
 
 
@@ -60,3 +61,70 @@ def test_bad_bench_options_are_refused_before_any_host(tmp_path: Path) -> None:
         res = runner.invoke(app, ["bench", "-i", str(inv), "--json", *args])
         assert res.exit_code == 2, res.output
         assert f'"path": "{path}"' in res.stdout
+
+
+def gate(**fields: object) -> Gate:
+    return Gate.model_validate({"max_regression_percent": 25, **fields})
+
+
+def test_the_spec_knows_exactly_the_workloads_the_benchmark_renders() -> None:
+    assert tuple(b.workloads(64, 16)) == WORKLOADS
+
+
+def test_a_gate_becomes_one_run_of_its_workload_against_one_container() -> None:
+    args = b.gate_args(gate(workload="prefix", prompts=12, max_concurrency=3, input_len=40, output_len=8),
+                       model="chat", base_url="http://127.0.0.1:8000", label="new")
+    joined = " ".join(args)
+    assert "--base-url http://127.0.0.1:8000" in joined and "--model chat" in joined
+    assert "--num-prompts 12" in joined and "--max-concurrency 3" in joined and "--request-rate inf" in joined
+    assert "--prefix-repetition-prefix-len 40" in joined and "--result-filename new.json" in joined
+    assert "--num-warmups 8" in joined
+    assert "--request-rate 2.5" in " ".join(b.gate_args(gate(request_rate=2.5), model="m", base_url="u", label="x"))
+
+
+def test_the_gate_fails_a_regression_beyond_the_allowance_with_both_figures() -> None:
+    slower = b.gate_verdict(gate(prompts=50), result(math.inf, 1.0), result(math.inf, 1.5), service="chat",
+                            host="gpu-1")
+    assert not slower["ok"]
+    assert slower["regression_percent"] == pytest.approx(100 * (1 - 1 / 1.5))
+    assert slower["message"].startswith("chat on gpu-1: the benchmark gate failed: output_throughput 120.0 tok/s "
+                                        "before, 80.0 tok/s after, 33.3% worse; 25% worse is allowed")
+    within = b.gate_verdict(gate(prompts=50), result(math.inf, 1.0), result(math.inf, 1.2), service="chat",
+                            host="gpu-1")
+    assert within["ok"] and "passed" in within["message"] and within["regression_percent"] == pytest.approx(16.6667,
+                                                                                                         rel=1e-3)
+    faster = b.gate_verdict(gate(prompts=50), result(math.inf, 1.0), result(math.inf, 0.5), service="chat",
+                            host="gpu-1")
+    assert faster["ok"] and "100.0% better" in faster["message"]
+
+
+def test_a_latency_gate_counts_higher_as_worse() -> None:
+    latency = gate(metric="ttft_p90_ms", max_regression_percent=10, prompts=50)
+    worse = b.gate_verdict(latency, result(1.0, 1.0), result(1.0, 1.2), service="chat", host="h")
+    assert not worse["ok"] and worse["before"] == 100.0 and worse["after"] == pytest.approx(120.0)
+    assert "ttft_p90_ms 100.0 ms before, 120.0 ms after, 20.0% worse; 10% worse is allowed" in worse["message"]
+    assert b.gate_verdict(latency, result(1.0, 1.0), result(1.0, 0.7), service="chat", host="h")["ok"]
+
+
+def test_a_new_container_that_drops_requests_fails_and_one_without_a_baseline_passes() -> None:
+    dropped = result(math.inf, 1.0) | {"completed": 47, "failed": 3}
+    verdict = b.gate_verdict(gate(prompts=50), result(math.inf, 1.0), dropped, service="chat", host="h")
+    assert not verdict["ok"] and "failed 6 of 50 requests" in verdict["message"]
+    idle = result(math.inf, 1.0) | {"completed": 0}
+    verdict = b.gate_verdict(gate(prompts=50), idle, result(math.inf, 1.0), service="chat", host="h")
+    assert verdict["ok"] and "no figure of the running container" in verdict["message"]
+
+
+def test_the_first_host_of_a_batch_a_gated_service_changes_on_benchmarks_it_unless_it_passed_before() -> None:
+    batch = ["a", "b", "c"]
+    assert b.gate_hosts(batch, [[], ["chat"], ["chat", "code"]], []) == {"chat": "b", "code": "c"}
+    assert b.gate_hosts(batch, [[], ["chat"], ["chat", "code"]], ["chat"]) == {"code": "c"}
+    assert b.gate_hosts(batch, [[], [], []], []) == {}
+
+
+def test_only_a_running_container_of_another_configuration_is_a_gated_change() -> None:
+    services = [{"name": "chat", "gate": {"max_regression_percent": 5}}, {"name": "new", "gate": {}},
+                {"name": "same", "gate": {"max_regression_percent": 5}}, {"name": "plain", "gate": None}]
+    wanted = {"chat": "h2", "new": "h1", "same": "h1", "plain": "h2"}
+    running = {"chat": "h1", "same": "h1", "plain": "h1"}
+    assert b.gated_changes(services, wanted, running) == ["chat"]

@@ -15,10 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# Latency metrics vLLM's benchmark reports (ms) and the percentiles asked of it.
-LATENCIES = ("ttft", "tpot", "itl", "e2el")
-PERCENTILES = (50, 90, 99)
-THROUGHPUTS = ("request_throughput", "output_throughput")
+from vllm_fleet.spec.gate import LATENCIES, PERCENTILES, THROUGHPUTS, Gate, higher_is_better
 
 
 @dataclass(frozen=True)
@@ -55,6 +52,73 @@ def bench_args(workload: Workload, *, model: str, base_url: str, rate: float, pr
     if concurrency:
         args += ["--max-concurrency", str(concurrency)]
     return args
+
+
+def gate_args(gate: Gate, *, model: str, base_url: str, label: str) -> list[str]:
+    """One run of the service's gate: its workload, rate, prompts and concurrency against `base_url`."""
+    rate = math.inf if gate.request_rate == "inf" else float(gate.request_rate)
+    return [*bench_args(workloads(gate.input_len, gate.output_len)[gate.workload], model=model, base_url=base_url,
+                        rate=rate, prompts=gate.prompts, concurrency=gate.max_concurrency, label=label),
+            "--num-warmups", str(gate.warmup_requests)]
+
+
+def _figure(metric: str, value: float) -> str:
+    return f"{value:.1f} tok/s" if metric == "output_throughput" else (
+        f"{value:.2f} req/s" if metric == "request_throughput" else f"{value:.1f} ms")
+
+
+def gate_verdict(gate: Gate, before: Mapping[str, Any], after: Mapping[str, Any], *, service: str,
+                 host: str) -> dict[str, Any]:
+    """Whether the new container (`after`, vLLM's result JSON) passes the gate against the running one (`before`).
+
+    A new container that fails or drops requests fails the gate; an old one that completed nothing leaves nothing
+    to compare with, and the change passes (said in the message)."""
+    old, new = summary(before), summary(after)
+    load = (f"workload {gate.workload}, {gate.prompts} prompts of {gate.input_len} tokens in and {gate.output_len} "
+            f"out, rate {gate.request_rate}, concurrency {gate.max_concurrency or 'unbounded'}")
+    where = f"{service} on {host}"
+    verdict: dict[str, Any] = {"service": service, "host": host, "metric": gate.metric,
+                               "allowed_percent": gate.max_regression_percent, "before": old.get(gate.metric),
+                               "after": new.get(gate.metric), "regression_percent": None, "ok": True}
+    failed = int(new.get("failed") or 0) + max(0, gate.prompts - int(new.get("completed") or 0))
+    if failed:
+        verdict |= {"ok": False, "message": (
+            f"{where}: the benchmark gate failed: the new container failed {failed} of {gate.prompts} requests "
+            f"({load})")}
+        return verdict
+    if not old.get("completed") or old.get(gate.metric) in (None, 0) or new.get(gate.metric) is None:
+        verdict["message"] = (f"{where}: the benchmark gate has no figure of the running container to compare "
+                              f"{gate.metric} with ({load}); the change passes")
+        return verdict
+    before_v, after_v = float(old[gate.metric] or 0), float(new[gate.metric] or 0)
+    worse = before_v - after_v if higher_is_better(gate.metric) else after_v - before_v
+    regression = 100.0 * worse / before_v
+    ok = regression <= gate.max_regression_percent
+    change = f"{abs(regression):.1f}% {'worse' if regression > 0 else 'better'}"
+    verdict |= {"regression_percent": regression, "ok": ok, "message": (
+        f"{where}: the benchmark gate {'passed' if ok else 'failed'}: {gate.metric} "
+        f"{_figure(gate.metric, before_v)} before, {_figure(gate.metric, after_v)} after, {change}; "
+        f"{gate.max_regression_percent:g}% worse is allowed ({load})")}
+    return verdict
+
+
+def gated_changes(services: Sequence[Mapping[str, Any]], wanted_hashes: Mapping[str, str],
+                  running_hashes: Mapping[str, str | None]) -> list[str]:
+    """The services with a gate whose running container has another configuration than the wanted one: the
+    changes a gate judges. A service with no running container (a first deploy, a stopped one) is not gated."""
+    return [s["name"] for s in services if s.get("gate") and running_hashes.get(s["name"])
+            and running_hashes[s["name"]] != wanted_hashes.get(s["name"])]
+
+
+def gate_hosts(batch: Sequence[str], changes: Sequence[Sequence[str]], passed: Sequence[str]) -> dict[str, str]:
+    """Which host of the batch benchmarks each gated change: the first one (in play order) it changes on, unless
+    the gate already passed on a host of an earlier batch. The other hosts wait for it."""
+    chosen: dict[str, str] = {}
+    for host, names in zip(batch, changes, strict=True):
+        for name in names:
+            if name not in passed:
+                chosen.setdefault(name, host)
+    return chosen
 
 
 def parse_rates(text: str) -> list[float]:
