@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from vllm_fleet.vm.plan import HostPlan, ServicePlan, plan_for_host
 
 REPO = Path(__file__).resolve().parents[1]
-SCALARS = {str: "str", int: "int", bool: "bool"}
+SCALARS = {str: "str", int: "int", bool: "bool", float: "float"}
 
 
 def expected_spec(annotation: Any) -> dict[str, Any]:

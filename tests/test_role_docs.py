@@ -1,4 +1,5 @@
-"""Each role's README variable table says exactly what its meta/argument_specs.yml says."""
+"""Each role's README variable table says exactly what its meta/argument_specs.yml says, over all its entry
+points."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ ROLES = sorted(p for p in (Path(__file__).resolve().parents[1] / "roles").iterdi
 
 def spec_rows(role: Path) -> dict[str, tuple[str, str]]:
     spec = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())
-    options = spec["argument_specs"]["main"].get("options", {})
-    rows = {}
-    for name, opt in options.items():
-        default = "(required)" if opt.get("required") else _render_default(opt.get("default"))
-        rows[name] = (opt.get("type", "str"), default)
+    rows: dict[str, tuple[str, str]] = {}
+    for entry, point in spec["argument_specs"].items():
+        for name, opt in (point.get("options") or {}).items():
+            default = "(required)" if opt.get("required") else _render_default(opt.get("default"))
+            row = (opt.get("type", "str"), default)
+            assert rows.setdefault(name, row) == row, f"{role.name}.{name}: entry point {entry} declares it otherwise"
+            rows[name] = row
     return rows
 
 

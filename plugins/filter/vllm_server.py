@@ -64,6 +64,46 @@ def vllm_update_strategy(service: dict[str, Any], strategy: str) -> str:
     return update_strategy(service_plan(service), strategy)
 
 
+def vllm_gate_args(service: dict[str, Any], base_url: str, label: str) -> list[str]:
+    from vllm_fleet.vm.bench import gate_args
+
+    plan = service_plan(service)
+    if plan.gate is None:
+        raise AnsibleFilterError(f"service {plan.name} has no gate")
+    return gate_args(plan.gate, model=plan.served_model_name, base_url=base_url, label=label)
+
+
+def vllm_gate_verdict(service: dict[str, Any], before: dict[str, Any], after: dict[str, Any], host: str
+                      ) -> dict[str, Any]:
+    from vllm_fleet.vm.bench import gate_verdict
+
+    plan = service_plan(service)
+    if plan.gate is None:
+        raise AnsibleFilterError(f"service {plan.name} has no gate")
+    return gate_verdict(plan.gate, before, after, service=plan.name, host=host)
+
+
+def vllm_gated_changes(services: list[dict[str, Any]], wanted: dict[str, Any], containers: list[dict[str, Any]],
+                       label_prefix: str) -> list[str]:
+    from vllm_fleet.vm.bench import gated_changes
+
+    plans = [service_plan(s) for s in services]
+    running: dict[str, str | None] = {}
+    for plan in plans:
+        for c in containers or []:
+            if "/" + plan.container.name in (c.get("Names") or []) and c.get("State") == "running":
+                running[plan.name] = (c.get("Labels") or {}).get(f"{label_prefix}.spec-hash")
+    hashes = {name: str((want.get("labels") or {}).get(f"{label_prefix}.spec-hash"))
+              for name, want in (wanted or {}).items()}
+    return gated_changes([p.model_dump() for p in plans], hashes, running)
+
+
+def vllm_gate_hosts(batch: list[str], changes: list[list[str]], passed: list[str]) -> dict[str, str]:
+    from vllm_fleet.vm.bench import gate_hosts
+
+    return gate_hosts(list(batch), [list(c or []) for c in changes], list(passed or []))
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
@@ -74,4 +114,8 @@ class FilterModule:
             "image_ref": image_ref,
             "vllm_host_problems": vllm_host_problems,
             "vllm_update_strategy": vllm_update_strategy,
+            "vllm_gate_args": vllm_gate_args,
+            "vllm_gate_verdict": vllm_gate_verdict,
+            "vllm_gated_changes": vllm_gated_changes,
+            "vllm_gate_hosts": vllm_gate_hosts,
         }

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from vllm_fleet.engine_args import MODEL_MOUNT, render_engine_args
-from vllm_fleet.spec import Deployment, Gateway, Monitoring, Service, ServiceSlo, SpecError, validate_spec
+from vllm_fleet.spec import Deployment, Gate, Gateway, Monitoring, Service, ServiceSlo, SpecError, validate_spec
 from vllm_fleet.vm.rules import VM_TARGET
 from vllm_fleet.vm.secrets import unresolved_secrets
 
@@ -100,6 +100,8 @@ class ServicePlan(PlanModel):
     # The gateway's name for this service's pool (one per served model) and for this host's server in it.
     gateway_backend: str
     gateway_server: str
+    # The benchmark a change of this service passes on its first updated host (roles/vllm_server tasks/gate.yml).
+    gate: Gate | None = None
 
 
 class HostPlan(PlanModel):
@@ -182,6 +184,7 @@ def service_plan(svc: Service, host_address: str, container_prefix: str = CONTAI
         container=container_plan(svc.name, container_prefix),
         gateway_backend=gateway_backend_name(svc.model_name),
         gateway_server=gateway_server_name(host or host_address, svc.name),
+        gate=svc.gate,
     )
 
 
