@@ -129,6 +129,9 @@ def _print_summary(result: Any) -> None:
             out.print(f"gateway: {url}  models: {', '.join(result.gateway.get('models', []))}", highlight=False)
         if result.gateway.get("ca"):
             out.print(f"gateway CA to trust: {result.gateway['ca']}", highlight=False)
+    for gate in result.gates:
+        err.print(f"{'[green]gate[/green]' if gate.get('ok') else '[red]gate[/red]'}: {gate.get('message', '')}",
+                  highlight=False)
     verdict = "[green]ok[/green]" if result.ok else f"[red]{result.status}[/red] (rc={result.rc})"
     err.print(f"run: {verdict}")
 

@@ -18,6 +18,8 @@ from vllm_fleet.vm import paths
 
 ENDPOINTS_STAT = "vllm_fleet_endpoints"
 GATEWAY_STAT = "vllm_fleet_gateway"
+# The benchmark gates' verdicts of the run ("SERVICE on HOST": verdict), from roles/vllm_server/tasks/gate.yml.
+GATES_STAT = "vllm_fleet_gates"
 
 
 @dataclass
@@ -39,6 +41,8 @@ class RunResult:
     endpoints: list[dict[str, Any]] = field(default_factory=list)
     # The fleet's gateway, when it has one: its base URLs, the models behind them and the CA clients trust.
     gateway: dict[str, Any] = field(default_factory=dict)
+    # Each benchmark gate the rollout ran: service, host, metric, before, after, regression_percent, ok, message.
+    gates: list[dict[str, Any]] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
     # Everything the play recorded with set_stats (the day-2 playbooks' rows are read from here).
     artifact: dict[str, Any] = field(default_factory=dict)
@@ -64,6 +68,7 @@ class RunResult:
             },
             "endpoints": self.endpoints,
             "gateway": self.gateway,
+            "gates": self.gates,
         }
 
 
@@ -114,6 +119,7 @@ class EventTracker:
             self.result.artifact = dict(artifact)
             self.result.endpoints = list(artifact.get(ENDPOINTS_STAT, []))
             self.result.gateway = dict(artifact.get(GATEWAY_STAT) or {})
+            self.result.gates = [dict(v) for _, v in sorted((artifact.get(GATES_STAT) or {}).items())]
         if self._on_change:
             self._on_change(self.result)
         return True
