@@ -2,8 +2,8 @@
 
 The steps share one host and run in order: deploy (the session's `fleet`, gateway included), no-op re-run, one
 changed argument, a verbose rollout, a broken argument (rolled back while the old container keeps answering), a
-broken image, and a replace-strategy rollback. The backends are called straight on the internal network here; the
-gateway's own steps follow in test_gateway_e2e.py.
+slower change failing its benchmark gate in a canary, a broken image, and a replace-strategy rollback. The backends
+are called straight on the internal network here; the gateway's own steps follow in test_gateway_e2e.py.
 """
 
 from __future__ import annotations
@@ -126,6 +126,8 @@ def test_second_run_changes_and_restarts_nothing(serving_host: ServingHost, depl
     assert result["ok"], result["output"][-4000:]
     assert result["hosts"][serving_host.name]["changed"] == 0
     assert {c: serving_host.started_at(c) for c in CONTAINERS} == before
+    # tiny-chat has a benchmark gate: neither its first deploy nor an unchanged re-run benchmarks it.
+    assert deployed["gates"] == [] and result["gates"] == []
 
 
 def test_one_changed_argument_restarts_exactly_that_service(serving_host: ServingHost, deployed: dict) -> None:
@@ -185,6 +187,29 @@ def test_broken_argument_is_rolled_back_while_the_old_container_answers(serving_
     assert serving_host.started_at("vllm-tiny-chat") == before
     assert serving_host.containers() == CONTAINERS
     assert chat(serving_host)[0] == 200
+
+
+def test_a_slower_change_fails_its_gate_in_a_canary_while_the_running_container_answers(
+        serving_host: ServingHost, deployed: dict) -> None:
+    """The canary strategy (CPU's default) benchmarks the running container and the canary beside it; one sequence
+    at a time fails tiny-chat's gate, the canary goes, and the running container was never touched."""
+    need("tiny-chat")
+    before = serving_host.started_at("vllm-tiny-chat")
+    spec = copy.deepcopy(SPEC)
+    next(s for s in spec["services"] if s["name"] == "tiny-chat")["engine"]["max_num_seqs"] = 1
+    poller = Poller(serving_host)
+    poller.start()
+    result = serving_host.deploy(spec)
+    statuses = poller.stop()
+    assert not result["ok"]
+    (gate,) = result["gates"]
+    print(f"gate in a canary: {gate['message']}")
+    assert gate["host"] == serving_host.name and not gate["ok"] and gate["after"] > gate["before"] > 0
+    error = result["hosts"][serving_host.name]["error"]
+    assert "failed its benchmark gate in a canary" in error and "not touched" in error and gate["message"] in error
+    assert len(statuses) >= 10 and set(statuses) == {200}, statuses
+    assert serving_host.started_at("vllm-tiny-chat") == before
+    assert serving_host.containers() == CONTAINERS
 
 
 def test_broken_image_fails_before_any_container_changes(serving_host: ServingHost, deployed: dict) -> None:

@@ -340,11 +340,62 @@ def test_stopping_one_replicas_container_fails_no_request_of_a_client_loop(gatew
         wait_status(gateway, stopped, "UP", seconds=600)
 
 
-def test_a_rolling_update_through_the_gateway_fails_no_request(gateway: ServingHost,
-                                                               two_replicas: ServingHost) -> None:
+def chat_spec(**engine: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The two hosts' specs with tiny-chat's engine changed."""
     spec, other = copy.deepcopy(FLEET_SPEC), copy.deepcopy(CHAT_ONLY_SPEC)
     for s in (spec, other):
-        next(x for x in s["services"] if x["name"] == "tiny-chat")["engine"]["max_num_seqs"] = 12
+        next(x for x in s["services"] if x["name"] == "tiny-chat")["engine"].update(engine)
+    return spec, other
+
+
+def test_the_gate_rolls_a_slower_engine_back_on_the_first_host_and_no_other_host_changes(
+        gateway: ServingHost, two_replicas: ServingHost, tmp_path: Path) -> None:
+    """One sequence at a time makes each of the gate's 16 concurrent requests wait for the others. Both hosts in
+    one batch: the first benchmarks the running container and the new one, fails the gate and gets its old container
+    back; the second waits for that verdict and keeps its container. The gateway answers every request meanwhile.
+    At -vvv: the benchmark's key (the backend key) is in no output or runner artifact."""
+    spec, other = chat_spec(max_num_seqs=1)
+    def spec_hash(h: ServingHost) -> str:
+        labels = h.docker("inspect", "-f", "{{json .Config.Labels}}", "vllm-tiny-chat").stdout
+        return str(json.loads(labels)["io.vllm-fleet.spec-hash"])
+
+    before = {h.name: (h.docker("inspect", "-f", "{{.Id}}", "vllm-tiny-chat").stdout.strip(), spec_hash(h),
+                       h.started_at("vllm-tiny-chat")) for h in (gateway, two_replicas)}
+    with Clients(gateway, threads=1, pause=0.3) as clients:
+        clients.wait_for(5)
+        result = gateway.deploy(spec, others=[two_replicas], others_spec=other, tags="serve", verbose=3,
+                                artifacts=tmp_path / "runner",
+                                extra_vars={"vllm_fleet_serial": "100%", "vllm_server_update_strategy": "replace"})
+    failed = [s for s in clients.results if s != 200]
+    assert not result["ok"], result["output"][-6000:]
+    texts = {p: p.read_text(errors="replace") for p in (tmp_path / "runner").rglob("*") if p.is_file()}
+    assert any("vllm.benchmarks.serve" in t and "ESTABLISH" in t for t in texts.values())  # the -vvv run's record
+    assert [str(p) for p, t in texts.items() if KEY in t] == [] and KEY not in result["output"]
+    error = result["hosts"][gateway.name]["error"]
+    (gate,) = result["gates"]  # one benchmark, on the first host
+    print(f"gate: max_num_seqs 1 rolled back: {gate['message']}")
+    assert gate["host"] == gateway.name and gate["metric"] == "ttft_p50_ms" and not gate["ok"]
+    assert gate["regression_percent"] > 250 and gate["after"] > 3.5 * gate["before"] > 0
+    figures = (f"ttft_p50_ms {gate['before']:.1f} ms before, {gate['after']:.1f} ms after, "
+               f"{gate['regression_percent']:.1f}% worse; 250% worse is allowed")
+    assert figures in gate["message"] and figures in error
+    assert "the new container failed its benchmark gate; the previous container was restored" in error
+    assert result["hosts"][two_replicas.name]["failed"] == 0
+    # The first host serves its old container again (the same one, renamed back), the second never changed.
+    first_id, first_hash, _ = before[gateway.name]
+    assert gateway.docker("inspect", "-f", "{{.Id}}", "vllm-tiny-chat").stdout.strip() == first_id
+    assert spec_hash(gateway) == first_hash
+    assert two_replicas.started_at("vllm-tiny-chat") == before[two_replicas.name][2]
+    assert sorted(n for n in gateway.containers() if "tiny-chat" in n) == ["vllm-tiny-chat"]
+    assert len(clients.results) >= 20 and failed == []
+    wait_status(gateway, f"{gateway.name}.tiny-chat", "UP")
+
+
+def test_a_rolling_update_through_the_gateway_passes_its_gate_and_fails_no_request(gateway: ServingHost,
+                                                                                   two_replicas: ServingHost) -> None:
+    """A change that does not slow tiny-chat: the first host benchmarks it and passes, the second host follows
+    without a benchmark of its own."""
+    spec, other = chat_spec(max_num_seqs=12)
     before = [gateway.started_at("vllm-tiny-chat"), two_replicas.started_at("vllm-tiny-chat")]
     counts = sessions(gateway)
     # One host at a time, replacing in place: the gateway drains the host first and the other replica serves
@@ -358,6 +409,10 @@ def test_a_rolling_update_through_the_gateway_fails_no_request(gateway: ServingH
     print(f"rolling update: {len(clients.results)} requests during the deploy, {len(failed)} failed; "
           f"served per replica {served}")
     assert result["ok"], result["output"][-6000:]
+    (gate,) = result["gates"]  # the first host's; the second follows without a benchmark of its own
+    print(f"gate: max_num_seqs 12 passed: {gate['message']}")
+    assert gate["host"] == gateway.name and gate["ok"] and gate["regression_percent"] <= 250
+    assert gate["message"].startswith(f"tiny-chat on {gateway.name}: the benchmark gate passed: ttft_p50_ms")
     assert gateway.started_at("vllm-tiny-chat") != before[0] and two_replicas.started_at("vllm-tiny-chat") != before[1]
     assert len(clients.results) >= 100 and failed == []
     assert all(n > 0 for n in served.values())  # both replicas served while the other one was replaced
@@ -413,7 +468,10 @@ def test_a_full_vvv_deploy_leaks_no_client_key_backend_key_hf_token_s3_key_or_we
             spec, tags=None, verbose=3, artifacts=tmp_path / "runner", others=[two_replicas],
             others_spec=CHAT_ONLY_SPEC,
             env={"E2E_HF_TOKEN": HF_TOKEN, "E2E_S3_KEY": S3_KEY, "E2E_S3_SECRET": S3_SECRET},
-            extra_vars={"model_weights_wheelhouse": str(Path.home() / ".cache/vllm-fleet/fetch-wheels-test")})
+            # Replacing in place (drained at the gateway) rather than a canary first: two vLLM starts instead of
+            # four; the canary path runs at -vvv in tests/serving/test_e2e_vllm.py.
+            extra_vars={"model_weights_wheelhouse": str(Path.home() / ".cache/vllm-fleet/fetch-wheels-test"),
+                        "vllm_server_update_strategy": "replace"})
         assert result["ok"], result["output"][-6000:]
     finally:
         hub.stop()
