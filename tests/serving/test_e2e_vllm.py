@@ -1,7 +1,7 @@
 """Real vLLM (CPU) in containers on a sandbox container host, driven by playbooks/deploy-vllm.yml.
 
 The steps share one host and run in order: deploy (the session's `fleet`, gateway included), no-op re-run, one
-changed argument, a verbose rollout, a broken argument (rolled back while the old container keeps answering), a
+changed argument rolled out at -vvv, a broken argument (rolled back while the old container keeps answering), a
 slower change failing its benchmark gate in a canary, a broken image, and a replace-strategy rollback. The backends
 are called straight on the internal network here; the gateway's own steps follow in test_gateway_e2e.py.
 """
@@ -130,32 +130,22 @@ def test_second_run_changes_and_restarts_nothing(serving_host: ServingHost, depl
     assert deployed["gates"] == [] and result["gates"] == []
 
 
-def test_one_changed_argument_restarts_exactly_that_service(serving_host: ServingHost, deployed: dict) -> None:
+def test_one_changed_argument_at_vvv_restarts_exactly_that_service_and_the_key_is_in_no_output_inspect_or_ps(
+        serving_host: ServingHost, deployed: dict, tmp_path) -> None:
+    """One rollout at -vvv (the key file, the canary, the start and the health gate run): only the changed service
+    restarts, and the API key is in no CLI output, runner artifact, `docker inspect` or process list."""
     need("tiny-chat", "tiny-embed")
     before = {c: serving_host.started_at(c) for c in CONTAINERS}
     spec = copy.deepcopy(SPEC)
     embed = next(i for i, s in enumerate(spec["services"]) if s["name"] == "tiny-embed")
     spec["services"][embed]["engine"]["max_num_seqs"] = 8
-    result = serving_host.deploy(spec)
+    result = serving_host.deploy(spec, verbose=3, artifacts=tmp_path / "runner")
     assert result["ok"], result["output"][-4000:]
     after = {c: serving_host.started_at(c) for c in CONTAINERS}
     assert [c for c in CONTAINERS if after[c] != before[c]] == ["vllm-tiny-embed"]
     args = json.loads(serving_host.docker("inspect", "-f", "{{json .Args}}", "vllm-tiny-embed").stdout)
     assert args[args.index("--max-num-seqs") + 1] == "8"
     assert serving_host.containers() == CONTAINERS  # no canary or fallback left behind
-    SPEC["services"][embed] = spec["services"][embed]
-
-
-def test_a_verbose_rollout_leaves_the_key_in_no_output_artifact_inspect_or_process_list(
-        serving_host: ServingHost, deployed: dict, tmp_path) -> None:
-    need("tiny-embed")
-    spec = copy.deepcopy(SPEC)
-    embed = next(i for i, s in enumerate(spec["services"]) if s["name"] == "tiny-embed")
-    spec["services"][embed]["engine"]["max_num_seqs"] = 6  # a rollout: the key file, start and health gate run
-    before = serving_host.started_at("vllm-tiny-embed")
-    result = serving_host.deploy(spec, verbose=3, artifacts=tmp_path / "runner")
-    assert result["ok"], result["output"][-4000:]
-    assert serving_host.started_at("vllm-tiny-embed") != before
     SPEC["services"][embed] = spec["services"][embed]
 
     places: dict[str, str] = {"CLI output": result["output"]}
