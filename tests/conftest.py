@@ -95,8 +95,9 @@ def _area(nodeid: str) -> str:
     return parts[-1].removeprefix("test_").removesuffix(".py")
 
 
-# Lines a passing test prints that are figures for the log (secret searches, route probes): shown in every run.
-FIGURE_LINE = re.compile(r"^(searched|probed|failover:|rolling update:|monitoring:) \d+ ")
+# Lines a passing test prints that are figures for the log (secret searches, route probes, gate verdicts): shown in
+# every run.
+FIGURE_LINE = re.compile(r"^((searched|probed|failover:|rolling update:|monitoring:) \d+ |gate[a-z ]*: )")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
