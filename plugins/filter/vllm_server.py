@@ -83,19 +83,25 @@ def vllm_gate_verdict(service: dict[str, Any], before: dict[str, Any], after: di
     return gate_verdict(plan.gate, before, after, service=plan.name, host=host)
 
 
-def vllm_gated_changes(services: list[dict[str, Any]], wanted: dict[str, Any], containers: list[dict[str, Any]],
-                       label_prefix: str) -> list[str]:
-    from vllm_fleet.vm.bench import gated_changes
-
-    plans = [service_plan(s) for s in services]
+def vllm_running_hashes(services: list[dict[str, Any]], containers: list[dict[str, Any]], label_prefix: str
+                        ) -> dict[str, str | None]:
+    """The spec hash of each service's running container, from one docker_host_info listing; services with no
+    running container are left out."""
     running: dict[str, str | None] = {}
-    for plan in plans:
+    for plan in (service_plan(s) for s in services):
         for c in containers or []:
             if "/" + plan.container.name in (c.get("Names") or []) and c.get("State") == "running":
                 running[plan.name] = (c.get("Labels") or {}).get(f"{label_prefix}.spec-hash")
+    return running
+
+
+def vllm_gated_changes(services: list[dict[str, Any]], wanted: dict[str, Any], running: dict[str, str | None],
+                       label_prefix: str) -> list[str]:
+    from vllm_fleet.vm.bench import gated_changes
+
     hashes = {name: str((want.get("labels") or {}).get(f"{label_prefix}.spec-hash"))
               for name, want in (wanted or {}).items()}
-    return gated_changes([p.model_dump() for p in plans], hashes, running)
+    return gated_changes([service_plan(s).model_dump() for s in services], hashes, running or {})
 
 
 def vllm_gate_hosts(batch: list[str], changes: list[list[str]], passed: list[str]) -> dict[str, str]:
@@ -116,6 +122,7 @@ class FilterModule:
             "vllm_update_strategy": vllm_update_strategy,
             "vllm_gate_args": vllm_gate_args,
             "vllm_gate_verdict": vllm_gate_verdict,
+            "vllm_running_hashes": vllm_running_hashes,
             "vllm_gated_changes": vllm_gated_changes,
             "vllm_gate_hosts": vllm_gate_hosts,
         }
