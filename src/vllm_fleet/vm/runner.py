@@ -112,7 +112,10 @@ class EventTracker:
         elif kind == "runner_on_unreachable" and host:
             h = self._host(host)
             h.unreachable = True
-            h.last_error = f"unreachable: {_error_text(data.get('res', {}))}"
+            res = data.get("res", {})
+            # Under no_log Ansible keeps no message of an unreachable result: name the task at least.
+            why = _error_text(res) or ("the task's output is hidden by no_log" if res.get("censored") else "no message")
+            h.last_error = f"unreachable in {data.get('task', '')!r}: {why}"
         elif kind == "playbook_on_stats":
             self.result.stats = {k: data.get(k, {}) for k in ("ok", "changed", "failures", "dark", "skipped")}
             artifact = data.get("artifact_data") or {}
