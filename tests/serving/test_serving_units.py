@@ -10,7 +10,8 @@ from vllm_fleet.vm import container
 from vllm_fleet.vm.checks import host_problems
 from vllm_fleet.vm.plan import HostPlan, plan_for_host
 
-SETTINGS = {"registry_mirror": "", "hf_home": "/var/lib/vllm-fleet/hf-home", "tz": "Etc/UTC",
+SETTINGS = {"registry_mirror": "", "hf_home": "/var/lib/vllm-fleet/hf-home",
+            "vllm_cache": "/var/lib/vllm-fleet/vllm-cache", "tz": "Etc/UTC",
             "restart_policy": "unless-stopped", "log_max_size": "100m", "log_max_file": 5, "ipc_host": False}
 SPEC = {"services": [
     {"name": "chat", "storage_uri": "hf://Qwen/Qwen2.5-72B-Instruct-GPTQ-Int8", "gpus": [0, 1],
@@ -47,6 +48,17 @@ def test_cpu_service_has_no_gpus_and_a_pooling_runner() -> None:
     assert params["mounts"][0]["source"] == "/srv/models/tiny"
     args = params["command"]
     assert args[args.index("--runner") + 1] == "pooling" and args[args.index("--convert") + 1] == "embed"
+
+
+def test_each_service_keeps_vllms_cache_in_its_own_host_directory() -> None:
+    caches = {}
+    for svc in plan().services:
+        params = container.container_params(svc, settings=SETTINGS, weights_dirs={"chat": {"path": "/m/chat/abc",
+                                                                                            "revision": "abc"}})
+        (mount,) = [m for m in params["mounts"] if m["target"] == container.VLLM_CACHE_MOUNT]
+        assert params["env"]["VLLM_CACHE_ROOT"] == container.VLLM_CACHE_MOUNT and not mount.get("read_only")
+        caches[svc.name] = mount["source"]
+    assert caches == {"chat": "/var/lib/vllm-fleet/vllm-cache/chat", "tiny": "/var/lib/vllm-fleet/vllm-cache/tiny"}
 
 
 def test_a_stop_drains_vllm_for_shutdown_timeout_inside_a_longer_docker_stop_timeout() -> None:

@@ -23,6 +23,10 @@ API_KEY_MOUNT = "/run/secrets/vllm-api-key"
 API_KEY_WRAPPER = ["/bin/sh", "-c", f'VLLM_API_KEY="$(cat {API_KEY_MOUNT})" && export VLLM_API_KEY && exec "$@"',
                    "vllm-fleet-api-key"]
 HEALTH_PATH = "/health"
+# vLLM's own cache (VLLM_CACHE_ROOT): model inspection results, torch.compile artifacts. Kept on the host per
+# service, so a restart, a canary or a rollback reuses what an earlier start of the service worked out (on CPU
+# the model inspection alone was a quarter of a tiny model's start: 40 s -> 27 s measured).
+VLLM_CACHE_MOUNT = "/var/cache/vllm"
 
 
 class ServingError(ValueError):
@@ -93,7 +97,7 @@ def container_params(
     writes (api_key_file) and starts through API_KEY_WRAPPER, followed by the image's entrypoint and vLLM's
     arguments; the key itself is not in the result.
 
-    settings: restart_policy, log_max_size, log_max_file, hf_home, tz, ipc_host, health_interval,
+    settings: restart_policy, log_max_size, log_max_file, hf_home, vllm_cache, tz, ipc_host, health_interval,
     health_start_period, registry_mirror, secrets_dir.
     """
     name = service.container.name
@@ -104,6 +108,7 @@ def container_params(
         "HF_HOME": "/root/.cache/huggingface",
         "TZ": settings["tz"],
         "HF_HUB_OFFLINE": "1",
+        "VLLM_CACHE_ROOT": VLLM_CACHE_MOUNT,
         **service.env,
     }
     params: dict[str, Any] = {
@@ -115,6 +120,8 @@ def container_params(
         "mounts": [
             {"type": "bind", "source": weights, "target": MODEL_MOUNT, "read_only": True},
             {"type": "bind", "source": settings["hf_home"], "target": "/root/.cache/huggingface"},
+            {"type": "bind", "source": f"{settings['vllm_cache'].rstrip('/')}/{service.name}",
+             "target": VLLM_CACHE_MOUNT},
         ],
         "restart_policy": settings["restart_policy"],
         # docker stop sends SIGTERM, then SIGKILL after this: room for vLLM's drain (--shutdown-timeout).
