@@ -50,7 +50,10 @@ def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 def ensure_network(name: str = NETWORK) -> None:
     if _docker("network", "inspect", name, check=False).returncode != 0:
         internal = ["--internal"] if name == INTERNAL_NETWORK else []
-        _docker("network", "create", "--label", f"{LABEL}=1", *internal, name)
+        created = _docker("network", "create", "--label", f"{LABEL}=1", *internal, name, check=False)
+        # Hosts may start side by side (the tests' parallel workers): another one may have created it meanwhile.
+        if created.returncode != 0 and _docker("network", "inspect", name, check=False).returncode != 0:
+            raise subprocess.CalledProcessError(created.returncode, created.args, created.stdout, created.stderr)
 
 
 def inspect(name: str) -> dict | None:
