@@ -393,9 +393,9 @@ def test_the_gate_rolls_a_slower_engine_back_on_the_first_host_and_no_other_host
 
 def test_a_rolling_update_through_the_gateway_passes_its_gate_and_fails_no_request(gateway: ServingHost,
                                                                                    two_replicas: ServingHost) -> None:
-    """A change that does not slow tiny-chat: the first host benchmarks it and passes, the second host follows
-    without a benchmark of its own."""
-    spec, other = chat_spec(max_num_seqs=12)
+    """A change that does not slow tiny-chat (room for 32 sequences, twice the gate's 16 concurrent requests): the
+    first host benchmarks it and passes, the second host follows without a benchmark of its own."""
+    spec, other = chat_spec(max_num_seqs=32)
     before = [gateway.started_at("vllm-tiny-chat"), two_replicas.started_at("vllm-tiny-chat")]
     counts = sessions(gateway)
     # One host at a time, replacing in place: the gateway drains the host first and the other replica serves
@@ -410,7 +410,7 @@ def test_a_rolling_update_through_the_gateway_passes_its_gate_and_fails_no_reque
           f"served per replica {served}")
     assert result["ok"], result["output"][-6000:]
     (gate,) = result["gates"]  # the first host's; the second follows without a benchmark of its own
-    print(f"gate: max_num_seqs 12 passed: {gate['message']}")
+    print(f"gate: max_num_seqs 32 passed: {gate['message']}")
     assert gate["host"] == gateway.name and gate["ok"] and gate["regression_percent"] <= 250
     assert gate["message"].startswith(f"tiny-chat on {gateway.name}: the benchmark gate passed: ttft_p50_ms")
     assert gateway.started_at("vllm-tiny-chat") != before[0] and two_replicas.started_at("vllm-tiny-chat") != before[1]
