@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +23,10 @@ from tests.worlds import (  # noqa: F401 - session fixtures
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("ANSIBLE_CONFIG", str(REPO / "ansible.cfg"))
+# Where the sandbox connection records what it asked docker again and why (tests/ansible_plugins/connection); set
+# once by the pytest process that starts the run, inherited by its parallel workers and every ansible-playbook.
+CONNECTION_LOG = "VLLM_FLEET_SANDBOX_CONNECTION_LOG"
+os.environ.setdefault(CONNECTION_LOG, os.path.join(tempfile.gettempdir(), f"vllm-fleet-connection-{os.getpid()}.log"))
 
 
 def _collection_on_path() -> None:
@@ -110,7 +115,15 @@ FIGURE_LINE = re.compile(r"^((searched|probed|failover:|rolling update:|monitori
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """The figures passing tests printed, and the wall time per test area (setup, call and teardown of its tests,
-    fixtures included), in every run; the times are also recorded in $VLLM_FLEET_PHASES when .ci/run asks."""
+    fixtures included), in every run; the times are also recorded in $VLLM_FLEET_PHASES when .ci/run asks. Only the
+    process that started the run reports: parallel workers send it their tests' reports."""
+    if hasattr(terminalreporter.config, "workerinput"):
+        return
+    connection_log = Path(os.environ[CONNECTION_LOG])
+    if connection_log.is_file() and connection_log.stat().st_size:
+        terminalreporter.section("what the sandbox connection asked docker again, and why")
+        for line in connection_log.read_text().splitlines():
+            terminalreporter.write_line(line)
     figures = [f"{report.nodeid.split('::')[-1]}: {line}"
                for report in terminalreporter.stats.get("passed", []) if isinstance(report, pytest.TestReport)
                for line in report.capstdout.splitlines() if FIGURE_LINE.match(line)]

@@ -1,5 +1,6 @@
 """The test world's connection plugin (a test double's helper, tests/ansible_plugins/connection): it repeats only
-the read-or-make commands whose output docker was seen to lose, and returns every other result as it came."""
+the read-or-make commands whose output docker was seen to lose, asks the API again only where that runs nothing,
+returns every other result as it came, and records each anomaly without the command's input or output."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ansible.errors import AnsibleConnectionFailure
 
 PLUGIN = Path(__file__).resolve().parent / "ansible_plugins" / "connection" / "sandbox_docker_api.py"
 
@@ -24,16 +26,27 @@ def plugin() -> Any:
     sys.modules.pop(spec.name, None)
 
 
-def run(plugin: Any, monkeypatch: pytest.MonkeyPatch, cmd: bytes, answers: list[tuple[int, bytes, bytes]]) -> tuple:
+@pytest.fixture(autouse=True)
+def no_pause(plugin: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(plugin, "PAUSE", 0)
+    monkeypatch.setenv(plugin.LOG_ENV, str(tmp_path / "connection.log"))
+
+
+def run(plugin: Any, monkeypatch: pytest.MonkeyPatch, cmd: bytes, answers: list[Any],
+        in_data: bytes | None = None) -> tuple:
+    """exec_command over docker_api's, which gives each answer in turn (an exception is raised)."""
     calls: list[bytes] = []
 
     def parent_exec(self: Any, cmd: bytes, in_data: bytes | None = None, sudoable: bool = False) -> tuple:
         calls.append(cmd)
-        return answers[len(calls) - 1]
+        answer = answers[len(calls) - 1]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
 
     monkeypatch.setattr(plugin.docker_api.Connection, "exec_command", parent_exec)
     connection = plugin.Connection.__new__(plugin.Connection)  # exec_command reads no state of its own
-    return connection.exec_command(cmd), calls
+    return connection.exec_command(cmd, in_data=in_data), calls
 
 
 @pytest.mark.parametrize("cmd", [b"id -u && id -g",
@@ -55,3 +68,52 @@ def test_it_gives_up_after_three_attempts_and_returns_what_docker_said(plugin: A
 def test_any_other_command_runs_once_even_with_no_output(plugin: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     result, calls = run(plugin, monkeypatch, b"/usr/bin/python3 && sleep 0", [(0, b"", b""), (0, b"x", b"")])
     assert result == (0, b"", b"") and len(calls) == 1
+
+
+def test_a_failing_exit_code_or_api_error_of_a_harmless_command_is_asked_for_again(
+        plugin: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    failure = AnsibleConnectionFailure("An unexpected Docker error occurred")
+    result, calls = run(plugin, monkeypatch, b"echo ~ && sleep 0", [(1, b"", b"x"), failure, (0, b"/root\n", b"")])
+    assert result == (0, b"/root\n", b"") and len(calls) == 3
+    log = (tmp_path / "connection.log").read_text()
+    assert "exit code 1 (attempt 1)" in log and "unexpected Docker error occurred (attempt 2)" in log
+
+
+def test_a_modules_run_that_fails_to_start_is_recorded_without_its_input_and_not_run_again(
+        plugin: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    failure = AnsibleConnectionFailure("The container has been paused")
+    with pytest.raises(AnsibleConnectionFailure):
+        run(plugin, monkeypatch, b"/usr/bin/python3 && sleep 0", [failure, (0, b"{}", b"")],
+            in_data=b"ANSIBALLZ with the secret s3cr3t")
+    log = (tmp_path / "connection.log").read_text()
+    assert "a module's run" in log and "has been paused" in log
+    assert "s3cr3t" not in log and "python3" not in log
+
+
+def test_reading_an_exec_is_asked_again_but_a_missing_container_fails_at_once(plugin: Any) -> None:
+    from requests.models import Response
+
+    def api_error(cls: type, status: int) -> Exception:
+        response = Response()
+        response.status_code = status
+        return cls("docker said no", response=response)
+
+    asked: list[str] = []
+
+    def answers(*errors: Exception) -> Any:
+        def call(pathfmt: str, *args: Any) -> Any:
+            asked.append(pathfmt)
+            if len(asked) <= len(errors):
+                raise errors[len(asked) - 1]
+            return {"ExitCode": 0}
+        return call
+
+    read = plugin._asking_again(answers(api_error(plugin.docker_api.NotFound, 404),
+                                        api_error(plugin.docker_api.APIError, 500)), "reading:")
+    assert read("/exec/{0}/json", "abc") == {"ExitCode": 0} and len(asked) == 3
+
+    asked.clear()
+    inspect = plugin._asking_again(answers(api_error(plugin.docker_api.NotFound, 404)), "reading:")
+    with pytest.raises(plugin.docker_api.NotFound):
+        inspect("/containers/{0}/json", "gone")
+    assert len(asked) == 1

@@ -144,6 +144,10 @@ class ServingHost:
             payload = {"ok": False, "raw": proc.stdout[-4000:]}
         payload["rc"] = proc.returncode
         payload["output"] = proc.stdout + proc.stderr
+        connection_log = Path(os.environ.get("VLLM_FLEET_SANDBOX_CONNECTION_LOG", "/nonexistent"))
+        if not payload.get("ok") and connection_log.is_file():
+            # A failure under no_log is censored: what the sandbox connection saw may explain it.
+            payload["output"] += "\nsandbox connection record:\n" + connection_log.read_text()[-3000:]
         return payload
 
 

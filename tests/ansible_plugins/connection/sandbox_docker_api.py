@@ -1,4 +1,4 @@
-"""The test world's connection to its sandbox hosts: community.docker.docker_api, plus one retry.
+"""The test world's connection to its sandbox hosts: community.docker.docker_api, plus retries and a record.
 
 Seen in CI (Debian's docker.io 20.10, 2 busy cores): an exec came back with exit code 0 and no output at all
 although the command had run. Twice the command was one that only reads or makes something and prints it, and the
@@ -6,12 +6,23 @@ empty output failed the task:
 - Ansible's temporary-directory command ("failed to resolve remote temporary directory ... returned empty string");
 - docker_api's own `id -u && id -g` before a file upload ("Error while determining user and group ID", reported as
   unreachable; under no_log, as in the task that writes a service's key file, with the message censored).
-Running either again is harmless; this plugin does so (at most twice, with a warning) and changes nothing else. Any
-other command's result, empty or not, is returned as it came. Production inventories reach hosts over SSH.
+Once more a task under no_log came back unreachable with its message censored, and nothing in dockerd's log.
+
+So this plugin:
+- runs those harmless commands (and `echo ~`) again, at most twice, when docker returns no output, a failing exit
+  code or a Docker API error for them;
+- asks the Docker API again when creating an exec or reading an exec's exit code fails, which runs nothing twice;
+- never repeats anything else: a module's run whose start failed is reported as it came;
+- appends every anomaly it sees (the kind of command, never its input or output) to the file that
+  VLLM_FLEET_SANDBOX_CONNECTION_LOG names, and warns, so that a censored failure can still be explained.
+Production inventories reach hosts over SSH.
 """
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Callable
 from typing import Any
 
 from ansible.utils.display import Display
@@ -22,24 +33,84 @@ DOCUMENTATION = docker_api.DOCUMENTATION.replace("name: docker_api", "name: sand
 
 display = Display()
 ATTEMPTS = 3
+PAUSE = 0.5
+LOG_ENV = "VLLM_FLEET_SANDBOX_CONNECTION_LOG"
+
+
+def _text(cmd: Any) -> str:
+    return cmd.decode(errors="replace") if isinstance(cmd, bytes) else str(cmd)
 
 
 def _harmless_to_repeat(cmd: Any) -> bool:
-    text = cmd.decode(errors="replace") if isinstance(cmd, bytes) else str(cmd)
+    text = _text(cmd).strip()
     makes_tmpdir = "mkdir" in text and "ansible-tmp-" in text and "echo" in text
-    return makes_tmpdir or text.strip() == "id -u && id -g"
+    return makes_tmpdir or text == "id -u && id -g" or text.startswith("echo ~")
+
+
+def _kind(cmd: Any) -> str:
+    """What the command is, without anything it carries: a module's run says only its interpreter."""
+    text = _text(cmd).strip()
+    if _harmless_to_repeat(cmd):
+        return "the temporary-directory command" if "mkdir" in text else text.split("&&")[0].strip()
+    return "another command (a module's run or a raw task)"
+
+
+def record(message: str) -> None:
+    display.warning(f"sandbox_docker_api: {message}")
+    path = os.environ.get(LOG_ENV)
+    if path:
+        with open(path, "a", encoding="utf-8") as log:
+            log.write(f"{time.strftime('%H:%M:%S')} {message}\n")
+
+
+def _asking_again(call: Callable[..., Any], what: str) -> Callable[..., Any]:
+    """A client call that only asks the daemon something (it runs nothing in the container), asked up to ATTEMPTS
+    times. A missing container is not asked about again: that is an unreachable host, and fails at once."""
+
+    def wrapper(pathfmt: str, *args: Any, **kwargs: Any) -> Any:
+        attempt = 1
+        while True:
+            try:
+                return call(pathfmt, *args, **kwargs)
+            except (docker_api.APIError, docker_api.DockerException, docker_api.RequestException) as exc:
+                missing_container = isinstance(exc, docker_api.NotFound) and not pathfmt.startswith("/exec/")
+                if missing_container or attempt == ATTEMPTS:
+                    raise
+                record(f"{what} {pathfmt} failed (attempt {attempt}): {exc}; asking again")
+            attempt += 1
+            time.sleep(PAUSE)
+
+    return wrapper
 
 
 class Connection(docker_api.Connection):
     transport = "sandbox_docker_api"
 
+    def _connect(self, port: Any = None) -> Any:
+        fresh = self.client is None
+        result = super()._connect(port)
+        if fresh and self.client is not None:
+            # In docker_api these two only create an exec and read an exec's state; starting one is another call.
+            self.client.post_json_to_json = _asking_again(self.client.post_json_to_json, "creating an exec:")
+            self.client.get_json = _asking_again(self.client.get_json, "reading:")
+        return result
+
     def exec_command(self, cmd: Any, in_data: bytes | None = None, sudoable: bool = False) -> tuple[int, bytes, bytes]:
+        harmless = in_data is None and _harmless_to_repeat(cmd)
         attempt = 1
         while True:
-            rc, stdout, stderr = super().exec_command(cmd, in_data=in_data, sudoable=sudoable)
-            lost = rc == 0 and not stdout and not stderr and in_data is None and _harmless_to_repeat(cmd)
-            if not lost or attempt == ATTEMPTS:
-                return rc, stdout, stderr
-            display.warning(f"sandbox_docker_api: docker returned no output for {cmd!r} (attempt {attempt}); "
-                            "running it again")
+            try:
+                rc, stdout, stderr = super().exec_command(cmd, in_data=in_data, sudoable=sudoable)
+            except Exception as exc:  # recorded, then raised as it came unless the command is harmless
+                record(f"{_kind(cmd)}: {type(exc).__name__}: {exc} (attempt {attempt})")
+                if not harmless or attempt == ATTEMPTS:
+                    raise
+            else:
+                lost = rc == 0 and not stdout and not stderr
+                if not harmless or not (lost or rc != 0):
+                    return rc, stdout, stderr
+                record(f"{_kind(cmd)}: " + ("docker returned no output" if lost else f"exit code {rc}")
+                       + f" (attempt {attempt})")
+                if attempt == ATTEMPTS:
+                    return rc, stdout, stderr
             attempt += 1
