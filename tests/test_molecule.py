@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,22 @@ REPO = Path(__file__).resolve().parents[1]
 SCENARIOS = sorted(REPO.glob("roles/*/molecule/*/molecule.yml"))
 
 pytestmark = [pytest.mark.world, pytest.mark.molecule, pytest.mark.slow, pytest.mark.timeout(1800)]
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+FAILURE = re.compile(r"fatal: \[|failed: \[|FAILED!|UNREACHABLE!|Idempotence test failed")
+
+
+def failure_excerpt(output: str) -> str:
+    """What a failing scenario's output says about the failure: the task lines that failed, changed on the second
+    run or were unreachable (each with its task's name and a few lines of its result), then the output's end."""
+    lines = ANSI.sub("", output).splitlines()
+    picked: list[str] = []
+    for i, line in enumerate(lines):
+        if FAILURE.search(line):
+            task = next((lines[j] for j in range(i, max(i - 30, -1), -1) if "TASK [" in lines[j]), "")
+            picked += ["...", task, *lines[i:i + 8]]
+    return "\n".join([*picked[-120:], "--- the output's end:", *lines[-40:]])
 
 
 def test_every_role_has_a_scenario() -> None:
@@ -31,6 +48,6 @@ def test_scenario(world: str, scenario: Path) -> None:
         [str(Path(sys.executable).parent / "molecule"), "test", "-s", scenario.parent.name],
         cwd=role_dir, env=env, capture_output=True, text=True, check=False, timeout=1500,
     )
-    tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-60:])
-    assert proc.returncode == 0, f"molecule test failed for {role_dir.name}:{scenario.parent.name}\n{tail}"
+    assert proc.returncode == 0, (f"molecule test failed for {role_dir.name}:{scenario.parent.name}\n"
+                                  + failure_excerpt(proc.stdout + proc.stderr))
     assert "idempotence" in (proc.stdout + proc.stderr).lower()

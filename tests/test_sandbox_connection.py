@@ -65,9 +65,22 @@ def test_it_gives_up_after_three_attempts_and_returns_what_docker_said(plugin: A
     assert result == (0, b"", b"") and len(calls) == 3
 
 
-def test_any_other_command_runs_once_even_with_no_output(plugin: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    result, calls = run(plugin, monkeypatch, b"/usr/bin/python3 && sleep 0", [(0, b"", b""), (0, b"x", b"")])
+def test_a_raw_command_runs_once_even_with_no_output(plugin: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    result, calls = run(plugin, monkeypatch, b"systemctl is-active docker", [(0, b"", b""), (0, b"x", b"")])
     assert result == (0, b"", b"") and len(calls) == 1
+
+
+def test_a_modules_run_with_no_output_at_all_runs_once_more_and_no_third_time(
+        plugin: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    module = b"ANSIBALLZ with the secret s3cr3t"
+    result, calls = run(plugin, monkeypatch, b"/usr/bin/python3 && sleep 0", [(0, b"", b""), (0, b"{}", b"")],
+                        in_data=module)
+    assert result == (0, b"{}", b"") and len(calls) == 2
+    result, calls = run(plugin, monkeypatch, b"/usr/bin/python3 && sleep 0", [(0, b"", b"")] * 3, in_data=module)
+    assert result == (0, b"", b"") and len(calls) == 2
+    result, calls = run(plugin, monkeypatch, b"/usr/bin/python3 && sleep 0", [(1, b"", b"")] * 3, in_data=module)
+    assert result == (1, b"", b"") and len(calls) == 1
+    assert "s3cr3t" not in (tmp_path / "connection.log").read_text()
 
 
 def test_a_failing_exit_code_or_api_error_of_a_harmless_command_is_asked_for_again(

@@ -12,7 +12,9 @@ So this plugin:
 - runs those harmless commands (and `echo ~`) again, at most twice, when docker returns no output, a failing exit
   code or a Docker API error for them;
 - asks the Docker API again when creating an exec or reading an exec's exit code fails, which runs nothing twice;
-- never repeats anything else: a module's run whose start failed is reported as it came;
+- runs a module again, once, when docker returned nothing at all for it (a module always prints its result), as
+  Ansible's own ssh connection retries a command whose connection broke (reconnection_retries); a module's run
+  that raised is reported as it came;
 - appends every anomaly it sees (the kind of command, never its input or output) to the file that
   VLLM_FLEET_SANDBOX_CONNECTION_LOG names, and warns, so that a censored failure can still be explained.
 Production inventories reach hosts over SSH.
@@ -52,7 +54,7 @@ def _kind(cmd: Any) -> str:
     text = _text(cmd).strip()
     if _harmless_to_repeat(cmd):
         return "the temporary-directory command" if "mkdir" in text else text.split("&&")[0].strip()
-    return "another command (a module's run or a raw task)"
+    return "a module's run or a raw task"
 
 
 def record(message: str) -> None:
@@ -97,6 +99,7 @@ class Connection(docker_api.Connection):
 
     def exec_command(self, cmd: Any, in_data: bytes | None = None, sudoable: bool = False) -> tuple[int, bytes, bytes]:
         harmless = in_data is None and _harmless_to_repeat(cmd)
+        module = in_data is not None
         attempt = 1
         while True:
             try:
@@ -107,10 +110,10 @@ class Connection(docker_api.Connection):
                     raise
             else:
                 lost = rc == 0 and not stdout and not stderr
-                if not harmless or not (lost or rc != 0):
+                if not (harmless and (lost or rc != 0)) and not (module and lost):
                     return rc, stdout, stderr
                 record(f"{_kind(cmd)}: " + ("docker returned no output" if lost else f"exit code {rc}")
                        + f" (attempt {attempt})")
-                if attempt == ATTEMPTS:
+                if attempt == (2 if module else ATTEMPTS):
                     return rc, stdout, stderr
             attempt += 1
