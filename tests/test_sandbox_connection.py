@@ -130,3 +130,11 @@ def test_reading_an_exec_is_asked_again_but_a_missing_container_fails_at_once(pl
     with pytest.raises(plugin.docker_api.NotFound):
         inspect("/containers/{0}/json", "gone")
     assert len(asked) == 1
+
+
+def test_a_missing_container_is_unreachable_at_once_and_not_recorded(plugin: Any, monkeypatch: pytest.MonkeyPatch,
+                                                                     tmp_path: Path) -> None:
+    gone = AnsibleConnectionFailure('Could not find container "vf-gone" (404 Client Error: Not Found)')
+    with pytest.raises(AnsibleConnectionFailure):
+        run(plugin, monkeypatch, b"id -u && id -g", [gone, (0, b"0\n0\n", b"")])
+    assert not (tmp_path / "connection.log").exists()
