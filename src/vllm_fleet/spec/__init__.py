@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from vllm_fleet.spec.adapters import Adapter, LoraLimits, adapter_rules
 from vllm_fleet.spec.errors import SpecError, SpecIssue
 from vllm_fleet.spec.gate import Gate, gate_rules
 from vllm_fleet.spec.gateway import Gateway, GatewayClient, gateway_rules
@@ -24,12 +25,13 @@ from vllm_fleet.spec.monitoring import Monitoring, ServiceSlo, monitoring_rules
 from vllm_fleet.spec.rules import deployment_rules, target_rules
 from vllm_fleet.spec.uri import StorageUri, Target, parse_storage_uri
 
-Service.model_rebuild(_types_namespace={"ServiceSlo": ServiceSlo, "Gate": Gate})
-Deployment.model_rebuild(_types_namespace={"Gateway": Gateway, "Monitoring": Monitoring, "ServiceSlo": ServiceSlo,
-                                           "Gate": Gate})
+_FORWARD = {"ServiceSlo": ServiceSlo, "Gate": Gate, "Adapter": Adapter, "LoraLimits": LoraLimits}
+Service.model_rebuild(_types_namespace=_FORWARD)
+Deployment.model_rebuild(_types_namespace={"Gateway": Gateway, "Monitoring": Monitoring, **_FORWARD})
 
 __all__ = [
-    "Deployment", "Engine", "Gate", "Gateway", "GatewayClient", "Monitoring", "SecretRef", "Service", "ServiceSlo",
+    "Adapter", "Deployment", "Engine", "Gate", "Gateway", "GatewayClient", "LoraLimits", "Monitoring", "SecretRef",
+    "Service", "ServiceSlo",
     "SpecError", "SpecIssue", "Storage", "StorageUri", "Target", "TargetRules", "Task", "load_spec_file",
     "parse_storage_uri", "validate_spec",
 ]
@@ -68,6 +70,7 @@ def _rules(dep: Deployment, target: TargetRules) -> Iterable[SpecIssue]:
         yield from gateway_rules(dep.gateway, dep.services)
     yield from monitoring_rules(dep.monitoring, dep.services)
     yield from gate_rules(dep.services)
+    yield from adapter_rules(dep.services)
     yield from target_rules(dep, target.target)
     yield from target.rules(dep)
 

@@ -149,7 +149,8 @@ def gateway_rules(gateway: Gateway, services: Sequence[Service]) -> Iterator[Spe
     if gateway.port == gateway.metrics_port:
         yield SpecIssue(f"{at}.metrics_port", show_value(gateway.metrics_port), "is also the gateway's port",
                         "give the metrics listener its own port, e.g. 8404")
-    models = {svc.model_name: svc for svc in services}
+    # Every model name a client can send: the services' and their adapters' (an adapter is routed to its base).
+    models = {svc.model_name: svc for svc in services} | {a.name: svc for svc in services for a in svc.adapters}
     for svc in services:
         for field in ("port", "metrics_port"):
             if getattr(gateway, field) == svc.port:

@@ -13,6 +13,7 @@ from vllm_fleet.spec.uri import StorageUri, UriError, parse_storage_uri
 from vllm_fleet.versions import DEFAULT_IMAGE
 
 if TYPE_CHECKING:
+    from vllm_fleet.spec.adapters import Adapter, LoraLimits
     from vllm_fleet.spec.gate import Gate
     from vllm_fleet.spec.gateway import Gateway
     from vllm_fleet.spec.monitoring import Monitoring, ServiceSlo
@@ -241,6 +242,9 @@ class Service(Strict):
     slo: ServiceSlo | None = Field(None, description="latency objectives the fleet's alerts hold this service to")
     # Defined in spec/gate.py.
     gate: Gate | None = Field(None, description="the benchmark a changed service passes on its first updated host")
+    # Defined in spec/adapters.py.
+    adapters: list[Adapter] = Field(default_factory=list, description="LoRA adapters on this service's model")
+    lora: LoraLimits | None = Field(None, description="what vLLM reserves for adapters (derived when left out)")
     kubernetes: dict[str, Any] = Field(default_factory=dict, description="cluster-only settings")
 
     @field_validator("name")
@@ -357,19 +361,28 @@ class Service(Strict):
         refs: dict[str, SecretRef] = {}
         if self.api_key:
             refs["api_key"] = self.api_key
-        creds = self.storage.credentials
-        for field in ("hf_token", "modelscope_token"):
-            ref = getattr(creds, field)
-            if ref:
-                refs[f"storage.credentials.{field}"] = ref
-        if creds.s3:
-            for field in ("access_key_id", "secret_access_key", "session_token"):
-                ref = getattr(creds.s3, field)
-                if ref:
-                    refs[f"storage.credentials.s3.{field}"] = ref
-        if creds.gcs:
-            refs["storage.credentials.gcs.application_credentials"] = creds.gcs.application_credentials
+        refs |= storage_secret_refs(self.storage)
+        for j, adapter in enumerate(self.adapters):
+            refs |= {f"adapters[{j}].{path}": ref for path, ref in storage_secret_refs(adapter.storage).items()}
         return refs
+
+
+def storage_secret_refs(storage: Storage) -> dict[str, SecretRef]:
+    """A storage block's credential references, keyed storage.credentials.<field>."""
+    creds = storage.credentials
+    refs: dict[str, SecretRef] = {}
+    for field in ("hf_token", "modelscope_token"):
+        ref = getattr(creds, field)
+        if ref:
+            refs[f"storage.credentials.{field}"] = ref
+    if creds.s3:
+        for field in ("access_key_id", "secret_access_key", "session_token"):
+            ref = getattr(creds.s3, field)
+            if ref:
+                refs[f"storage.credentials.s3.{field}"] = ref
+    if creds.gcs:
+        refs["storage.credentials.gcs.application_credentials"] = creds.gcs.application_credentials
+    return refs
 
 
 class Deployment(Strict):

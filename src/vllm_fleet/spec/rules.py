@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from vllm_fleet.spec.errors import SpecIssue, show_value
-from vllm_fleet.spec.model import Accelerator, Deployment, Service, Task
-from vllm_fleet.spec.uri import Target, UriError, check_scheme_for_target
+from vllm_fleet.spec.model import Accelerator, Deployment, Service, Storage, Task
+from vllm_fleet.spec.uri import StorageUri, Target, UriError, check_scheme_for_target
 
 SECRET_KINDS_BY_TARGET = {
     Target.VM: ("env", "vault"),
@@ -18,15 +18,7 @@ Rule = Callable[[Deployment], Iterator[SpecIssue]]
 
 def service_rules(svc: Service, i: int) -> Iterator[SpecIssue]:
     at = f"services[{i}]"
-    uri = svc.uri
-    if uri.revision and svc.revision and uri.revision != svc.revision:
-        yield SpecIssue(f"{at}.revision", show_value(svc.revision),
-                        f"differs from the revision '{uri.revision}' pinned in storage_uri",
-                        "give the revision in one place")
-    if svc.revision and not uri.is_hub:
-        yield SpecIssue(f"{at}.revision", show_value(svc.revision),
-                        f"is set for a {uri.scheme}:// URI, which has no revisions",
-                        "remove revision; only hf:// and ms:// URIs take one")
+    yield from source_rules(svc.uri, svc.revision, svc.storage, at)
     if svc.task is not Task.GENERATE:
         for field in ("tool_call_parser", "reasoning_parser"):
             value = getattr(svc.engine, field)
@@ -35,16 +27,29 @@ def service_rules(svc: Service, i: int) -> Iterator[SpecIssue]:
                                 f"is set on a '{svc.task.value}' service, which never generates text",
                                 f"remove engine.{field}, or set task: generate")
     yield from _parallel_rules(svc, at)
-    creds = svc.storage.credentials
+
+
+def source_rules(uri: StorageUri, revision: str | None, storage: Storage, at: str) -> Iterator[SpecIssue]:
+    """Where weights (a service's or an adapter's) come from: one revision, credentials and file patterns that
+    fit the URI's scheme."""
+    if uri.revision and revision and uri.revision != revision:
+        yield SpecIssue(f"{at}.revision", show_value(revision),
+                        f"differs from the revision '{uri.revision}' pinned in storage_uri",
+                        "give the revision in one place")
+    if revision and not uri.is_hub:
+        yield SpecIssue(f"{at}.revision", show_value(revision),
+                        f"is set for a {uri.scheme}:// URI, which has no revisions",
+                        "remove revision; only hf:// and ms:// URIs take one")
+    creds = storage.credentials
     if creds.s3 and uri.scheme != "s3":
         yield SpecIssue(f"{at}.storage.credentials.s3", "(set)", f"is set but storage_uri is {uri.scheme}://",
                         "remove the s3 credentials, or use an s3:// URI")
     if creds.gcs and uri.scheme != "gs":
         yield SpecIssue(f"{at}.storage.credentials.gcs", "(set)", f"is set but storage_uri is {uri.scheme}://",
                         "remove the gcs credentials, or use a gs:// URI")
-    patterns = svc.storage.allow_patterns or svc.storage.ignore_patterns
+    patterns = storage.allow_patterns or storage.ignore_patterns
     if patterns and not uri.is_hub and uri.scheme not in ("s3", "gs"):
-        yield SpecIssue(f"{at}.storage.allow_patterns", show_value(svc.storage.allow_patterns),
+        yield SpecIssue(f"{at}.storage.allow_patterns", show_value(storage.allow_patterns),
                         f"file patterns do not apply to {uri.scheme}:// URIs",
                         "remove allow_patterns/ignore_patterns")
 
@@ -99,6 +104,12 @@ def target_rules(dep: Deployment, target: Target) -> Iterator[SpecIssue]:
             check_scheme_for_target(svc.uri, target)
         except UriError as exc:
             yield SpecIssue(f"services[{i}].storage_uri", show_value(svc.storage_uri), exc.problem, exc.fix)
+        for j, adapter in enumerate(svc.adapters):
+            try:
+                check_scheme_for_target(adapter.uri, target)
+            except UriError as exc:
+                yield SpecIssue(f"services[{i}].adapters[{j}].storage_uri", show_value(adapter.storage_uri),
+                                exc.problem, exc.fix)
         for path, ref in svc.secret_refs().items():
             if ref.kind not in allowed:
                 yield SpecIssue(f"services[{i}].{path}", f"{{{ref.kind}: ...}}",
