@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from vllm_fleet.spec.adapters import derived_limits
 from vllm_fleet.spec.model import Service, Task
 
 MODEL_MOUNT = "/mnt/models"
@@ -47,6 +48,12 @@ def render_engine_args(svc: Service, *, port: int = 8000, model_path: str = MODE
         args.append("--enforce-eager")
     if eng.max_num_seqs is not None:
         args += ["--max-num-seqs", str(eng.max_num_seqs)]
+    if svc.adapters:
+        # The limits only: which adapters are loaded is the serve stage's (--lora-modules at start, then vLLM's
+        # runtime loading), so that adding one does not change the arguments a running container was started with.
+        loras, rank = derived_limits(svc.adapters, svc.lora)
+        args += ["--enable-lora", "--max-loras", str(loras), "--max-cpu-loras", str(loras),
+                 "--max-lora-rank", str(rank)]
     # On SIGTERM (a stop, a rollout, a pod's termination) vLLM drains the requests in flight instead of aborting
     # them; the stop grace around it is STOP_MARGIN_SECONDS longer.
     args += ["--shutdown-timeout", str(eng.shutdown_timeout)]

@@ -15,7 +15,9 @@ from pathlib import Path
 from vllm_fleet.sandbox.vllm_image import IMAGE, cache_dir
 
 MODELS = ("tiny-chat", "tiny-embed", "tiny-rerank")
-GENERATOR_VERSION = "1"
+# LoRA adapters on the tiny models: tiny-chat-lora on tiny-chat.
+ADAPTERS = ("tiny-chat-lora",)
+GENERATOR_VERSION = "2"
 
 
 def models_dir() -> Path:
@@ -25,7 +27,8 @@ def models_dir() -> Path:
 def generate(image: str = IMAGE, out: Path | None = None, log=print) -> Path:
     """Return the directory holding MODELS, generating them once (a few seconds)."""
     out = (out or models_dir()).resolve()
-    if all((out / name / "config.json").exists() for name in MODELS):
+    if all((out / name / "config.json").exists() for name in MODELS) and \
+            all((out / name / "adapter_config.json").exists() for name in ADAPTERS):
         return out
     out.mkdir(parents=True, exist_ok=True)
     script = resources.files("vllm_fleet.sandbox").joinpath("tiny_models_gen.py").read_text()
@@ -36,8 +39,9 @@ def generate(image: str = IMAGE, out: Path | None = None, log=print) -> Path:
         input=script, text=True, check=True, capture_output=True,
     )
     missing = [n for n in MODELS if not (out / n / "config.json").exists()]
+    missing += [n for n in ADAPTERS if not (out / n / "adapter_config.json").exists()]
     if missing:
-        raise RuntimeError(f"tiny model generation wrote no config.json for {', '.join(missing)}")
+        raise RuntimeError(f"tiny model generation wrote no config for {', '.join(missing)}")
     return out
 
 

@@ -8,6 +8,8 @@ Usage: python3 tiny_models_gen.py OUT_DIR   (writes OUT_DIR/tiny-chat, tiny-embe
   a byte-level BPE tokenizer trained on a few sentences, and a ChatML chat template.
 - tiny-embed: BertModel (hidden 128, 2 layers, 2 heads, 256 positions), WordPiece tokenizer.
 - tiny-rerank: BertForSequenceClassification with num_labels=1 (a cross-encoder), same tokenizer.
+- tiny-chat-lora: a PEFT-format LoRA adapter (rank 8, q_proj and v_proj) on tiny-chat, its B matrices not zero
+  (PEFT's init would make the adapter change nothing), so that greedy answers differ from the base model's.
 Weights are seeded, so the same image writes the same models.
 """
 
@@ -100,9 +102,34 @@ def rerank_model(out: Path) -> None:
     fast.save_pretrained(out)
 
 
+LORA_RANK = 8
+
+
+def chat_lora(out: Path) -> None:
+    """adapter_config.json and adapter_model.safetensors as PEFT writes them (PEFT itself is not in the image)."""
+    import json
+
+    from safetensors.torch import save_file
+
+    hidden, kv, layers = 128, 64, 2  # tiny-chat's hidden size, KV projection width and layer count
+    tensors = {}
+    for i in range(layers):
+        for module, width in (("q_proj", hidden), ("v_proj", kv)):
+            at = f"base_model.model.model.layers.{i}.self_attn.{module}"
+            tensors[f"{at}.lora_A.weight"] = (torch.randn(LORA_RANK, hidden) * 0.5).to(torch.bfloat16)
+            tensors[f"{at}.lora_B.weight"] = (torch.randn(width, LORA_RANK) * 0.5).to(torch.bfloat16)
+    save_file(tensors, str(out / "adapter_model.safetensors"))
+    (out / "adapter_config.json").write_text(json.dumps({
+        "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": "vllm-fleet/tiny-chat",
+        "r": LORA_RANK, "lora_alpha": 2 * LORA_RANK, "lora_dropout": 0.0, "bias": "none",
+        "target_modules": ["q_proj", "v_proj"], "fan_in_fan_out": False, "init_lora_weights": True,
+    }, indent=2))
+
+
 def main() -> None:
     out = Path(sys.argv[1])
-    for name, make in (("tiny-chat", chat_model), ("tiny-embed", embed_model), ("tiny-rerank", rerank_model)):
+    for name, make in (("tiny-chat", chat_model), ("tiny-embed", embed_model), ("tiny-rerank", rerank_model),
+                       ("tiny-chat-lora", chat_lora)):
         torch.manual_seed(0)
         target = out / name
         target.mkdir(parents=True, exist_ok=True)

@@ -31,6 +31,7 @@ MANAGED_FLAGS = frozenset({
     "--quantization", "-q", "--enable-prefix-caching", "--no-enable-prefix-caching",
     "--enable-auto-tool-choice", "--tool-call-parser", "--reasoning-parser", "--runner",
     "--convert", "--task", "--chat-template", "--enforce-eager", "--api-key", "--revision", "--shutdown-timeout",
+    "--enable-lora", "--max-loras", "--max-cpu-loras", "--max-lora-rank", "--lora-modules",
 })
 
 

@@ -14,7 +14,19 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from vllm_fleet.engine_args import MODEL_MOUNT, render_engine_args
-from vllm_fleet.spec import Deployment, Gate, Gateway, Monitoring, Service, ServiceSlo, SpecError, validate_spec
+from vllm_fleet.spec import (
+    Deployment,
+    Gate,
+    Gateway,
+    Monitoring,
+    Service,
+    ServiceSlo,
+    SpecError,
+    Storage,
+    parse_storage_uri,
+    validate_spec,
+)
+from vllm_fleet.spec.adapters import derived_limits
 from vllm_fleet.vm.rules import VM_TARGET
 from vllm_fleet.vm.secrets import unresolved_secrets
 
@@ -68,6 +80,18 @@ class ContainerPlan(PlanModel):
     fallback: str
 
 
+class AdapterPlan(PlanModel):
+    """A LoRA adapter of a service: the model name clients call, where its files come from, and the directory
+    its revisions are published in (under the service's adapters directory on the host)."""
+
+    name: str
+    weights_name: str
+    source: SourcePlan
+    # Secret references by the path under the adapter ({env: NAME} | {vault: var}); never values.
+    secrets: dict[str, dict[str, str]] = {}
+    rank: int | None = None
+
+
 class ServicePlan(PlanModel):
     """One service on one host: everything the weights, serve and smoke stages need, and nothing to re-derive."""
 
@@ -102,6 +126,10 @@ class ServicePlan(PlanModel):
     gateway_server: str
     # The benchmark a change of this service passes on its first updated host (roles/vllm_server tasks/gate.yml).
     gate: Gate | None = None
+    # LoRA adapters and the limits vLLM starts with (--max-loras, --max-lora-rank; None without adapters).
+    adapters: list[AdapterPlan] = []
+    max_loras: int | None = None
+    max_lora_rank: int | None = None
 
 
 class HostPlan(PlanModel):
@@ -144,10 +172,46 @@ def container_plan(name: str, prefix: str = CONTAINER_PREFIX) -> ContainerPlan:
                          fallback=f"{prefix}{name}-previous")
 
 
+def source_plan(storage_uri: str, revision: str | None, storage: Storage) -> SourcePlan:
+    """Where weights (a service's or an adapter's) come from, as the model_weights role reads it."""
+    uri = parse_storage_uri(storage_uri)
+    s3 = storage.credentials.s3
+    return SourcePlan(
+        uri=storage_uri,
+        display_uri=uri.display(),
+        scheme=uri.scheme,
+        revision=revision,
+        endpoint=storage.endpoint,
+        allow_patterns=list(storage.allow_patterns),
+        ignore_patterns=list(storage.ignore_patterns),
+        sha256=dict(storage.sha256),
+        timeout_seconds=storage.timeout_seconds,
+        retries=storage.retries,
+        s3=S3Plan(region=s3.region, endpoint=s3.endpoint, verify_ssl=s3.verify_ssl) if s3 else None,
+    )
+
+
+def adapter_weights_name(adapter: str) -> str:
+    """The directory an adapter's revisions live in under its service's adapters directory."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", adapter)
+
+
+def adapter_plans(svc: Service) -> list[AdapterPlan]:
+    return [
+        AdapterPlan(
+            name=a.name,
+            weights_name=adapter_weights_name(a.name),
+            source=source_plan(a.storage_uri, a.effective_revision, a.storage),
+            secrets={path: ref.model_dump(exclude_none=True) for path, ref in a.secret_refs().items()},
+            rank=a.rank,
+        )
+        for a in svc.adapters
+    ]
+
+
 def service_plan(svc: Service, host_address: str, container_prefix: str = CONTAINER_PREFIX, host: str = "",
                  bind: str = LOOPBACK) -> ServicePlan:
-    uri = svc.uri
-    s3 = svc.storage.credentials.s3
+    loras, lora_rank = derived_limits(svc.adapters, svc.lora) if svc.adapters else (None, None)
     return ServicePlan(
         name=svc.name,
         task=svc.task.value,
@@ -166,25 +230,16 @@ def service_plan(svc: Service, host_address: str, container_prefix: str = CONTAI
         env={str(k): str(v) for k, v in svc.env.items()},
         engine_args=render_engine_args(svc, port=CONTAINER_PORT, model_path=MODEL_MOUNT),
         tools_enabled=bool(svc.engine.tool_call_parser),
-        source=SourcePlan(
-            uri=svc.storage_uri,
-            display_uri=uri.display(),
-            scheme=uri.scheme,
-            revision=svc.effective_revision,
-            endpoint=svc.storage.endpoint,
-            allow_patterns=list(svc.storage.allow_patterns),
-            ignore_patterns=list(svc.storage.ignore_patterns),
-            sha256=dict(svc.storage.sha256),
-            timeout_seconds=svc.storage.timeout_seconds,
-            retries=svc.storage.retries,
-            s3=S3Plan(region=s3.region, endpoint=s3.endpoint, verify_ssl=s3.verify_ssl) if s3 else None,
-        ),
+        source=source_plan(svc.storage_uri, svc.effective_revision, svc.storage),
         secrets={path: ref.model_dump(exclude_none=True) for path, ref in svc.secret_refs().items()},
         endpoint=f"http://{probe_address(bind, host_address)}:{svc.port}/v1",
         container=container_plan(svc.name, container_prefix),
         gateway_backend=gateway_backend_name(svc.model_name),
         gateway_server=gateway_server_name(host or host_address, svc.name),
         gate=svc.gate,
+        adapters=adapter_plans(svc),
+        max_loras=loras,
+        max_lora_rank=lora_rank,
     )
 
 
