@@ -12,7 +12,8 @@ from vllm_fleet.vm.plan import HostPlan, plan_for_host
 
 SETTINGS = {"registry_mirror": "", "hf_home": "/var/lib/vllm-fleet/hf-home",
             "vllm_cache": "/var/lib/vllm-fleet/vllm-cache", "tz": "Etc/UTC",
-            "restart_policy": "unless-stopped", "log_max_size": "100m", "log_max_file": 5, "ipc_host": False}
+            "restart_policy": "unless-stopped", "log_max_size": "100m", "log_max_file": 5, "ipc_host": False,
+            "adapters_root": "/var/lib/vllm-fleet/adapters"}
 SPEC = {"services": [
     {"name": "chat", "storage_uri": "hf://Qwen/Qwen2.5-72B-Instruct-GPTQ-Int8", "gpus": [0, 1],
      "tensor_parallel_size": 2, "port": 8000, "api_key": {"env": "UNIT_KEY"},
@@ -181,11 +182,12 @@ def test_every_flag_the_spec_renders_is_a_flag_of_the_pinned_vllm() -> None:
          "pipeline_parallel_size": 2, "engine": {
              "max_model_len": 4096, "dtype": "bfloat16", "quantization": "gptq", "enable_prefix_caching": False,
              "tool_call_parser": "hermes", "reasoning_parser": "deepseek_r1", "chat_template": "/t.jinja",
-             "enforce_eager": True, "max_num_seqs": 8}},
+             "enforce_eager": True, "max_num_seqs": 8},
+         "adapters": [{"name": "a-support", "storage_uri": "hf://org/lora"}]},
         {"name": "b", "task": "score", "storage_uri": "hf://org/r", "gpus": [4], "port": 8001},
     ]}
     rendered = [a for svc in plan(spec).services for a in svc.engine_args if a.startswith("--")]
-    assert len(set(rendered)) >= 18
+    assert len(set(rendered)) >= 22
     assert [a for a in rendered if a not in known_flags()] == []
 
 
@@ -292,3 +294,64 @@ def test_mig_gpus_are_not_handed_out_to_counts_and_float16_passes_on_turing() ->
                           "engine": {"dtype": "float16"}}]}
     gpus = {"count": 4, "memory_mib": 15360, "compute_capability": "7.5", "mig_gpus": [0, 2]}
     assert plan(spec, vllm_fleet_gpus=gpus).services[0].device_ids == [1, 3]
+
+
+ADAPTED = {"services": [{
+    "name": "chat", "storage_uri": "file:///srv/models/chat", "accelerator": "cpu", "gpus": 0,
+    "adapters": [{"name": "chat-support", "storage_uri": "hf://acme/support-lora", "rank": 8},
+                 {"name": "acme/legal", "storage_uri": "s3://loras/legal",
+                  "storage": {"credentials": {"s3": {"access_key_id": {"env": "K"},
+                                                     "secret_access_key": {"env": "S"}}}}}],
+}]}
+ADAPTER_DIRS = {"chat@chat-support": {"path": "/var/lib/vllm-fleet/adapters/chat/chat-support/0123abcd"},
+                "chat@acme/legal": {"path": "/var/lib/vllm-fleet/adapters/chat/acme_legal/s3-9f2e"}}
+
+
+def test_a_service_with_adapters_reserves_them_and_starts_with_the_ones_fetched() -> None:
+    import json
+
+    svc = plan_for_host(ADAPTED, "10.0.0.5").services[0]
+    assert [(a.name, a.weights_name, a.source.scheme) for a in svc.adapters] == [
+        ("chat-support", "chat-support", "hf"), ("acme/legal", "acme_legal", "s3")]
+    assert sorted(svc.adapters[1].secrets) == ["storage.credentials.s3.access_key_id",
+                                              "storage.credentials.s3.secret_access_key"]
+    assert (svc.max_loras, svc.max_lora_rank) == (4, 16)
+    args = svc.engine_args
+    assert args[args.index("--max-loras") + 1] == "4" and args[args.index("--max-lora-rank") + 1] == "16"
+    assert "--enable-lora" in args and "--lora-modules" not in args
+    params = container.container_params(svc, settings=SETTINGS, weights_dirs=ADAPTER_DIRS)
+    assert params["env"][container.RUNTIME_LORA_ENV] == "True"
+    assert {"type": "bind", "source": "/var/lib/vllm-fleet/adapters/chat", "target": "/mnt/adapters",
+            "read_only": True} in params["mounts"]
+    command = params["command"]
+    modules = [json.loads(m) for m in command[command.index("--lora-modules") + 1:]]
+    assert modules == [
+        {"name": "chat-support", "path": "/mnt/adapters/chat-support/0123abcd", "base_model_name": "chat"},
+        {"name": "acme/legal", "path": "/mnt/adapters/acme_legal/s3-9f2e", "base_model_name": "chat"}]
+
+
+def test_adding_an_adapter_keeps_the_spec_hash_and_changing_the_limits_moves_it() -> None:
+    def hashed(spec: dict, dirs: dict) -> str:
+        svc = plan_for_host(spec, "10.0.0.5").services[0]
+        return container.container_params(svc, settings=SETTINGS, weights_dirs=dirs)["labels"][
+            f"{container.LABEL_PREFIX}.spec-hash"]
+
+    one = copy.deepcopy(ADAPTED)
+    one["services"][0]["adapters"] = one["services"][0]["adapters"][:1]
+    assert hashed(one, ADAPTER_DIRS) == hashed(ADAPTED, ADAPTER_DIRS)
+    limited = copy.deepcopy(ADAPTED)
+    limited["services"][0]["lora"] = {"max_lora_rank": 32}
+    assert hashed(limited, ADAPTER_DIRS) != hashed(ADAPTED, ADAPTER_DIRS)
+    none = copy.deepcopy(ADAPTED)
+    none["services"][0]["adapters"] = []
+    assert hashed(none, {}) != hashed(ADAPTED, ADAPTER_DIRS)  # no adapters: no LoRA reserved at all
+
+
+def test_an_adapter_without_fetched_files_or_outside_its_directory_is_refused() -> None:
+    svc = plan_for_host(ADAPTED, "10.0.0.5").services[0]
+    with pytest.raises(container.ServingError, match=r"adapter acme/legal .*run the weights stage"):
+        container.container_params(svc, settings=SETTINGS, weights_dirs={"chat@chat-support": ADAPTER_DIRS[
+            "chat@chat-support"]})
+    with pytest.raises(container.ServingError, match="outside /var/lib/vllm-fleet/adapters/chat"):
+        container.container_params(svc, settings=SETTINGS, weights_dirs={
+            **ADAPTER_DIRS, "chat@acme/legal": {"path": "/srv/elsewhere/legal"}})

@@ -27,6 +27,11 @@ HEALTH_PATH = "/health"
 # service, so a restart, a canary or a rollback reuses what an earlier start of the service worked out (on CPU
 # the model inspection alone was a quarter of a tiny model's start: 40 s -> 27 s measured).
 VLLM_CACHE_MOUNT = "/var/cache/vllm"
+# A service's adapters directory on the host (<adapters_root>/<service>/<weights_name>/<revision>/), read-only in the
+# container: an adapter the weights stage publishes later is visible to the running engine, which loads it at
+# runtime (VLLM_ALLOW_RUNTIME_LORA_UPDATING) without a restart.
+ADAPTERS_MOUNT = "/mnt/adapters"
+RUNTIME_LORA_ENV = "VLLM_ALLOW_RUNTIME_LORA_UPDATING"
 
 
 class ServingError(ValueError):
@@ -49,6 +54,36 @@ def weights_dir(service: ServicePlan, weights_dirs: Mapping[str, Any]) -> str:
         f"service {name}: no completed weights directory is known for {source.display_uri}; "
         "run the weights stage first (tags: weights), or set vllm_server_weights_dirs"
     )
+
+
+def adapter_key(service: str, adapter: str) -> str:
+    """The name an adapter's weights go by in the weights stage's results (model_weights_paths)."""
+    return f"{service}@{adapter}"
+
+
+def adapters_dir(service: ServicePlan, settings: Mapping[str, Any]) -> str:
+    return f"{settings['adapters_root'].rstrip('/')}/{service.name}"
+
+
+def adapter_modules(service: ServicePlan, settings: Mapping[str, Any], weights_dirs: Mapping[str, Any]
+                    ) -> list[dict[str, str]]:
+    """vLLM's view of each adapter whose files the weights stage completed: {name, path, base_model_name}, the
+    path inside the container. An adapter must lie in the service's adapters directory to be seen there."""
+    root = adapters_dir(service, settings)
+    modules = []
+    for adapter in service.adapters:
+        given = weights_dirs.get(adapter_key(service.name, adapter.name))
+        path = str(given.get("path") or "") if isinstance(given, Mapping) else str(given or "")
+        if not path:
+            raise ServingError(f"service {service.name}: no completed files are known for its adapter "
+                               f"{adapter.name} ({adapter.source.display_uri}); run the weights stage first "
+                               "(tags: weights)")
+        if not path.startswith(root + "/"):
+            raise ServingError(f"service {service.name}: adapter {adapter.name} is at {path}, outside {root}, "
+                               "the directory its container sees; let the weights stage publish it there")
+        modules.append({"name": adapter.name, "path": f"{ADAPTERS_MOUNT}/{path[len(root) + 1:]}",
+                        "base_model_name": service.served_model_name})
+    return modules
 
 
 def _revision(service: ServicePlan, weights_dirs: Mapping[str, Any]) -> str:
@@ -162,7 +197,18 @@ def container_params(
         f"{LABEL_PREFIX}.port": str(port),
     }
     params["labels"] = labels
+    if service.adapters:
+        params["env"][RUNTIME_LORA_ENV] = "True"
+        params["mounts"].append({"type": "bind", "source": adapters_dir(service, settings), "target": ADAPTERS_MOUNT,
+                                 "read_only": True})
     params["labels"][f"{LABEL_PREFIX}.spec-hash"] = spec_hash(params, image_id, api_key)
+    if service.adapters:
+        # After the hash: which adapters a container starts with is no reason to restart one that runs; the serve
+        # stage loads and unloads adapters in a running engine to match the plan (vllm_adapters).
+        modules = adapter_modules(service, settings, weights_dirs or {})
+        if modules:
+            params["command"] = [*params["command"], "--lora-modules",
+                                 *(json.dumps(m, sort_keys=True) for m in modules)]
     return params
 
 
