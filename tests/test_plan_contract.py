@@ -11,7 +11,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel
 
-from vllm_fleet.vm.plan import HostPlan, ServicePlan, plan_for_host
+from vllm_fleet.vm.plan import HostPlan, ServicePlan, WeightsPlan, plan_for_host
 
 REPO = Path(__file__).resolve().parents[1]
 SCALARS = {str: "str", int: "int", bool: "bool", float: "float"}
@@ -64,8 +64,8 @@ def test_the_plan_survives_the_trip_through_plain_data() -> None:
 
 
 # Where the roles and playbooks read the plan: the service lists, and the loop variables that walk them.
-PLAN_LISTS = ("vllm_fleet_plan.services", "vllm_server_services", "_model_weights_plan_services",
-              "_model_weights_selected", "_model_weights_remote", "_model_weights_local")
+PLAN_LISTS = ("vllm_fleet_plan.services", "vllm_fleet_plan.weights", "vllm_server_services",
+              "_model_weights_plan_items", "_model_weights_selected", "_model_weights_remote", "_model_weights_local")
 SERVICE_VARS = ("svc", "_vllm_server_svc")
 READERS = [*(REPO / "roles/model_weights").glob("[tv]a*/*.yml"), *(REPO / "roles/vllm_server").glob("[tv]a*/*.yml"),
            *(REPO / "playbooks").rglob("*.yml")]
@@ -126,7 +126,10 @@ def test_every_plan_attribute_the_roles_read_exists_in_the_model() -> None:
     # The collector sees the roles' real reads (a broken collector would find nothing and pass).
     assert {"name", "source.display_uri", "source.scheme", "served_model_name", "secrets.api_key", "port",
             "tools_enabled", "tensor_parallel_size"} <= attributes
-    assert [(where, attr) for where, attr in sorted(reads) if not resolves(ServicePlan, attr)] == []
+    # The weights role walks the plan's weights entries (a service's model or adapter), the others its services.
+    assert {"directory", "kind", "slug", "service"} <= {a for w, a in reads if w.startswith("roles/model_weights/")}
+    assert [(where, attr) for where, attr in sorted(reads)
+            if not resolves(WeightsPlan if where.startswith("roles/model_weights/") else ServicePlan, attr)] == []
 
 
 def test_an_attribute_the_model_lacks_is_caught() -> None:

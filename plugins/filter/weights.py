@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.vllmfleet.fleet.plugins.plugin_utils.fleet import service_plan
+from ansible_collections.vllmfleet.fleet.plugins.plugin_utils.fleet import weights_plan
 
-# Plan secret paths (services[*].secrets keys) -> model_weights module parameters.
+# Plan secret paths (weights[*].secrets keys) -> model_weights module parameters.
 SECRET_PARAMS = {
     "storage.credentials.hf_token": "hf_token",
     "storage.credentials.modelscope_token": "modelscope_token",
@@ -19,25 +19,28 @@ SECRET_PARAMS = {
 }
 
 
-def weights_secret_refs(services: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """[{service, param, ref}] for every storage credential reference of the planned services."""
+def weights_secret_refs(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """[{service, param, ref}] for every storage credential reference of the planned weights (a service's model
+    or adapter: `service` is the weights entry's name, which the fetch looks its credentials up by)."""
     out = []
-    for svc in map(service_plan, services or []):
-        for path, ref in sorted(svc.secrets.items()):
+    for item in map(weights_plan, items or []):
+        for path, ref in sorted(item.secrets.items()):
             if path in SECRET_PARAMS:
-                out.append({"service": svc.name, "param": SECRET_PARAMS[path], "ref": ref})
+                out.append({"service": item.name, "param": SECRET_PARAMS[path], "ref": ref})
     return out
 
 
 def weights_paths(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """{service: {path, revision, manifest, source, changed}} from the model_weights results of this host."""
+    """{name: {path, revision, manifest, source, changed}} from the model_weights results of this host, by the
+    weights entry's name: the service's, or <service>@<adapter>."""
     paths = {}
     for res in results or []:
         if not res.get("svc") or res.get("skipped"):
             continue
-        svc = service_plan(res["svc"])
+        svc = weights_plan(res["svc"])
         if res.get("failed") or not res.get("path"):
-            raise AnsibleFilterError(f"no completed weights for service {svc.name}: {res.get('msg', 'not fetched')}")
+            what = f"adapter {svc.name}" if svc.kind == "adapter" else f"service {svc.name}"
+            raise AnsibleFilterError(f"no completed weights for {what}: {res.get('msg', 'not fetched')}")
         paths[svc.name] = {
             "path": res["path"],
             "revision": res.get("revision"),

@@ -64,3 +64,11 @@ def host_plan(services: Any, label_prefix: str) -> Any:
 
     # Only the services matter to the host checks; the host's address is not needed there.
     return HostPlan.model_validate({"services": plain(services), "label_prefix": label_prefix, "address": ""})
+
+
+def weights_plan(value: Any) -> Any:
+    """One entry of vllm_fleet_plan.weights, validated back into the typed plan."""
+    require_package()
+    from vllm_fleet.vm.plan import WeightsPlan
+
+    return WeightsPlan.model_validate(plain(value))

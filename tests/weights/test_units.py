@@ -101,14 +101,20 @@ def test_prune_keeps_active_and_newest(tmp_path):
 def test_secret_refs_filter_maps_plan_paths_to_module_parameters():
     from vllm_fleet.vm.plan import plan_for_host
 
-    services = plan_for_host({"services": [{
+    items = plan_for_host({"services": [{
         "name": "a", "storage_uri": "s3://models/a", "accelerator": "cpu", "gpus": 0, "api_key": {"env": "K"},
         "storage": {"credentials": {"hf_token": {"env": "HF"}, "s3": {
-            "access_key_id": {"env": "S3K"}, "secret_access_key": {"vault": "s3s"}}}}}]}, "h").model_dump()["services"]
-    assert weights_secret_refs(services) == [
+            "access_key_id": {"env": "S3K"}, "secret_access_key": {"vault": "s3s"}}}},
+        "adapters": [{"name": "a-lora", "storage_uri": "hf://acme/lora",
+                      "storage": {"credentials": {"hf_token": {"env": "LORA_HF"}}}}]}]}, "h").model_dump()["weights"]
+    assert [(i["name"], i["kind"], i["directory"]) for i in items] == [("a", "model", "a"),
+                                                                        ("a@a-lora", "adapter", "a-lora")]
+    # Each entry is fetched with its own credentials; the service's key is no storage credential.
+    assert weights_secret_refs(items) == [
         {"service": "a", "param": "hf_token", "ref": {"env": "HF"}},
         {"service": "a", "param": "s3_access_key_id", "ref": {"env": "S3K"}},
-        {"service": "a", "param": "s3_secret_access_key", "ref": {"vault": "s3s"}}]
+        {"service": "a", "param": "s3_secret_access_key", "ref": {"vault": "s3s"}},
+        {"service": "a@a-lora", "param": "hf_token", "ref": {"env": "LORA_HF"}}]
 
 
 def test_paths_filter_shapes_the_fact_and_refuses_a_missing_service():
@@ -117,7 +123,7 @@ def test_paths_filter_shapes_the_fact_and_refuses_a_missing_service():
     from vllm_fleet.vm.plan import plan_for_host
 
     svc = plan_for_host({"services": [{"name": "chat", "storage_uri": "s3://models/p", "accelerator": "cpu",
-                                       "gpus": 0}]}, "h").model_dump()["services"][0]
+                                       "gpus": 0}]}, "h").model_dump()["weights"][0]
     res = {"svc": svc, "path": "/m/chat/r-1", "revision": "r-1", "manifest": "/m/chat/r-1/.m", "changed": True}
     assert weights_paths([res, {"svc": svc, "skipped": True}]) == {
         "chat": {"path": "/m/chat/r-1", "revision": "r-1", "manifest": "/m/chat/r-1/.m", "source": "s3://models/p",

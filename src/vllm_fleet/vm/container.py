@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from vllm_fleet.engine_args import MODEL_MOUNT, STOP_MARGIN_SECONDS
-from vllm_fleet.vm.plan import LABEL_PREFIX, ServicePlan
+from vllm_fleet.vm.plan import LABEL_PREFIX, ServicePlan, adapter_key
 
 # The API key reaches vLLM from a root-only file on the host, mounted read-only here and read by a wrapper that
 # exports it and execs the image's own entrypoint: it is in no argv, no container config and no inspect output.
@@ -54,11 +54,6 @@ def weights_dir(service: ServicePlan, weights_dirs: Mapping[str, Any]) -> str:
         f"service {name}: no completed weights directory is known for {source.display_uri}; "
         "run the weights stage first (tags: weights), or set vllm_server_weights_dirs"
     )
-
-
-def adapter_key(service: str, adapter: str) -> str:
-    """The name an adapter's weights go by in the weights stage's results (model_weights_paths)."""
-    return f"{service}@{adapter}"
 
 
 def adapters_dir(service: ServicePlan, settings: Mapping[str, Any]) -> str:

@@ -132,8 +132,26 @@ class ServicePlan(PlanModel):
     max_lora_rank: int | None = None
 
 
+class WeightsPlan(PlanModel):
+    """One set of files the weights stage fetches, once per fleet: a service's model or one of its adapters.
+    A model's revisions go to <models_root>/<directory>/, an adapter's to <adapters_root>/<service>/<directory>/
+    (the directory its container sees)."""
+
+    name: str
+    service: str
+    kind: Literal["model", "adapter"]
+    directory: str
+    # A name for what the stage runs for it (the fan-out's transient systemd unit): letters, digits and ._-
+    slug: str
+    source: SourcePlan
+    # Storage credential references by their path under the storage block; never values.
+    secrets: dict[str, dict[str, str]] = {}
+
+
 class HostPlan(PlanModel):
     services: list[ServicePlan]
+    # What the weights stage fetches for those services (weights_plan).
+    weights: list[WeightsPlan] = []
     label_prefix: str = LABEL_PREFIX
     # The address clients used to reach the host, and the one its services publish their ports on.
     address: str
@@ -243,6 +261,24 @@ def service_plan(svc: Service, host_address: str, container_prefix: str = CONTAI
     )
 
 
+def adapter_key(service: str, adapter: str) -> str:
+    """The name an adapter's files go by in the weights stage's results (model_weights_paths)."""
+    return f"{service}@{adapter}"
+
+
+def weights_plan(services: list[ServicePlan]) -> list[WeightsPlan]:
+    """Each service's model, then its adapters (named <service>@<adapter> in the stage's results)."""
+    items = []
+    for svc in services:
+        storage = {path: ref for path, ref in svc.secrets.items() if path.startswith("storage.")}
+        items.append(WeightsPlan(name=svc.name, service=svc.name, kind="model", directory=svc.name, slug=svc.name,
+                                 source=svc.source, secrets=storage))
+        items += [WeightsPlan(name=adapter_key(svc.name, a.name), service=svc.name, kind="adapter",
+                              directory=a.weights_name, slug=f"{svc.name}-lora-{a.weights_name}", source=a.source,
+                              secrets=a.secrets) for a in svc.adapters]
+    return items
+
+
 def host_plan(dep: Deployment, host_address: str, settled: Mapping[str, Mapping[str, Any]] | None = None,
               container_prefix: str = CONTAINER_PREFIX, unavailable_gpus: frozenset[int] = frozenset(),
               host: str = "", bind: str = LOOPBACK) -> HostPlan:
@@ -260,7 +296,8 @@ def host_plan(dep: Deployment, host_address: str, settled: Mapping[str, Mapping[
             plan.max_model_len_sized = entry["max_model_len"]
         services.append(plan)
     assign_gpu_ids(services, unavailable_gpus)
-    return HostPlan(services=services, address=host_address, backend_address=bind, gateway=dep.gateway,
+    return HostPlan(services=services, weights=weights_plan(services), address=host_address, backend_address=bind,
+                    gateway=dep.gateway,
                     monitoring=dep.monitoring, slos={svc.name: svc.slo for svc in dep.services if svc.slo})
 
 
