@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, field_validator
 
 from vllm_fleet.spec.errors import SpecIssue, fail, show_value
-from vllm_fleet.spec.model import Storage, Strict, storage_secret_refs
-from vllm_fleet.spec.uri import StorageUri, UriError, parse_storage_uri
+from vllm_fleet.spec.model import Storage, Strict, checked_storage_uri, storage_secret_refs
+from vllm_fleet.spec.uri import StorageUri, parse_storage_uri
 
 if TYPE_CHECKING:
     from vllm_fleet.spec.model import SecretRef, Service
@@ -60,11 +60,7 @@ class Adapter(Strict):
     @field_validator("storage_uri")
     @classmethod
     def _uri(cls, v: str) -> str:
-        try:
-            parse_storage_uri(v)
-        except UriError as exc:
-            raise fail(exc.problem, exc.fix) from None
-        return v
+        return checked_storage_uri(v)
 
     @field_validator("revision")
     @classmethod

@@ -44,6 +44,15 @@ def http_url(value: str | None, form: str) -> str | None:
     return value
 
 
+def checked_storage_uri(value: str) -> str:
+    """A storage URI field (a service's or an adapter's): parsed, or refused with the parser's problem and fix."""
+    try:
+        parse_storage_uri(value)
+    except UriError as exc:
+        raise fail(exc.problem, exc.fix) from None
+    return value
+
+
 def _takes_secret(flag: str) -> bool:
     """A vLLM flag that takes a token, key, secret or password as its value (--hf-token, --api-key, ...)."""
     from vllm_fleet.vllm_flags import known_flags
@@ -273,11 +282,7 @@ class Service(Strict):
     @field_validator("storage_uri")
     @classmethod
     def _uri(cls, v: str) -> str:
-        try:
-            parse_storage_uri(v)
-        except UriError as exc:
-            raise fail(exc.problem, exc.fix) from None
-        return v
+        return checked_storage_uri(v)
 
     @field_validator("gpus")
     @classmethod
