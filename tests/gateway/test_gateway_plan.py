@@ -117,3 +117,44 @@ def test_validate_on_an_inventory_reports_fleet_problems_before_any_host(tmp_pat
     found = [i for e in json.loads(result.stdout)["errors"] for i in e["issues"]]
     assert [i["path"] for i in found] == ["vllm_fleet_backend_address of h2"]
     assert "set vllm_fleet_backend_address to h2's address" in found[0]["fix"]
+
+
+def with_adapters(*names: str) -> dict:
+    spec = copy.deepcopy(SPEC)
+    spec["services"][0]["adapters"] = [{"name": n, "storage_uri": f"hf://acme/{n}"} for n in names]
+    return spec
+
+
+def test_an_adapter_is_a_model_name_routed_to_its_base_models_replicas() -> None:
+    spec = with_adapters("chat-support", "chat-legal")
+    gw = fleet_gateway(plans({"h1": spec, "h2": spec}, {"h1": "192.168.7.1", "h2": "192.168.7.2"}),
+                       {"gw": "10.0.0.9"})
+    assert gw is not None
+    chat = next(p for p in gw.pools if p.model == "chat")
+    assert chat.adapters == ["chat-legal", "chat-support"] and len(chat.servers) == 2
+    assert [p.model for p in gw.pools] == ["chat", "embed"]  # no pool of their own: the base's replicas serve them
+    # The wildcard key may use them; team-b, scoped to chat, may not.
+    assert {c.name: c.models for c in gw.clients} == {"team-a": ["chat", "chat-legal", "chat-support", "embed"],
+                                                      "team-b": ["chat"]}
+
+
+def test_replicas_with_different_adapters_are_refused() -> None:
+    with pytest.raises(SpecError) as exc:
+        fleet_gateway(plans({"h1": with_adapters("chat-support"), "h2": SPEC}, {"h1": "a", "h2": "b"}),
+                      {"gw": "10.0.0.9"})
+    assert [p for p, _ in issues(exc)] == ["services.chat.adapters on h2"]
+
+
+def test_the_gateway_maps_send_an_adapter_to_its_base_pool_on_its_routes_only() -> None:
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar, trust_as_template  # the role renders them with Ansible's templating
+
+    spec = with_adapters("chat-support")
+    gw = fleet_gateway(plans({"h1": spec}), {"h1": "10.0.0.1"})
+    assert gw is not None
+    template = (Path(__file__).resolve().parents[2] / "roles/gateway/templates/routes.map.j2").read_text()
+    templar = Templar(loader=DataLoader(), variables={"gateway_plan": gw.model_dump(), "ansible_managed": "test"})
+    lines = [ln for ln in templar.template(trust_as_template(template)).splitlines() if ln and not ln.startswith("#")]
+    assert "/v1/chat/completions|chat-support pool_chat" in lines
+    assert "/v1/completions|chat-support pool_chat" in lines
+    assert not [ln for ln in lines if "chat-support" in ln and "embeddings" in ln]

@@ -38,6 +38,8 @@ class GatewayPool(PlanModel):
     servers: list[GatewayServer]
     # The services' api_key reference: the key the gateway sends to these backends (never a client key).
     key_ref: dict[str, str]
+    # LoRA adapters on this model: more model names routed to these replicas, which all serve them.
+    adapters: list[str] = []
 
 
 class GatewayClientPlan(PlanModel):
@@ -110,13 +112,20 @@ def fleet_gateway(plans: Mapping[str, HostPlan], gateway_hosts: Mapping[str, str
             server = GatewayServer(name=svc.gateway_server, host=host,
                                    address=probe_address(plan.backend_address, plan.address), port=svc.port)
             pool = pools.get(svc.served_model_name)
+            adapters = sorted(a.name for a in svc.adapters)
             if pool is None:
                 pools[svc.served_model_name] = GatewayPool(
                     model=svc.served_model_name, task=svc.task, routes=list(TASK_ROUTES[svc.task]),
                     backend=svc.gateway_backend, balance=gateway.balance if svc.task == "generate" else "least_conn",
-                    servers=[server], key_ref=key_ref)
+                    servers=[server], key_ref=key_ref, adapters=adapters)
                 continue
-            if pool.task != svc.task:
+            if pool.adapters != adapters:
+                issues.append(SpecIssue(f"services.{svc.name}.adapters on {host}", show_value(adapters),
+                                        f"are not the adapters model '{pool.model}' has on {pool.servers[0].host} "
+                                        f"({', '.join(pool.adapters) or 'none'}); the gateway sends an adapter's "
+                                        "requests to every replica of its model",
+                                        "give every replica of a model the same adapters"))
+            elif pool.task != svc.task:
                 issues.append(SpecIssue(f"services.{svc.name}.task on {host}", show_value(svc.task),
                                         f"differs from the task '{pool.task}' model '{pool.model}' has on "
                                         f"{pool.servers[0].host}; the gateway routes a model by its task",
@@ -129,9 +138,16 @@ def fleet_gateway(plans: Mapping[str, HostPlan], gateway_hosts: Mapping[str, str
                                         "give every replica of a model the same api_key reference"))
             else:
                 pool.servers.append(server)
+    names = {m: m for m in pools}
+    for pool in pools.values():
+        for adapter in pool.adapters:
+            if names.setdefault(adapter, pool.model) != pool.model or adapter in pools:
+                issues.append(SpecIssue(f"adapter {adapter} of model {pool.model}", show_value(adapter),
+                                        f"is also a model name of {names[adapter]} elsewhere in the fleet",
+                                        "give every adapter a model name no other model or adapter has"))
     if issues:
         raise SpecError(issues, "inventory")
-    every_model = sorted(pools)
+    every_model = sorted(names)
     clients = [GatewayClientPlan(name=c.name, key_ref=c.key.model_dump(exclude_none=True),
                                  models=every_model if c.models == [ALL_MODELS] else sorted(c.models),
                                  requests_per_minute=c.requests_per_minute) for c in gateway.clients]
@@ -144,4 +160,4 @@ def fleet_gateway(plans: Mapping[str, HostPlan], gateway_hosts: Mapping[str, str
         tls_key_ref=tls.key.model_dump(exclude_none=True) if tls.key else None,
         health_interval_seconds=gateway.health.interval_seconds, health_fall=gateway.health.fall,
         health_rise=gateway.health.rise, request_timeout_seconds=gateway.request_timeout_seconds,
-        pools=[pools[m] for m in every_model], clients=clients, routes=routes)
+        pools=[pools[m] for m in sorted(pools)], clients=clients, routes=routes)
