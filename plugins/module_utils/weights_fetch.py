@@ -121,8 +121,8 @@ def git_blob_sha1(path: str) -> str:
     return h.hexdigest()
 
 
-def check_safetensors(path: str) -> None:
-    """Raise unless the file has a readable safetensors header whose tensors fit the file."""
+def safetensors_header(path: str) -> tuple[dict[str, Any], int]:
+    """(header, header length) of a safetensors file; raise unless the header is a readable mapping."""
     size = os.path.getsize(path)
     name = os.path.basename(path)
     with open(path, "rb") as fh:
@@ -138,6 +138,14 @@ def check_safetensors(path: str) -> None:
             raise VerifyError(f"{name} has a safetensors header that is not JSON ({exc})") from None
     if not isinstance(header, dict):
         raise VerifyError(f"{name} has a safetensors header that is not a mapping")
+    return header, header_len
+
+
+def check_safetensors(path: str) -> None:
+    """Raise unless the file has a readable safetensors header whose tensors fit the file."""
+    size = os.path.getsize(path)
+    name = os.path.basename(path)
+    header, header_len = safetensors_header(path)
     data_len = size - 8 - header_len
     end = 0
     for tensor, info in header.items():

@@ -109,9 +109,13 @@ def verify_local(path: str, require_config: bool, display_uri: str) -> dict[str,
 def ensure(models_root: str, service: str, spec: dict[str, Any], creds: dict[str, str | None], *,
            require_config: bool = True, deep_verify: bool = False, reserve_bytes: int = 512 << 20,
            peer_url: str | None = None, peer_revision: str | None = None, check_only: bool = False,
-           log: Callable[[str], None] = lambda _msg: None, source: Source | None = None) -> dict[str, Any]:
+           log: Callable[[str], None] = lambda _msg: None, source: Source | None = None,
+           copy_local: bool = False, fit: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Make one completed revision of spec's files present under models_root/service (or check a file:// model in
+    place); with `fit` (an adapter's AdapterFit), refuse files that do not fit their service before publishing
+    them, and a published revision that no longer fits."""
     display_uri = spec.get("display_uri") or spec["uri"]
-    if spec.get("scheme") == "file" and not peer_url:
+    if spec.get("scheme") == "file" and not peer_url and not copy_local:
         return verify_local(spec["uri"][len("file://"):].rstrip("/") or "/", require_config, display_uri)
 
     pub = Publisher(models_root, service, display_uri)
@@ -120,7 +124,7 @@ def ensure(models_root: str, service: str, spec: dict[str, Any], creds: dict[str
     if check_only and peer_revision:
         final = pub.existing(peer_revision, deep=deep_verify)
         if final:
-            return _unchanged(final, peer_revision, present=True)
+            return _unchanged(_fitting(final, fit, WeightsError), peer_revision, present=True)
         return {"changed": False, "present": False, "path": None, "revision": peer_revision}
 
     src = source or make_source(spec, creds, display_uri, peer_url, peer_revision)
@@ -128,12 +132,12 @@ def ensure(models_root: str, service: str, spec: dict[str, Any], creds: dict[str
     if pinned:
         final = pub.existing(pinned, deep=deep_verify)
         if final:
-            return _unchanged(final, pinned, present=True)
+            return _unchanged(_fitting(final, fit, WeightsError), pinned, present=True)
 
     listing: Listing = retrying(f"listing {display_uri}", src.retries, src.retry_on, src.resolve)
     final = pub.existing(listing.revision, deep=deep_verify)
     if final:
-        return _unchanged(final, listing.revision, present=True)
+        return _unchanged(_fitting(final, fit, WeightsError), listing.revision, present=True)
     if check_only:
         return {"changed": False, "present": False, "path": None, "revision": listing.revision}
 
@@ -169,6 +173,7 @@ def ensure(models_root: str, service: str, spec: dict[str, Any], creds: dict[str
                     digests[remote.path] = digest
                     downloaded += read
             entries = verify_tree(tree, listing, expected, require_config, known_digests=digests)
+            _fitting(tree, fit, VerifyError)
         except VerifyError:
             shutil.rmtree(staging, ignore_errors=True)  # bytes proven wrong must not be resumed
             raise
@@ -189,6 +194,18 @@ def ensure(models_root: str, service: str, spec: dict[str, Any], creds: dict[str
     out = Outcome(True, final, listing.revision, os.path.join(final, ".vllm-fleet-manifest.json"),
                   bytes_downloaded=downloaded, files=len(entries), total_bytes=manifest["total_bytes"])
     return dict(out.__dict__, present=True)
+
+
+def _fitting(path: str, fit: dict[str, Any] | None, error: type[Exception]) -> str:
+    """path, unless it holds an adapter that does not fit its service (error names why)."""
+    if fit:
+        from ansible_collections.vllmfleet.fleet.plugins.module_utils.adapter_check import adapter_problems
+
+        problems = adapter_problems(path, int(fit["max_rank"]), fit.get("base_repo"), fit.get("base_dir"))
+        if problems:
+            raise error("the adapter " + "; it ".join(problems) + " (nothing of it was published)"
+                        if error is VerifyError else "the adapter " + "; it ".join(problems))
+    return path
 
 
 def _unchanged(final: str, revision: str, present: bool) -> dict[str, Any]:

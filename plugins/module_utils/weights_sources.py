@@ -26,6 +26,7 @@ from ansible_collections.vllmfleet.fleet.plugins.module_utils.weights_fetch impo
     WeightsError,
     fingerprint,
     is_archive,
+    walk_files,
 )
 
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -428,8 +429,39 @@ def hub_repo(uri: str, revision: str | None) -> tuple[str, str | None]:
     return f"{org}/{repo}", revision or uri_rev or None
 
 
+class FileSource(Source):
+    """file:// copied into the models root, for what must lie where its container looks (a service's adapters
+    directory): the files of a directory on this host, streamed like an origin's, so the copy is verified, atomic
+    and resumable. Its revision is derived from the names, sizes and modification times."""
+
+    def __init__(self, spec, creds, display_uri):
+        super().__init__(spec, creds, display_uri)
+        self.root = spec["uri"][len("file://"):].rstrip("/") or "/"
+
+    def resolve(self) -> Listing:
+        if not os.path.isdir(self.root):
+            raise WeightsError(f"{self.display_uri}: {self.root} is not a directory on this host")
+        files, stamps = [], []
+        for rel in walk_files(self.root):
+            if not should_download(rel, self.allow, self.ignore):
+                continue
+            st = os.stat(os.path.join(self.root, rel))
+            files.append(RemoteFile(rel, st.st_size, self.spec_sha.get(rel), os.path.join(self.root, rel)))
+            stamps.append((rel, st.st_size, st.st_mtime_ns))
+        if not files:
+            raise WeightsError(f"{self.display_uri}: {self.root} holds no file")
+        revision = self.pinned_revision() or fingerprint(self.root, stamps)
+        return Listing(revision, files, origin={"path": self.root})
+
+    def open(self, remote, offset):
+        fh = open(remote.ref, "rb")  # noqa: SIM115 - the caller closes it through the returned callable
+        fh.seek(offset)
+        return offset, iter(lambda: fh.read(CHUNK), b""), fh.close
+
+
 SOURCES: dict[str, type[Source]] = {
-    "https": HttpSource, "http": HttpSource, "s3": S3Source, "gs": GcsSource, "hf": HfSource, "ms": MsSource,
+    "file": FileSource, "https": HttpSource, "http": HttpSource, "s3": S3Source, "gs": GcsSource, "hf": HfSource,
+    "ms": MsSource,
 }
 
 

@@ -43,6 +43,22 @@ options:
     description: Fail unless the model directory has a top-level C(config.json).
     type: bool
     default: true
+  copy_local:
+    description:
+      - For a C(file://) source, copy its files into I(models_root) (verified, atomic, resumable, one revision per
+        content) instead of checking the directory in place. The weights stage copies LoRA adapters, which must lie
+        in the directory their service's container mounts.
+    type: bool
+    default: false
+  adapter_fit:
+    description:
+      - For a LoRA adapter, what its files must fit before they are published (and what an already published
+        revision must still fit) - C(max_rank), the service's C(--max-lora-rank); C(base_repo), the hub repo the
+        service serves, compared with the adapter's C(base_model_name_or_path); C(base_dir), the service's model
+        directory on this host, whose hidden size the adapter's projections must take.
+      - The files are refused, and nothing of them published, when the adapter is not a PEFT LoRA adapter or does
+        not fit.
+    type: dict
   verify_existing:
     description: How to check a revision already on disk; C(sha256) re-reads every file.
     type: str
@@ -132,6 +148,8 @@ def main():
         revision=dict(type="str"),
         peer_url=dict(type="str"),
         require_config=dict(type="bool", default=True),
+        copy_local=dict(type="bool", default=False),
+        adapter_fit=dict(type="dict"),
         verify_existing=dict(type="str", choices=["size", "sha256"], default="size"),
         reserve_mib=dict(type="int", default=512),
         ca_bundle=dict(type="path"),
@@ -154,6 +172,7 @@ def main():
             reserve_bytes=p["reserve_mib"] << 20, peer_url=p["peer_url"], peer_revision=p["revision"],
             check_only=p["state"] == "check" or module.check_mode,
             log=lambda msg: module.log(f"{display}: {msg}"),
+            copy_local=p["copy_local"], fit=p["adapter_fit"],
         )
     except WeightsError as exc:
         module.fail_json(msg=_scrub(f"service {p['service']} ({display}): {exc}", creds))

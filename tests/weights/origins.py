@@ -65,6 +65,21 @@ def make_model(root: Path, weight_bytes: int = 64 * 1024, seed: int = 0) -> Path
     return root
 
 
+def make_adapter(root: Path, *, rank: int = 8, width: int = 128, base: str = "acme/base",
+                 peft_type: str = "LORA") -> Path:
+    """A PEFT-format LoRA adapter on q_proj: lora_A is [rank, width], lora_B [width, rank]."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "adapter_config.json").write_text(json.dumps({"peft_type": peft_type, "r": rank,
+                                                          "base_model_name_or_path": base,
+                                                          "target_modules": ["q_proj"]}))
+    at = "base_model.model.model.layers.0.self_attn.q_proj"
+    write_safetensors(root / "adapter_model.safetensors", {
+        f"{at}.lora_A.weight": ([rank, width], os.urandom(rank * width * 4)),
+        f"{at}.lora_B.weight": ([width, rank], os.urandom(rank * width * 4)),
+    })
+    return root
+
+
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
     proc.terminate()
     try:

@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import write_inventory
 from tests.weights.conftest import REPO, S3_KEYS
-from tests.weights.origins import make_model, sandbox_gateway, start_nginx
+from tests.weights.origins import make_adapter, make_model, sandbox_gateway, start_nginx
 from tests.worlds import SANDBOX_CONNECTION
 
 pytestmark = [pytest.mark.world, pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -83,6 +83,9 @@ def test_peer_fanout_reads_origin_once_idempotent_and_leaks_nothing(sandbox_host
         client.create_bucket(Bucket="world")
         for f in model.iterdir():
             client.put_object(Bucket="world", Key=f"tiny/{f.name}", Body=f.read_bytes(), ChecksumAlgorithm="SHA256")
+        adapter = make_adapter(tmp_path / "src" / "lora", width=128)  # fits the model's hidden size
+        for f in adapter.iterdir():
+            client.put_object(Bucket="world", Key=f"lora/{f.name}", Body=f.read_bytes(), ChecksumAlgorithm="SHA256")
         s3.reset_log()
         spec = {"services": [
             {"name": "tar", "storage_uri": f"{https.url}/tiny.tar.gz", "accelerator": "cpu", "gpus": 0,
@@ -90,7 +93,11 @@ def test_peer_fanout_reads_origin_once_idempotent_and_leaks_nothing(sandbox_host
             {"name": "bucket", "storage_uri": "s3://world/tiny", "accelerator": "cpu", "gpus": 0, "port": 8001,
              "storage": {"credentials": {"s3": {"access_key_id": {"env": "WEIGHTS_S3_KEY"},
                                                 "secret_access_key": {"env": "WEIGHTS_S3_SECRET"},
-                                                "endpoint": s3.url, "region": "us-east-1"}}}},
+                                                "endpoint": s3.url, "region": "us-east-1"}}},
+             # A LoRA adapter from the same bucket: fetched once for the fleet like the base weights.
+             "adapters": [{"name": "bucket-lora", "storage_uri": "s3://world/lora", "storage": {"credentials": {
+                 "s3": {"access_key_id": {"env": "WEIGHTS_S3_KEY"}, "secret_access_key": {"env": "WEIGHTS_S3_SECRET"},
+                        "endpoint": s3.url, "region": "us-east-1"}}}}]},
         ]}
         inv = write_inventory(tmp_path / "hosts.yml", hosts, spec, vllm_fleet_plan=weights_plan(spec),
                               model_weights_fanout="peer",
@@ -107,6 +114,13 @@ def test_peer_fanout_reads_origin_once_idempotent_and_leaks_nothing(sandbox_host
         assert https.body_bytes("GET") == (www / "tiny.tar.gz").stat().st_size  # the fleet read the origin once
         object_gets = [r for r in s3.requests() if r["method"] == "GET" and r["uri"].startswith("/world/tiny/")]
         assert sorted(r["uri"] for r in object_gets) == sorted(f"/world/tiny/{f.name}" for f in model.iterdir())
+        adapter_gets = [r["uri"] for r in s3.requests() if r["method"] == "GET" and r["uri"].startswith("/world/lora/")]
+        assert sorted(adapter_gets) == sorted(f"/world/lora/{f.name}" for f in adapter.iterdir())  # once per fleet
+        for host in hosts:  # published in the service's adapters directory, the one its container mounts
+            listing = subprocess.run(["docker", "exec", host, "sh", "-c",
+                                      "cat /var/lib/vllm-fleet/adapters/bucket/bucket-lora/*/adapter_config.json"],
+                                     capture_output=True, text=True, check=True).stdout
+            assert json.loads(listing)["r"] == 8
         want = {f.name: f.stat().st_size for f in model.iterdir()}
         for host in hosts:
             for svc in ("tar", "bucket"):
@@ -128,11 +142,14 @@ def test_peer_fanout_reads_origin_once_idempotent_and_leaks_nothing(sandbox_host
         assert all(stats["changed"] == 0 and stats["failures"] == 0 for stats in report["stats"].values()), \
             report["stats"]
         assert https.body_bytes("GET") == 0
-        assert [r for r in s3.requests() if r["method"] == "GET" and r["uri"].startswith("/world/tiny/")] == []
+        assert [r for r in s3.requests()
+                if r["method"] == "GET" and r["uri"].startswith(("/world/tiny/", "/world/lora/"))] == []
         facts = [t for t in report["plays"][0]["tasks"]
                  if t["task"]["name"] == "Show the fact the serving role consumes"]
         paths = facts[0]["hosts"][hosts[1]]["model_weights_paths"]
-        assert set(paths) == {"tar", "bucket"}
+        assert set(paths) == {"tar", "bucket", "bucket@bucket-lora"}
+        assert re.fullmatch(r"/var/lib/vllm-fleet/adapters/bucket/bucket-lora/r-[0-9a-f]{16}",
+                            paths.pop("bucket@bucket-lora")["path"])
         for svc, entry in paths.items():
             assert re.fullmatch(rf"/var/lib/vllm-fleet/models/{svc}/r-[0-9a-f]{{16}}", entry["path"])
             assert entry["manifest"] == entry["path"] + "/.vllm-fleet-manifest.json"

@@ -70,6 +70,11 @@ class Adapter(Strict):
         return v
 
     @property
+    def directory(self) -> str:
+        """The directory its files go to below the service's adapters directory (or a pod's adapters mount)."""
+        return re.sub(r"[^A-Za-z0-9._-]", "_", self.name)
+
+    @property
     def uri(self) -> StorageUri:
         return parse_storage_uri(self.storage_uri)
 

@@ -132,6 +132,16 @@ class ServicePlan(PlanModel):
     max_lora_rank: int | None = None
 
 
+class AdapterFit(PlanModel):
+    """What an adapter's files must fit: its service's --max-lora-rank, the hub repo the service serves (compared
+    with the adapter's base_model_name_or_path) and the service's file:// model directory (its hidden size against
+    the adapter's projections); either may be unknown."""
+
+    max_rank: int
+    base_repo: str | None = None
+    base_dir: str | None = None
+
+
 class WeightsPlan(PlanModel):
     """One set of files the weights stage fetches, once per fleet: a service's model or one of its adapters.
     A model's revisions go to <models_root>/<directory>/, an adapter's to <adapters_root>/<service>/<directory>/
@@ -146,6 +156,8 @@ class WeightsPlan(PlanModel):
     source: SourcePlan
     # Storage credential references by their path under the storage block; never values.
     secrets: dict[str, dict[str, str]] = {}
+    # An adapter's: what the stage checks its files against before it publishes them (AdapterFit).
+    fit: AdapterFit | None = None
 
 
 class HostPlan(PlanModel):
@@ -209,16 +221,11 @@ def source_plan(storage_uri: str, revision: str | None, storage: Storage) -> Sou
     )
 
 
-def adapter_weights_name(adapter: str) -> str:
-    """The directory an adapter's revisions live in under its service's adapters directory."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", adapter)
-
-
 def adapter_plans(svc: Service) -> list[AdapterPlan]:
     return [
         AdapterPlan(
             name=a.name,
-            weights_name=adapter_weights_name(a.name),
+            weights_name=a.directory,
             source=source_plan(a.storage_uri, a.effective_revision, a.storage),
             secrets={path: ref.model_dump(exclude_none=True) for path, ref in a.secret_refs().items()},
             rank=a.rank,
@@ -266,6 +273,12 @@ def adapter_key(service: str, adapter: str) -> str:
     return f"{service}@{adapter}"
 
 
+def _adapter_fit(svc: ServicePlan) -> AdapterFit:
+    uri = parse_storage_uri(svc.source.uri)
+    return AdapterFit(max_rank=svc.max_lora_rank or 0, base_repo=uri.repo_id if uri.is_hub else None,
+                      base_dir=uri.path if uri.scheme == "file" else None)
+
+
 def weights_plan(services: list[ServicePlan]) -> list[WeightsPlan]:
     """Each service's model, then its adapters (named <service>@<adapter> in the stage's results)."""
     items = []
@@ -275,7 +288,7 @@ def weights_plan(services: list[ServicePlan]) -> list[WeightsPlan]:
                                  source=svc.source, secrets=storage))
         items += [WeightsPlan(name=adapter_key(svc.name, a.name), service=svc.name, kind="adapter",
                               directory=a.weights_name, slug=f"{svc.name}-lora-{a.weights_name}", source=a.source,
-                              secrets=a.secrets) for a in svc.adapters]
+                              secrets=a.secrets, fit=_adapter_fit(svc)) for a in svc.adapters]
     return items
 
 
