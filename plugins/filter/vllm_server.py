@@ -31,6 +31,17 @@ def vllm_weights_dir(service: dict[str, Any], weights_dirs: dict[str, Any] | Non
         raise AnsibleFilterError(str(exc)) from None
 
 
+def vllm_adapters(service: dict[str, Any], settings: dict[str, Any], weights_dirs: dict[str, Any] | None = None
+                  ) -> list[dict[str, str]]:
+    from vllm_fleet.vm.container import ServingError, adapter_modules
+
+    try:
+        return [{"name": m["name"], "path": m["path"]}
+                for m in adapter_modules(service_plan(service), settings, weights_dirs or {})]
+    except ServingError as exc:
+        raise AnsibleFilterError(str(exc)) from None
+
+
 def vllm_canary(params: dict[str, Any], service: dict[str, Any], port_offset: int) -> dict[str, Any]:
     from vllm_fleet.vm.container import canary_params
 
@@ -116,6 +127,7 @@ class FilterModule:
             "vllm_container": vllm_container,
             "vllm_canary": vllm_canary,
             "vllm_weights_dir": vllm_weights_dir,
+            "vllm_adapters": vllm_adapters,
             "vllm_image_ref": vllm_image_ref,
             "image_ref": image_ref,
             "vllm_host_problems": vllm_host_problems,

@@ -26,6 +26,13 @@ options:
     description: Also check a tool call (the service runs with a tool-call parser).
     type: bool
     default: false
+  adapters:
+    description:
+      - The service's LoRA adapters, by the model name clients call them; each must be listed by C(/v1/models) with
+        the base model as its C(parent), and answer a chat completion by its name.
+    type: list
+    elements: str
+    default: []
   timeout:
     description: Seconds per request.
     type: int
@@ -129,6 +136,12 @@ def _score_ok(data):
     return None
 
 
+def _adapters_listed(data, base, adapters):
+    parents = {m.get("id"): m.get("parent") for m in (data or {}).get("data", [])}
+    missing = [a for a in adapters if parents.get(a) != base]
+    return f"adapters not served on {base}: {', '.join(missing)}" if missing else None
+
+
 def smoke(p):
     base = f"http://{p['host']}:{p['port']}"
     key, model, timeout = p["api_key"], p["served_model_name"], p["timeout"]
@@ -152,6 +165,15 @@ def smoke(p):
                     "messages": [{"role": "user", "content": "What is the weather in Paris?"}]}
             _check(checks, "POST /v1/chat/completions (tool call)",
                    call(base + "/v1/chat/completions", "POST", body, key, timeout), t, validate=_tool_ok)
+        if p["adapters"]:
+            t = time.monotonic()
+            _check(checks, "GET /v1/models (adapters)", call(base + "/v1/models", api_key=key, timeout=timeout), t,
+                   validate=lambda d: _adapters_listed(d, model, p["adapters"]))
+        for adapter in p["adapters"]:
+            t = time.monotonic()
+            body = {"model": adapter, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8}
+            _check(checks, f"POST /v1/chat/completions (adapter {adapter})",
+                   call(base + "/v1/chat/completions", "POST", body, key, timeout), t, validate=_chat_ok)
     elif p["task"] == "embed":
         t = time.monotonic()
         body = {"model": model, "input": ["hello world", "vLLM on a host"]}
@@ -176,6 +198,7 @@ def main():
             task=dict(type="str", required=True, choices=["generate", "embed", "score"]),
             served_model_name=dict(type="str", required=True),
             tools=dict(type="bool", default=False),
+            adapters=dict(type="list", elements="str", default=[]),
             timeout=dict(type="int", default=120),
         ),
         supports_check_mode=True,

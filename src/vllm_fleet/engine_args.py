@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+
 from vllm_fleet.spec.adapters import derived_limits
 from vllm_fleet.spec.model import Service, Task
 
 MODEL_MOUNT = "/mnt/models"
+# Where a container or pod sees its service's adapters: one directory per adapter below it (a VM container mounts
+# the service's adapters directory here read-only; a pod's storage initializer downloads each adapter below it).
+ADAPTERS_MOUNT = "/mnt/adapters"
 # What a container's stop timeout or a pod's termination grace adds to engine.shutdown_timeout: the engine's
 # teardown after the drain (about 6 s measured on CPU) and the HTTP server's exit.
 STOP_MARGIN_SECONDS = 15
@@ -58,3 +64,12 @@ def render_engine_args(svc: Service, *, port: int = 8000, model_path: str = MODE
     # them; the stop grace around it is STOP_MARGIN_SECONDS longer.
     args += ["--shutdown-timeout", str(eng.shutdown_timeout)]
     return args + list(eng.extra_args)
+
+
+def lora_modules_args(modules: Sequence[tuple[str, str]], base_model: str) -> list[str]:
+    """--lora-modules with one JSON entry per (adapter name, its path inside the container or pod); nothing
+    without any."""
+    if not modules:
+        return []
+    return ["--lora-modules", *(json.dumps({"name": name, "path": path, "base_model_name": base_model},
+                                           sort_keys=True) for name, path in modules)]

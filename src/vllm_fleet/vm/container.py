@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from vllm_fleet.engine_args import MODEL_MOUNT, STOP_MARGIN_SECONDS
+from vllm_fleet.engine_args import ADAPTERS_MOUNT, MODEL_MOUNT, STOP_MARGIN_SECONDS, lora_modules_args
 from vllm_fleet.vm.plan import LABEL_PREFIX, ServicePlan, adapter_key
 
 # The API key reaches vLLM from a root-only file on the host, mounted read-only here and read by a wrapper that
@@ -30,7 +30,6 @@ VLLM_CACHE_MOUNT = "/var/cache/vllm"
 # A service's adapters directory on the host (<adapters_root>/<service>/<weights_name>/<revision>/), read-only in the
 # container: an adapter the weights stage publishes later is visible to the running engine, which loads it at
 # runtime (VLLM_ALLOW_RUNTIME_LORA_UPDATING) without a restart.
-ADAPTERS_MOUNT = "/mnt/adapters"
 RUNTIME_LORA_ENV = "VLLM_ALLOW_RUNTIME_LORA_UPDATING"
 
 
@@ -201,9 +200,8 @@ def container_params(
         # After the hash: which adapters a container starts with is no reason to restart one that runs; the serve
         # stage loads and unloads adapters in a running engine to match the plan (vllm_adapters).
         modules = adapter_modules(service, settings, weights_dirs or {})
-        if modules:
-            params["command"] = [*params["command"], "--lora-modules",
-                                 *(json.dumps(m, sort_keys=True) for m in modules)]
+        params["command"] = [*params["command"], *lora_modules_args(
+            [(m["name"], m["path"]) for m in modules], service.served_model_name)]
     return params
 
 
