@@ -96,6 +96,17 @@ class ModelShape:
         raw = self.linear_params * self.linear_bytes + self.embedding_params * self.dtype_bytes
         return int(raw * (1 + EXTRA_WEIGHT_FRACTION))
 
+    def lora_bytes(self, max_loras: int, max_rank: int, tp: int) -> int:
+        """What vLLM preallocates per GPU for LoRA: for each of max_loras slots, an A [rank x in] and a B [out x rank]
+        matrix of the model's dtype on every linear layer of every block (qkv, o, gate_up, down), sharded by tp."""
+        if not max_loras:
+            return 0
+        qkv_out = (self.heads + 2 * self.kv_heads) * self.head_dim
+        attn_out = self.heads * self.head_dim
+        widths = (self.hidden + qkv_out) + (attn_out + self.hidden) + (self.hidden + 2 * self.intermediate) \
+            + (self.intermediate + self.hidden)
+        return int(max_loras * max_rank * widths * self.layers * self.dtype_bytes) // tp
+
     def kv_bytes_per_token(self, tp: int, cache_bytes: int = 2) -> int:
         return 2 * self.layers * math.ceil(self.kv_heads / tp) * self.head_dim * cache_bytes
 
@@ -108,15 +119,19 @@ class SizingResult:
     weights_gib_per_gpu: float
     kv_gib_per_gpu: float
     params_billion: float
+    lora_gib_per_gpu: float = 0.0
 
 
 def valid_tp(shape: ModelShape, tp: int) -> bool:
     return shape.heads % tp == 0 and (shape.kv_heads % tp == 0 or tp % shape.kv_heads == 0)
 
 
-def capacity(shape: ModelShape, tp: int, gpu_mib: int, utilization: float) -> tuple[int, int]:
-    """(budget bytes for the KV cache per GPU, tokens it holds) at tensor-parallel size tp."""
-    budget = int(gpu_mib * MIB * utilization) - shape.weight_bytes // tp - OVERHEAD_BYTES
+def capacity(shape: ModelShape, tp: int, gpu_mib: int, utilization: float, lora: tuple[int, int] = (0, 0)
+             ) -> tuple[int, int]:
+    """(budget bytes for the KV cache per GPU, tokens it holds) at tensor-parallel size tp, after the weights, the
+    overhead and the LoRA slots (max_loras, max_lora_rank) vLLM reserves."""
+    budget = (int(gpu_mib * MIB * utilization) - shape.weight_bytes // tp - OVERHEAD_BYTES
+              - shape.lora_bytes(lora[0], lora[1], tp))
     return budget, max(0, budget) // shape.kv_bytes_per_token(tp)
 
 
@@ -128,8 +143,10 @@ def size(
     utilization: float = 0.9,
     max_model_len: int | None = None,
     tensor_parallel_size: int | None = None,
+    lora: tuple[int, int] = (0, 0),
 ) -> SizingResult:
-    """Choose (or check) the tensor-parallel size and the max model length; raise SizingError with numbers."""
+    """Choose (or check) the tensor-parallel size and the max model length; raise SizingError with numbers.
+    `lora` is (max_loras, max_lora_rank) of a service with adapters: the memory vLLM reserves for them."""
     shape = ModelShape.from_config(config)
     target = max_model_len or shape.max_positions
     if max_model_len and max_model_len > shape.max_positions:
@@ -148,23 +165,27 @@ def size(
 
     def result(tp: int, length: int, tokens: int) -> SizingResult:
         return SizingResult(tp, length, tokens, round(shape.weight_bytes / tp / GIB, 2),
-                            round(tokens * shape.kv_bytes_per_token(tp) / GIB, 2), round(shape.params / 1e9, 2))
+                            round(tokens * shape.kv_bytes_per_token(tp) / GIB, 2), round(shape.params / 1e9, 2),
+                            round(shape.lora_bytes(*lora, tp) / GIB, 2))
 
     for tp in candidates:
-        _, tokens = capacity(shape, tp, gpu_mib, utilization)
+        _, tokens = capacity(shape, tp, gpu_mib, utilization, lora)
         if tokens >= target:
             return result(tp, target, tokens)
     tp = candidates[-1]
-    budget, tokens = capacity(shape, tp, gpu_mib, utilization)
+    budget, tokens = capacity(shape, tp, gpu_mib, utilization, lora)
     fitted = tokens // LEN_STEP * LEN_STEP
     if max_model_len is None and fitted >= MIN_CONTEXT:
         return result(tp, fitted, tokens)
     usable = gpu_mib * MIB * utilization / GIB
     weights = shape.weight_bytes / tp / GIB
     kv_need = target * shape.kv_bytes_per_token(tp) / GIB
+    lora_need = shape.lora_bytes(*lora, tp) / GIB
+    lora_note = (f", plus {lora_need:.2f} GiB for {lora[0]} LoRA adapter slots of rank {lora[1]}"
+                 if lora[0] else "")
     raise SizingError(
         f"{shape.params / 1e9:.1f}B parameters need {weights:.1f} GiB of weights per GPU at tensor-parallel size "
-        f"{tp}, plus {OVERHEAD_BYTES / GIB:.1f} GiB overhead, plus {kv_need:.2f} GiB of KV cache for "
+        f"{tp}, plus {OVERHEAD_BYTES / GIB:.1f} GiB overhead{lora_note}, plus {kv_need:.2f} GiB of KV cache for "
         f"{target} tokens; each GPU offers {usable:.1f} GiB ({gpu_mib} MiB x {utilization:g}), leaving "
         f"{max(budget, 0) / GIB:.2f} GiB for {tokens} tokens of KV cache"
         + ("" if max_model_len else f" (at least {MIN_CONTEXT} needed)")

@@ -172,6 +172,11 @@ def test_plan_sizes_max_model_len_when_the_config_is_known(tmp_path) -> None:
     assert svc.max_model_len_sized == 28416
     assert svc.engine_args[-2:] == ["--max-model-len", "28416"]
     assert json.loads((model / "config.json").read_text())["hidden_size"] == 4096
+    # Adapters take their slots' memory from the KV cache: 4 derived slots of rank 16 (0.27 GiB) cost 2176 tokens.
+    spec["services"][0]["adapters"] = [{"name": "llama-support", "storage_uri": "hf://acme/llama-support"}]
+    with_adapters = plan(spec, vllm_fleet_gpus={"count": 1, "memory_mib": 23034}).services[0]
+    assert (with_adapters.max_loras, with_adapters.max_lora_rank) == (4, 16)
+    assert svc.max_model_len_sized - with_adapters.max_model_len_sized in range(2176 - 255, 2176 + 256)
 
 
 def test_every_flag_the_spec_renders_is_a_flag_of_the_pinned_vllm() -> None:

@@ -106,3 +106,29 @@ def test_a_length_beyond_the_model_is_refused() -> None:
 def test_a_config_without_a_shape_is_refused() -> None:
     with pytest.raises(SizingError, match="num_hidden_layers"):
         size({"hidden_size": 8, "num_attention_heads": 2}, gpu_mib=1000, gpu_count=1)
+
+
+def test_lora_slots_reserve_an_a_and_b_matrix_per_linear_layer_and_slot_sharded_by_tp() -> None:
+    shape = ModelShape.from_config(cfg("llama-3.1-8b"))
+    # qkv 4096->6144, o 4096->4096, gate_up 4096->28672, down 14336->4096: 69632 widths x 32 layers x rank x bf16
+    assert shape.lora_bytes(4, 16, 1) == 4 * 16 * 69632 * 32 * 2
+    assert shape.lora_bytes(8, 16, 1) == 2 * shape.lora_bytes(4, 16, 1)
+    assert shape.lora_bytes(4, 16, 2) == shape.lora_bytes(4, 16, 1) // 2
+    assert shape.lora_bytes(0, 16, 1) == 0
+
+
+def test_adapters_shorten_the_context_by_the_kv_cache_their_slots_take() -> None:
+    shape = ModelShape.from_config(cfg("llama-3.1-8b"))
+    without = size(cfg("llama-3.1-8b"), gpu_mib=GPU_MIB["L4"], gpu_count=1)
+    with_lora = size(cfg("llama-3.1-8b"), gpu_mib=GPU_MIB["L4"], gpu_count=1, lora=(8, 64))
+    taken = shape.lora_bytes(8, 64, 1)
+    assert with_lora.lora_gib_per_gpu == round(taken / 1024**3, 2) and without.lora_gib_per_gpu == 0
+    assert without.kv_capacity_tokens - with_lora.kv_capacity_tokens in (
+        taken // shape.kv_bytes_per_token(1), taken // shape.kv_bytes_per_token(1) + 1)
+    assert with_lora.max_model_len < without.max_model_len
+
+
+def test_a_model_that_fits_alone_is_refused_with_more_adapter_slots_than_room() -> None:
+    size(cfg("llama-3.1-8b"), gpu_mib=GPU_MIB["L4"], gpu_count=1)
+    with pytest.raises(SizingError, match=r"4\.25 GiB for 16 LoRA adapter slots of rank 64"):
+        size(cfg("llama-3.1-8b"), gpu_mib=GPU_MIB["L4"], gpu_count=1, lora=(16, 64))

@@ -10,6 +10,7 @@ from typing import Any
 
 from vllm_fleet.sizing import SizingError, size
 from vllm_fleet.spec import Deployment, Service, SpecIssue
+from vllm_fleet.spec.adapters import derived_limits
 from vllm_fleet.spec.errors import show_value
 from vllm_fleet.units import spec_size_mib
 from vllm_fleet.vllm_flags import check_extra_args
@@ -131,15 +132,17 @@ def serving_issues(dep: Deployment, variables: Mapping[str, Any], *, resolve_aut
             continue
         pool = min(svc.gpu_count, count)
         fixed_tp = svc.tensor_parallel_size if isinstance(svc.tensor_parallel_size, int) else None
+        # The slots vLLM reserves for the service's adapters (--max-loras of rank --max-lora-rank) leave less room.
+        lora = derived_limits(svc.adapters, svc.lora) if svc.adapters else (0, 0)
         try:
             result = size(config, gpu_mib=int(gpus["memory_mib"]), gpu_count=pool,
                           utilization=svc.engine.gpu_memory_utilization, max_model_len=svc.engine.max_model_len,
-                          tensor_parallel_size=fixed_tp)
+                          tensor_parallel_size=fixed_tp, lora=lora)
         except SizingError as exc:
             hint = "use a larger GPU, quantization, or a lower max_model_len"
             try:
                 fit = size(config, gpu_mib=int(gpus["memory_mib"]), gpu_count=count,
-                           utilization=svc.engine.gpu_memory_utilization)
+                           utilization=svc.engine.gpu_memory_utilization, lora=lora)
                 need = fit.tensor_parallel_size
                 hint = (f"give it a pool of at least {need} GPUs (gpus: {need})" if svc.tp_auto else
                         f"it fits at tensor_parallel_size {need} (gpus: {need}) with max_model_len {fit.max_model_len}")
