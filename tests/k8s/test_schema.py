@@ -101,3 +101,28 @@ def test_the_sdk_alone_would_not_catch_it() -> None:
     obj = ApiClient()._ApiClient__deserialize(fmt, "V1beta1ModelFormat")
     assert ApiClient().sanitize_for_serialization(obj) == {"name": "huggingface"}
     assert check(fmt, "V1beta1ModelFormat") == [".verison: unknown field of V1beta1ModelFormat"]
+
+
+def test_adapters_come_through_the_storage_initializer_and_vllm_starts_with_them() -> None:
+    import json
+
+    path = next(p for p in GOOD if p.stem == "hf-lora-adapters")
+    (isvc,) = isvcs(path)
+    predictor = isvc["spec"]["predictor"]
+    assert predictor["storageUris"] == [
+        {"uri": "hf://Qwen/Qwen2.5-7B-Instruct:a09a35458c702b33eeacc393d103063234e8bc28", "mountPath": "/mnt/models"},
+        {"uri": "hf://acme/qwen-support-lora:5b1f0d3c2a4e6f8091a2b3c4d5e6f708192a3b4c",
+         "mountPath": "/mnt/adapters/support-tone"},
+        {"uri": "pvc://lora-adapters/sql", "mountPath": "/mnt/adapters/support-sql"},
+    ]
+    (container,) = predictor["containers"]
+    # storageUri and STORAGE_URI are KServe's other way to name a model: never beside storageUris.
+    assert "STORAGE_URI" not in {e["name"] for e in container["env"]} and "model" not in predictor
+    args = container["args"]
+    assert args[args.index("--max-loras") + 1] == "4" and args[args.index("--max-lora-rank") + 1] == "32"
+    modules = [json.loads(a) for a in args[args.index("--lora-modules") + 1:]]
+    assert modules == [
+        {"name": "support-tone", "path": "/mnt/adapters/support-tone", "base_model_name": "support-chat"},
+        {"name": "support-sql", "path": "/mnt/adapters/support-sql", "base_model_name": "support-chat"},
+    ]
+    assert check_inference_service(isvc) == []

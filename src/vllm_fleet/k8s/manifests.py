@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from vllm_fleet.engine_args import MODEL_MOUNT, SERVER_MODULE, STOP_MARGIN_SECONDS, render_engine_args
+from vllm_fleet.engine_args import (
+    ADAPTERS_MOUNT,
+    MODEL_MOUNT,
+    SERVER_MODULE,
+    STOP_MARGIN_SECONDS,
+    lora_modules_args,
+    render_engine_args,
+)
 from vllm_fleet.k8s.model import ClusterSettings
 from vllm_fleet.k8s.validation import GCS_KEY, HF_KEY, MODELSCOPE_KEY, S3_KEYS, cluster_settings
 from vllm_fleet.spec.model import Accelerator, Deployment, S3Credentials, SecretRef, Service
@@ -226,7 +233,7 @@ def _ingress(svc: Service, s: ClusterSettings) -> Manifest:
 
 def _env(svc: Service, s: ClusterSettings) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = []
-    if s.mode == "container":
+    if s.mode == "container" and not svc.adapters:  # with adapters, the predictor's storageUris say it all
         env.append({"name": "STORAGE_URI", "value": svc.uri.kserve_uri(svc.effective_revision)})
     if svc.api_key:
         env.append({"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": _key_ref(
@@ -333,11 +340,18 @@ def inference_service(svc: Service, s: ClusterSettings, service_account: str | N
     if s.image_pull_secrets:
         predictor["imagePullSecrets"] = [{"name": n} for n in s.image_pull_secrets]
     if s.mode == "container":
+        if svc.adapters:
+            # KServe's storage initializer fetches the model and each adapter (storageUris, under one root) before
+            # vLLM starts, which serves the adapters from there; a changed list rolls out a new revision.
+            predictor["storageUris"] = [{"uri": svc.uri.kserve_uri(svc.effective_revision), "mountPath": MODEL_MOUNT},
+                                        *({"uri": a.uri.kserve_uri(a.effective_revision),
+                                           "mountPath": f"{ADAPTERS_MOUNT}/{a.directory}"} for a in svc.adapters)]
         predictor["containers"] = [{
             "name": CONTAINER_NAME,
             "image": svc.image,
             "command": list(SERVER_MODULE),
-            "args": render_engine_args(svc, port=svc.port, model_path=MODEL_MOUNT),
+            "args": render_engine_args(svc, port=svc.port, model_path=MODEL_MOUNT) + lora_modules_args(
+                [(a.name, f"{ADAPTERS_MOUNT}/{a.directory}") for a in svc.adapters], svc.model_name),
             "ports": [{"name": "http1", "containerPort": svc.port, "protocol": "TCP"}],
             **container,
         }]

@@ -61,6 +61,7 @@ def cluster_rules(dep: Deployment) -> Iterator[SpecIssue]:
         yield from _scaling_rules(settings, at)
         yield from _credential_rules(svc, settings, at)
         yield from _mode_rules(svc, settings, at)
+        yield from _adapter_rules(svc, settings, at)
     yield from _shared_object_rules(parsed)
     if dep.gateway is not None:
         yield from _gateway_rules(dep)
@@ -229,6 +230,30 @@ def _existing_secret_keys(base: str, refs: dict[str, SecretRef], keys: dict[str,
             yield SpecIssue(f"{base}.{field}.k8s_secret.key", show_value(ref.k8s_secret.key),
                             f"is not '{keys[field]}', the key KServe's storage initializer reads",
                             f"store the value under the key {keys[field]}, or use pulumi_config")
+
+
+def _adapter_rules(svc: Service, s: ClusterSettings, at: str) -> Iterator[SpecIssue]:
+    """A pod's adapters come through KServe's storage initializer with the model (storageUris): one set of
+    credentials and one hub endpoint per InferenceService, and the vLLM server's own arguments to name them."""
+    if not svc.adapters:
+        return
+    if s.mode == "runtime":
+        yield SpecIssue(f"{at}.adapters", f"{len(svc.adapters)} adapter(s)",
+                        "are set in mode runtime; KServe's huggingface runtime is not given vLLM's LoRA arguments "
+                        "here", "use mode: container, or serve the adapters on VMs")
+    own = svc.storage.credentials.model_dump(exclude_none=True)
+    for j, adapter in enumerate(svc.adapters):
+        here = f"{at}.adapters[{j}]"
+        theirs = adapter.storage.credentials.model_dump(exclude_none=True)
+        if theirs and theirs != own:
+            yield SpecIssue(f"{here}.storage.credentials", "{...}",
+                            "differ from the service's; KServe's storage initializer fetches the model and every "
+                            "adapter of a pod with the one set of credentials its ServiceAccount holds",
+                            "give the adapter the service's credentials (the same references), or none")
+        if adapter.storage.endpoint and adapter.storage.endpoint != svc.storage.endpoint:
+            yield SpecIssue(f"{here}.storage.endpoint", show_value(adapter.storage.endpoint),
+                            "differs from the service's; a pod's storage initializer reads one hub endpoint",
+                            "serve the adapter from the service's endpoint, or leave it out")
 
 
 def _mode_rules(svc: Service, s: ClusterSettings, at: str) -> Iterator[SpecIssue]:
