@@ -123,7 +123,7 @@ class ServingHost:
                               text=True, env=env, check=False, timeout=timeout)
 
     def deploy(self, spec: dict[str, Any], *, extra_vars: dict[str, Any] | None = None,
-               tags: str | None = "gateway,serve,smoke", key: str | None = KEY, timeout: int = 3600,
+               tags: str | None = "weights,gateway,serve,smoke", key: str | None = KEY, timeout: int = 3600,
                verbose: int = 0, artifacts: Path | None = None, env: dict[str, str] | None = None,
                others: Sequence[ServingHost] = (), others_spec: dict[str, Any] | None = None) -> dict[str, Any]:
         inv = self.inventory(spec, extra_vars, others, others_spec)
@@ -219,9 +219,15 @@ CHAT_GATE = {"metric": "ttft_p50_ms", "max_regression_percent": 250, "workload":
              "output_len": 16, "prompts": 64, "max_concurrency": 16, "warmup_requests": 16}
 
 
+# tiny-chat's LoRA adapter (sandbox/tiny_models_gen.py), a file:// source on every host: the weights stage copies
+# it into the service's adapters directory, and every replica serves it from the first deploy on.
+CHAT_ADAPTER = {"name": "tiny-chat-lora", "storage_uri": f"file://{MODELS_MOUNT}/tiny-chat-lora"}
+
+
 def chat_service() -> dict[str, Any]:
     """tiny-chat as every host of the e2e fleet serves it."""
-    return service("tiny-chat", "generate", 8000, max_model_len=256) | {"slo": CHAT_SLO, "gate": CHAT_GATE}
+    return service("tiny-chat", "generate", 8000, max_model_len=256) | {
+        "slo": CHAT_SLO, "gate": CHAT_GATE, "adapters": [dict(CHAT_ADAPTER)]}
 
 
 def fleet_spec() -> dict[str, Any]:
@@ -284,7 +290,7 @@ def fleet(serving_host: ServingHost, alert_receiver: AlertReceiver) -> dict[str,
     import time
 
     started = time.monotonic()
-    result = serving_host.deploy(FLEET_SPEC, tags="gateway,serve,smoke,monitoring")
+    result = serving_host.deploy(FLEET_SPEC, tags="weights,gateway,serve,smoke,monitoring")
     result["seconds"] = time.monotonic() - started
     assert result["ok"], result["output"][-6000:]
     return result

@@ -1,6 +1,7 @@
 """Real vLLM (CPU) in containers on a sandbox container host, driven by playbooks/deploy-vllm.yml.
 
-The steps share one host and run in order: deploy (the session's `fleet`, gateway included), no-op re-run, one
+The steps share one host and run in order: deploy (the session's `fleet`, gateway included), no-op re-run, tiny-chat's
+LoRA adapter against its base, a second adapter added and removed at runtime and one that does not fit, one
 changed argument rolled out at -vvv, a broken argument (rolled back while the old container keeps answering), a
 slower change failing its benchmark gate in a canary, a broken image, and a replace-strategy rollback. The backends
 are called straight on the internal network here; the gateway's own steps follow in test_gateway_e2e.py.
@@ -128,6 +129,101 @@ def test_second_run_changes_and_restarts_nothing(serving_host: ServingHost, depl
     assert {c: serving_host.started_at(c) for c in CONTAINERS} == before
     # tiny-chat has a benchmark gate: neither its first deploy nor an unchanged re-run benchmarks it.
     assert deployed["gates"] == [] and result["gates"] == []
+
+
+def completion(host: ServingHost, model: str) -> tuple[int, Any]:
+    """A greedy completion of a fixed prompt, straight to tiny-chat's backend."""
+    return http(f"http://{host.backend_address}:8000/v1/completions",
+                {"model": model, "prompt": "The capital of France is", "max_tokens": 12, "temperature": 0,
+                 "seed": 7})
+
+
+def served(host: ServingHost) -> dict[str, str | None]:
+    """{model id: parent} from tiny-chat's /v1/models."""
+    status, body = http(f"http://{host.backend_address}:8000/v1/models")
+    assert status == 200
+    return {m["id"]: m.get("parent") for m in body["data"]}
+
+
+def test_the_adapter_answers_by_its_name_unlike_its_base_and_is_listed_beside_it(serving_host: ServingHost,
+                                                                                deployed: dict) -> None:
+    need("tiny-chat")
+    assert served(serving_host) == {"tiny-chat": None, "tiny-chat-lora": "tiny-chat"}
+    base_status, base = completion(serving_host, "tiny-chat")
+    lora_status, lora = completion(serving_host, "tiny-chat-lora")
+    assert (base_status, lora_status) == (200, 200)
+    assert lora["model"] == "tiny-chat-lora"
+    assert lora["choices"][0]["text"] != base["choices"][0]["text"]
+    assert completion(serving_host, "tiny-chat")[1]["choices"][0]["text"] == base["choices"][0]["text"]  # greedy
+    # Served from the copy the weights stage published in the service's adapters directory, mounted read-only.
+    info = json.loads(serving_host.docker("inspect", "vllm-tiny-chat").stdout)[0]
+    mounts = {m["Destination"]: m for m in info["Mounts"]}
+    assert mounts["/mnt/adapters"]["Source"] == "/var/lib/vllm-fleet/adapters/tiny-chat"
+    assert mounts["/mnt/adapters"]["RW"] is False
+    assert "--enable-lora" in info["Config"]["Cmd"]
+
+
+def test_an_adapter_added_then_removed_is_loaded_and_unloaded_without_restarting_the_base_model(
+        serving_host: ServingHost, deployed: dict) -> None:
+    """A second adapter (a file:// source elsewhere on the host) joins at runtime through the serve stage and
+    answers through the gateway too; taken out of the spec, it is unloaded. The base container never restarts."""
+    import requests
+
+    from tests.worlds import CLIENT_KEYS, MODELS_MOUNT
+
+    need("tiny-chat")
+    serving_host.exec("sh", "-c", f"mkdir -p /srv/e2e-adapters && rm -rf /srv/e2e-adapters/second && "
+                                  f"cp -r {MODELS_MOUNT}/tiny-chat-lora /srv/e2e-adapters/second")
+    started = serving_host.started_at("vllm-tiny-chat")
+    spec = copy.deepcopy(SPEC)
+    chat_svc = next(s for s in spec["services"] if s["name"] == "tiny-chat")
+    chat_svc["adapters"].append({"name": "tiny-chat-lora-2", "storage_uri": "file:///srv/e2e-adapters/second"})
+
+    added = serving_host.deploy(spec)
+
+    assert added["ok"], added["output"][-6000:]
+    assert serving_host.started_at("vllm-tiny-chat") == started
+    assert served(serving_host)["tiny-chat-lora-2"] == "tiny-chat"
+    assert completion(serving_host, "tiny-chat-lora-2")[0] == 200
+    reply = requests.post(f"{serving_host.gateway_url}/v1/chat/completions", verify=str(serving_host.pki / "ca.pem"),
+                          headers={"Authorization": f"Bearer {CLIENT_KEYS['E2E_CLIENT_APP']}"}, timeout=120,
+                          json={"model": "tiny-chat-lora-2", "max_tokens": 2,
+                                "messages": [{"role": "user", "content": "Hi"}]})
+    assert reply.status_code == 200 and reply.json()["model"] == "tiny-chat-lora-2"
+
+    removed = serving_host.deploy(SPEC)
+
+    assert removed["ok"], removed["output"][-6000:]
+    assert serving_host.started_at("vllm-tiny-chat") == started
+    assert served(serving_host) == {"tiny-chat": None, "tiny-chat-lora": "tiny-chat"}
+    assert completion(serving_host, "tiny-chat-lora-2")[0] == 404
+    assert completion(serving_host, "tiny-chat-lora")[0] == 200
+
+
+def test_an_adapter_that_does_not_fit_is_refused_before_it_is_published_and_nothing_restarts(
+        serving_host: ServingHost, deployed: dict) -> None:
+    """An adapter of rank 64 on tiny-chat (whose derived --max-lora-rank is 16), its rank not given in the spec: the
+    weights stage reads its adapter_config.json on the host and refuses it before publishing anything, so no
+    container changes and the adapters directory holds no trace of it."""
+    from tests.worlds import MODELS_MOUNT
+
+    need("tiny-chat")
+    serving_host.exec("sh", "-c", "rm -rf /srv/e2e-adapters/wide && mkdir -p /srv/e2e-adapters && "
+                                  f"cp -r {MODELS_MOUNT}/tiny-chat-lora /srv/e2e-adapters/wide && "
+                                  "sed -i 's/\"r\": 8/\"r\": 64/' /srv/e2e-adapters/wide/adapter_config.json")
+    started = serving_host.started_at("vllm-tiny-chat")
+    spec = copy.deepcopy(SPEC)
+    next(s for s in spec["services"] if s["name"] == "tiny-chat")["adapters"].append(
+        {"name": "tiny-chat-wide", "storage_uri": "file:///srv/e2e-adapters/wide"})
+
+    result = serving_host.deploy(spec)
+
+    assert not result["ok"]
+    assert "has rank 64, above the service's max_lora_rank 16" in result["output"]
+    assert serving_host.started_at("vllm-tiny-chat") == started
+    assert serving_host.exec("ls", "-A", "/var/lib/vllm-fleet/adapters/tiny-chat/tiny-chat-wide",
+                             check=False).stdout.split() in ([], [".lock"])
+    assert "tiny-chat-wide" not in served(serving_host)
 
 
 def test_one_changed_argument_at_vvv_restarts_exactly_that_service_and_the_key_is_in_no_output_inspect_or_ps(

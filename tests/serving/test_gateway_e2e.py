@@ -84,16 +84,20 @@ def gateway(serving_host: ServingHost, fleet: dict[str, Any]) -> ServingHost:
     return serving_host
 
 
-def test_one_https_url_serves_chat_embeddings_and_rerank_by_model_name(gateway: ServingHost) -> None:
+def test_one_https_url_serves_chat_an_adapter_embeddings_and_rerank_by_model_name(gateway: ServingHost) -> None:
     import httpx
     import openai
 
     trust = ssl.create_default_context(cafile=ca(gateway))
     client = openai.OpenAI(base_url=f"{gateway.gateway_url}/v1", api_key=APP, http_client=httpx.Client(verify=trust))
-    assert sorted(m.id for m in client.models.list()) == ["tiny-chat", "tiny-embed", "tiny-rerank"]
+    assert sorted(m.id for m in client.models.list()) == ["tiny-chat", "tiny-chat-lora", "tiny-embed", "tiny-rerank"]
     reply = client.chat.completions.create(model="tiny-chat", max_tokens=4,
                                            messages=[{"role": "user", "content": "Hello"}])
     assert reply.model == "tiny-chat" and reply.choices[0].message.content is not None
+    # The adapter is a model name of its own, routed to tiny-chat's replicas.
+    reply = client.chat.completions.create(model="tiny-chat-lora", max_tokens=4,
+                                           messages=[{"role": "user", "content": "Hello"}])
+    assert reply.model == "tiny-chat-lora" and reply.choices[0].message.content is not None
     vectors = client.embeddings.create(model="tiny-embed", input=["a cat", "a dog"])
     assert len(vectors.data) == 2 and len(vectors.data[0].embedding) == 128
     chat_only = openai.OpenAI(base_url=f"{gateway.gateway_url}/v1", api_key=CHAT_ONLY,
@@ -101,6 +105,9 @@ def test_one_https_url_serves_chat_embeddings_and_rerank_by_model_name(gateway: 
     assert [m.id for m in chat_only.models.list()] == ["tiny-chat"]
     with pytest.raises(openai.PermissionDeniedError):
         chat_only.embeddings.create(model="tiny-embed", input="x")
+    with pytest.raises(openai.PermissionDeniedError):  # scoped like any model: tiny-chat's key lacks its adapter
+        chat_only.chat.completions.create(model="tiny-chat-lora", max_tokens=1,
+                                          messages=[{"role": "user", "content": "Hi"}])
 
     curl = subprocess.run(["curl", "-sS", "--fail-with-body", "--cacert", ca(gateway), "-H",
                            "Content-Type: application/json", "-H", "@-", "-d",
@@ -271,7 +278,7 @@ def two_replicas(gateway: ServingHost, second_serving_host: ServingHost) -> Serv
     if "tiny-chat" not in {s["name"] for s in FLEET_SPEC["services"]}:
         pytest.skip("VLLM_FLEET_E2E_ONLY leaves out tiny-chat")
     result = gateway.deploy(FLEET_SPEC, others=[second_serving_host], others_spec=CHAT_ONLY_SPEC,
-                            tags="gateway,serve,smoke,monitoring")
+                            tags="weights,gateway,serve,smoke,monitoring")
     assert result["ok"], result["output"][-6000:]
     servers = server_stats(gateway, "pool_tiny-chat")
     assert len(servers) == 2 and all(s["status"] == "UP" for s in servers.values()), servers
@@ -363,7 +370,7 @@ def test_the_gate_rolls_a_slower_engine_back_on_the_first_host_and_no_other_host
                        h.started_at("vllm-tiny-chat")) for h in (gateway, two_replicas)}
     with Clients(gateway, threads=1, pause=0.3) as clients:
         clients.wait_for(5)
-        result = gateway.deploy(spec, others=[two_replicas], others_spec=other, tags="serve", verbose=3,
+        result = gateway.deploy(spec, others=[two_replicas], others_spec=other, tags="weights,serve", verbose=3,
                                 artifacts=tmp_path / "runner",
                                 extra_vars={"vllm_fleet_serial": "100%", "vllm_server_update_strategy": "replace"})
     failed = [s for s in clients.results if s != 200]
@@ -402,7 +409,7 @@ def test_a_rolling_update_through_the_gateway_passes_its_gate_and_fails_no_reque
     # meanwhile (a canary beside the old container would be a fifth vLLM on two cores).
     with Clients(gateway, threads=1, pause=0.3) as clients:
         clients.wait_for(10)
-        result = gateway.deploy(spec, others=[two_replicas], others_spec=other, tags="serve",
+        result = gateway.deploy(spec, others=[two_replicas], others_spec=other, tags="weights,serve",
                                 extra_vars={"vllm_fleet_serial": 1, "vllm_server_update_strategy": "replace"})
     failed = [s for s in clients.results if s != 200]
     served = {name: n - counts.get(name, 0) for name, n in sessions(gateway).items()}
