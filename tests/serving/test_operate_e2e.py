@@ -139,6 +139,8 @@ def test_down_removes_the_fleet_keeps_the_weights_and_a_second_down_changes_noth
     assert first.exec("systemctl", "is-active", "haproxy", "prometheus", "prometheus-alertmanager",
                       check=False).stdout.split() == ["inactive"] * 3
     assert first.exec("test", "-d", fetched, check=False).returncode == 0  # weights kept
+    adapters = "/var/lib/vllm-fleet/adapters/tiny-chat"  # tiny-chat's adapter, copied there by the weights stage
+    assert first.exec("test", "-d", adapters, check=False).returncode == 0
 
     again = run(both, "down", "--json")
     assert again.returncode == 0 and set(json.loads(again.stdout)["changed"].values()) == {0}, again.stdout[-3000:]
@@ -146,4 +148,6 @@ def test_down_removes_the_fleet_keeps_the_weights_and_a_second_down_changes_noth
     purge = run(both, "down", "--purge-weights", "--json")
     assert purge.returncode == 0, purge.stdout[-3000:] + purge.stderr[-3000:]
     assert first.exec("test", "-e", fetched, check=False).returncode != 0
+    assert first.exec("test", "-e", adapters, check=False).returncode != 0
     assert first.exec("test", "-d", "/srv/vllm-fleet/seed-models/tiny-chat", check=False).returncode == 0
+    assert first.exec("test", "-d", "/srv/vllm-fleet/seed-models/tiny-chat-lora", check=False).returncode == 0

@@ -141,7 +141,8 @@ def down(
     inventory: InventoryOpt,
     services: Annotated[list[str] | None, typer.Argument(help="only these services (default: everything)")] = None,
     purge_weights: Annotated[bool, typer.Option(
-        "--purge-weights", help="also delete the weights the weights stage fetched (never file:// sources)")] = False,
+        "--purge-weights", help="also delete the weights and adapters the weights stage fetched or copied "
+                                "(never a file:// source itself)")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="say what would be removed; change nothing")] = False,
     limit: LimitOpt = None,
     as_json: JsonOpt = False,
