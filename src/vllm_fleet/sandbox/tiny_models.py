@@ -13,15 +13,28 @@ from importlib import resources
 from pathlib import Path
 
 from vllm_fleet.sandbox.vllm_image import IMAGE, cache_dir
+from vllm_fleet.versions import PEFT_WHEELS
 
 MODELS = ("tiny-chat", "tiny-embed", "tiny-rerank")
 # LoRA adapters on the tiny models: tiny-chat-lora on tiny-chat.
 ADAPTERS = ("tiny-chat-lora",)
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 
 
 def models_dir() -> Path:
     return cache_dir().parent / f"tiny-models-v{GENERATOR_VERSION}"
+
+
+def peft_wheels(log=print) -> Path:
+    """PEFT_WHEELS as wheels in a cache directory (downloaded once on this machine; the container has no network)."""
+    wheels = cache_dir().parent / ("peft-wheels-" + "-".join(p.replace("==", "") for p in PEFT_WHEELS))
+    if len(list(wheels.glob("*.whl"))) == len(PEFT_WHEELS):
+        return wheels
+    wheels.mkdir(parents=True, exist_ok=True)
+    log(f"pip download {' '.join(PEFT_WHEELS)} into {wheels}")
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                    "--disable-pip-version-check", "-q", "-d", str(wheels), *PEFT_WHEELS], check=True)
+    return wheels
 
 
 def generate(image: str = IMAGE, out: Path | None = None, log=print) -> Path:
@@ -32,10 +45,12 @@ def generate(image: str = IMAGE, out: Path | None = None, log=print) -> Path:
         return out
     out.mkdir(parents=True, exist_ok=True)
     script = resources.files("vllm_fleet.sandbox").joinpath("tiny_models_gen.py").read_text()
+    wheels = peft_wheels(log)
     log(f"generating tiny models into {out}")
     subprocess.run(
         ["docker", "run", "--rm", "-i", "--network", "none", "--user", f"{os.getuid()}:{os.getgid()}",
-         "-e", "HOME=/tmp", "-v", f"{out}:/out", "--entrypoint", "python3", image, "-", "/out"],
+         "-e", "HOME=/tmp", "-v", f"{out}:/out", "-v", f"{wheels}:/wheels:ro", "--entrypoint", "python3", image,
+         "-", "/out", "/wheels"],
         input=script, text=True, check=True, capture_output=True,
     )
     missing = [n for n in MODELS if not (out / n / "config.json").exists()]

@@ -2,14 +2,16 @@
 
 The vLLM image already has torch, transformers and tokenizers, so the controller needs none of them:
 `tiny_models.generate()` pipes this file to `python3 -` in a throw-away container of that image.
-Usage: python3 tiny_models_gen.py OUT_DIR   (writes OUT_DIR/tiny-chat, tiny-embed, tiny-rerank)
+Usage: python3 tiny_models_gen.py OUT_DIR WHEELS_DIR   (writes OUT_DIR/tiny-chat, tiny-embed, tiny-rerank,
+tiny-chat-lora; WHEELS_DIR holds the pure-Python wheels of PEFT and Accelerate, unpacked here and imported)
 
 - tiny-chat: Qwen2ForCausalLM (hidden 128, 2 layers, 2 heads of dim 64, 1 KV head, vocab 512, bf16),
   a byte-level BPE tokenizer trained on a few sentences, and a ChatML chat template.
 - tiny-embed: BertModel (hidden 128, 2 layers, 2 heads, 256 positions), WordPiece tokenizer.
 - tiny-rerank: BertForSequenceClassification with num_labels=1 (a cross-encoder), same tokenizer.
-- tiny-chat-lora: a PEFT-format LoRA adapter (rank 8, q_proj and v_proj) on tiny-chat, its B matrices not zero
-  (PEFT's init would make the adapter change nothing), so that greedy answers differ from the base model's.
+- tiny-chat-lora: a LoRA adapter made with PEFT (rank 8, q_proj and v_proj) on tiny-chat, initialised with
+  init_lora_weights=False so that its B matrices are not zero (PEFT's default init changes nothing) and greedy
+  answers differ from the base model's.
 Weights are seeded, so the same image writes the same models.
 """
 
@@ -106,28 +108,28 @@ LORA_RANK = 8
 
 
 def chat_lora(out: Path) -> None:
-    """adapter_config.json and adapter_model.safetensors as PEFT writes them (PEFT itself is not in the image)."""
-    import json
+    """adapter_config.json and adapter_model.safetensors, written by PEFT itself on tiny-chat (written first)."""
+    from peft import LoraConfig, get_peft_model
 
-    from safetensors.torch import save_file
+    base = Qwen2ForCausalLM.from_pretrained(str(out.parent / "tiny-chat"))
+    config = LoraConfig(r=LORA_RANK, lora_alpha=2 * LORA_RANK, lora_dropout=0.0, target_modules=["q_proj", "v_proj"],
+                        init_lora_weights=False, task_type="CAUSAL_LM")
+    get_peft_model(base, config).save_pretrained(str(out))
 
-    hidden, kv, layers = 128, 64, 2  # tiny-chat's hidden size, KV projection width and layer count
-    tensors = {}
-    for i in range(layers):
-        for module, width in (("q_proj", hidden), ("v_proj", kv)):
-            at = f"base_model.model.model.layers.{i}.self_attn.{module}"
-            tensors[f"{at}.lora_A.weight"] = (torch.randn(LORA_RANK, hidden) * 0.5).to(torch.bfloat16)
-            tensors[f"{at}.lora_B.weight"] = (torch.randn(width, LORA_RANK) * 0.5).to(torch.bfloat16)
-    save_file(tensors, str(out / "adapter_model.safetensors"))
-    (out / "adapter_config.json").write_text(json.dumps({
-        "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": "vllm-fleet/tiny-chat",
-        "r": LORA_RANK, "lora_alpha": 2 * LORA_RANK, "lora_dropout": 0.0, "bias": "none",
-        "target_modules": ["q_proj", "v_proj"], "fan_in_fan_out": False, "init_lora_weights": True,
-    }, indent=2))
+
+def unpack_wheels(wheels: Path, site: Path) -> None:
+    """Pure-Python wheels are zip files laid out for site-packages: unpacked and put first on sys.path."""
+    import zipfile
+
+    for wheel in sorted(wheels.glob("*.whl")):
+        with zipfile.ZipFile(wheel) as zf:
+            zf.extractall(site)
+    sys.path.insert(0, str(site))
 
 
 def main() -> None:
     out = Path(sys.argv[1])
+    unpack_wheels(Path(sys.argv[2]), Path("/tmp/peft-site"))
     for name, make in (("tiny-chat", chat_model), ("tiny-embed", embed_model), ("tiny-rerank", rerank_model),
                        ("tiny-chat-lora", chat_lora)):
         torch.manual_seed(0)
