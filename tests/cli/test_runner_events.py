@@ -25,3 +25,16 @@ def test_an_unreachable_task_keeps_its_message() -> None:
                                                             "unreachable": True}}})
     assert tracker.result.hosts["gpu-2"].last_error == (
         "unreachable in 'Gathering Facts': Could not find container \"gpu-2\"")
+
+
+def test_a_failed_loop_names_why_each_failed_item_failed_and_that_a_hidden_one_is_hidden() -> None:
+    tracker = EventTracker()
+    tracker({"event": "runner_on_failed", "event_data": {
+        "host": "gpu-3", "task": "Verify file:// models in place", "res": {
+            "msg": "One or more items failed", "failed": True, "results": [
+                {"failed": False, "changed": False, "path": "/srv/models/chat"},
+                {"failed": True, "msg": "service wide (file:///srv/wide): the adapter has rank 64"},
+                {"failed": True, "censored": CENSORED}]}}})
+    assert tracker.result.hosts["gpu-3"].last_error == (
+        "Verify file:// models in place: One or more items failed: service wide (file:///srv/wide): the adapter "
+        "has rank 64; the item's output is hidden by no_log")

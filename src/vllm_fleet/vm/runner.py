@@ -81,6 +81,12 @@ def _error_text(res: dict[str, Any]) -> str:
             msg = f"{msg} {detail}".strip()
     if res.get("module_stderr") and str(res["module_stderr"]).strip() not in msg:
         msg = f"{msg} {str(res['module_stderr']).strip()}".strip()
+    # A loop's result says only "One or more items failed": each failed item holds why.
+    items = [i for i in res.get("results") or [] if isinstance(i, dict) and i.get("failed")]
+    details = [_error_text(i) or ("the item's output is hidden by no_log" if i.get("censored") else "")
+               for i in items]
+    if details:
+        msg = f"{msg}: {'; '.join(d for d in details if d)}" if msg else "; ".join(d for d in details if d)
     return msg
 
 
