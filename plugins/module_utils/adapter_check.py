@@ -47,12 +47,8 @@ def _hidden_input_widths(path: str) -> dict[str, int]:
     return widths
 
 
-def adapter_problems(adapter_dir: str, max_rank: int, base_repo: str | None = None,
-                     base_dir: str | None = None) -> list[str]:
-    """What makes the adapter at adapter_dir unfit for its service; empty when it fits or nothing can be told."""
-    config = _read_json(os.path.join(adapter_dir, ADAPTER_CONFIG))
-    if config is None:
-        return [f"{adapter_dir} has no readable {ADAPTER_CONFIG}; a PEFT LoRA adapter directory holds one"]
+def config_problems(config: dict[str, Any], max_rank: int, base_repo: str | None = None) -> list[str]:
+    """What adapter_config.json alone tells: a LoRA adapter, its rank within max_rank, trained on base_repo."""
     problems = []
     peft_type = config.get("peft_type", "LORA")
     if str(peft_type).upper() != "LORA":
@@ -65,6 +61,16 @@ def adapter_problems(adapter_dir: str, max_rank: int, base_repo: str | None = No
     if (base_repo and isinstance(base, str) and base.count("/") == 1 and not base.startswith((".", "/"))
             and base.lower() != base_repo.lower()):
         problems.append(f"was trained on {base}, and the service serves {base_repo}")
+    return problems
+
+
+def adapter_problems(adapter_dir: str, max_rank: int, base_repo: str | None = None,
+                     base_dir: str | None = None) -> list[str]:
+    """What makes the adapter at adapter_dir unfit for its service; empty when it fits or nothing can be told."""
+    config = _read_json(os.path.join(adapter_dir, ADAPTER_CONFIG))
+    if config is None:
+        return [f"{adapter_dir} has no readable {ADAPTER_CONFIG}; a PEFT LoRA adapter directory holds one"]
+    problems = config_problems(config, max_rank, base_repo)
     hidden = (_read_json(os.path.join(base_dir, "config.json")) or {}).get("hidden_size") if base_dir else None
     if isinstance(hidden, int):
         wrong = {t: w for t, w in _hidden_input_widths(os.path.join(adapter_dir, ADAPTER_WEIGHTS)).items()
