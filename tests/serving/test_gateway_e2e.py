@@ -155,6 +155,8 @@ def test_every_route_vllm_serves_is_refused_unless_allowlisted_and_the_key_is_in
                     {(p, "POST") for p in UNLISTED} | {(p, "GET") for p in UNLISTED} |
                     {(p, "POST") for p in ALLOWED - {"/v1/models"}})
     assert len(routes) > 40
+    # With adapters, vLLM serves its runtime adapter routes: probed below, refused like any route off the list.
+    assert {("/v1/load_lora_adapter", "POST"), ("/v1/unload_lora_adapter", "POST")} <= set(routes)
     since = journal_now(gateway)
     seen: dict[tuple[str, str, str], int] = {}
     for path, method in routes:
@@ -493,9 +495,10 @@ def test_a_full_vvv_deploy_leaks_no_client_key_backend_key_hf_token_s3_key_or_we
     finally:
         hub.stop()
         s3.stop()
-    want = sorted(f"/e2e/tiny-chat-lora/resolve/{'1e2e' + '0' * 36}/{f.name}"
-                  for f in (models / "tiny-chat-lora").iterdir())
-    assert adapter_reads == want  # each file of the adapter once, for two hosts
+    want = [f"/e2e/tiny-chat-lora/resolve/{'1e2e' + '0' * 36}/{f.name}" for f in (models / "tiny-chat-lora").iterdir()]
+    # Each file of the adapter once for two hosts, and its adapter_config.json once more: the controller's check
+    # before any host changed (it asks for the default branch).
+    assert adapter_reads == sorted([*want, "/e2e/tiny-chat-lora/resolve/main/adapter_config.json"])
     for host in (gateway, two_replicas):  # both replicas serve the hub's revision (loaded at runtime) by name
         listed = requests.get(f"http://{host.backend_address}:8000/v1/models", timeout=30,
                               headers={"Authorization": f"Bearer {KEY}"}).json()["data"]
