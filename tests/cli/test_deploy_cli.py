@@ -105,3 +105,30 @@ def test_kept_runner_artifacts_hold_no_secret_of_the_environment(world: str, tmp
     files = [p for p in (tmp_path / "runs").rglob("*") if p.is_file()]
     assert proc.returncode != 0 and any(p.name == "command" for p in files) and len(files) > 5
     assert [p.name for p in files if "test-key-3b1f" in p.read_text(errors="replace")] == []
+
+
+def test_a_hub_adapter_trained_on_another_model_stops_the_deploy_before_any_host_is_contacted(
+        world: str, tmp_path: Path) -> None:
+    from tests.weights.hub import hub_repo_layout
+    from tests.weights.origins import make_adapter, start_nginx
+
+    www = tmp_path / "www"
+    hub = start_nginx(tmp_path / "nginx", www, extra=hub_repo_layout(
+        www, "acme/other-lora", make_adapter(tmp_path / "lora", base="other/model"), "c0" * 20))
+    try:
+        spec = {"services": [{
+            "name": "chat", "storage_uri": "hf://org/base", "accelerator": "cpu", "gpus": 0, "port": 8000,
+            "storage": {"endpoint": hub.url},
+            "adapters": [{"name": "chat-lora", "storage_uri": "hf://acme/other-lora",
+                          "storage": {"endpoint": hub.url}}],
+        }]}
+        # The host does not exist: had the run contacted it, it would report it unreachable instead.
+        inv = write_inventory(tmp_path / "hosts.yml", ["vf-cli-never-contacted"], spec)
+        proc = cli("deploy", "-i", str(inv), "--json")
+    finally:
+        hub.stop()
+    payload = json.loads(proc.stdout)
+    host = payload["hosts"]["vf-cli-never-contacted"]
+    assert proc.returncode != 0 and host["unreachable"] is False
+    assert ("adapter chat@chat-lora (hf://acme/other-lora) does not fit its service: it was trained on other/model, "
+            "and the service serves org/base. Nothing was changed on any host.") in host["error"]
