@@ -487,8 +487,9 @@ def test_a_full_vvv_deploy_leaks_no_client_key_backend_key_hf_token_s3_key_or_we
             env={"E2E_HF_TOKEN": HF_TOKEN, "E2E_S3_KEY": S3_KEY, "E2E_S3_SECRET": S3_SECRET},
             # Replacing in place (drained at the gateway) rather than a canary first: two vLLM starts instead of
             # four; the canary path runs at -vvv in tests/serving/test_e2e_vllm.py.
+            # Peer fan-out: the first host reads the origin, the other copies from it.
             extra_vars={"model_weights_wheelhouse": str(Path.home() / ".cache/vllm-fleet/fetch-wheels-test"),
-                        "vllm_server_update_strategy": "replace"})
+                        "vllm_server_update_strategy": "replace", "model_weights_fanout": "peer"})
         assert result["ok"], result["output"][-6000:]
         adapter_reads = sorted(r["uri"] for r in hub.requests()
                                if r["method"] == "GET" and "/e2e/tiny-chat-lora/resolve/" in r["uri"])
