@@ -1,12 +1,12 @@
-"""A generate service's LoRA adapters in the spec: the limits derived for vLLM, what adapter_config.json tells,
-and the fleet-wide names a gateway key can be scoped to."""
+"""A generate service's LoRA adapters in the spec: the limits derived for vLLM and the fleet-wide names a gateway
+key can be scoped to."""
 
 from __future__ import annotations
 
 import pytest
 
-from vllm_fleet.spec import Adapter, LoraLimits, SpecError, parse_storage_uri, validate_spec
-from vllm_fleet.spec.adapters import adapter_rank, base_model_problem, derived_limits
+from vllm_fleet.spec import Adapter, LoraLimits, SpecError, validate_spec
+from vllm_fleet.spec.adapters import derived_limits
 from vllm_fleet.vm.rules import VM_TARGET
 
 
@@ -24,24 +24,6 @@ def adapters(*ranks: int | None) -> list[Adapter]:
 def test_limits_derived_from_the_adapters_leave_room_or_are_taken_from_the_spec(
         ranks: tuple[int | None, ...], limits: LoraLimits | None, want: tuple[int, int]) -> None:
     assert derived_limits(adapters(*ranks), limits) == want
-
-
-def test_an_adapter_config_names_its_largest_rank() -> None:
-    assert adapter_rank({"r": 8, "rank_pattern": {"q_proj": 32}}) == 32
-    assert adapter_rank({"r": 16}) == 16
-    assert adapter_rank({}) is None
-
-
-def test_a_base_model_is_compared_only_where_both_sides_are_hub_repos() -> None:
-    qwen = parse_storage_uri("hf://Qwen/Qwen2.5-7B-Instruct")
-    assert base_model_problem({"base_model_name_or_path": "qwen/qwen2.5-7b-instruct"}, qwen) is None
-    problem = base_model_problem({"base_model_name_or_path": "meta-llama/Llama-3.1-8B"}, qwen)
-    assert problem == "was trained on meta-llama/Llama-3.1-8B, and the service serves Qwen/Qwen2.5-7B-Instruct"
-    # A local path, a missing field or a service from S3 cannot be told apart: no verdict.
-    assert base_model_problem({"base_model_name_or_path": "/data/base"}, qwen) is None
-    assert base_model_problem({}, qwen) is None
-    assert base_model_problem({"base_model_name_or_path": "meta-llama/Llama-3.1-8B"},
-                              parse_storage_uri("s3://models/qwen")) is None
 
 
 def fleet(**gateway_clients: list[str]) -> dict:

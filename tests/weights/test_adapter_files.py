@@ -10,6 +10,10 @@ import pytest
 
 from tests.weights.origins import make_adapter, make_model
 
+from ansible_collections.vllmfleet.fleet.plugins.module_utils.adapter_check import (  # isort: skip
+    config_problems,
+    declared_rank,
+)
 from ansible_collections.vllmfleet.fleet.plugins.module_utils.weights_fetch import WeightsError  # isort: skip
 from ansible_collections.vllmfleet.fleet.plugins.module_utils.weights_run import ensure  # isort: skip
 
@@ -87,3 +91,20 @@ def test_a_directory_without_adapter_config_is_refused(tmp_path):
     with pytest.raises(WeightsError, match=r"has no readable adapter_config\.json"):
         ensure(str(tmp_path / "adapters"), "support", source(model), {}, require_config=False, copy_local=True,
                fit={"max_rank": 16})
+
+
+def test_an_adapter_config_names_its_largest_rank() -> None:
+    assert declared_rank({"r": 8, "rank_pattern": {"q_proj": 32}}) == 32
+    assert declared_rank({"r": 16}) == 16
+    assert declared_rank({}) is None
+
+
+def test_a_base_model_is_compared_only_where_both_sides_are_hub_repos() -> None:
+    qwen = "Qwen/Qwen2.5-7B-Instruct"
+    assert config_problems({"base_model_name_or_path": "qwen/qwen2.5-7b-instruct"}, 16, qwen) == []
+    problems = config_problems({"base_model_name_or_path": "meta-llama/Llama-3.1-8B"}, 16, qwen)
+    assert problems == ["was trained on meta-llama/Llama-3.1-8B, and the service serves Qwen/Qwen2.5-7B-Instruct"]
+    # A local path, a missing field or a service from S3 (no hub repo: base_repo None) cannot be told apart.
+    assert config_problems({"base_model_name_or_path": "/data/base"}, 16, qwen) == []
+    assert config_problems({}, 16, qwen) == []
+    assert config_problems({"base_model_name_or_path": "meta-llama/Llama-3.1-8B"}, 16, None) == []

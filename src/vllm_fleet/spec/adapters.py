@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pydantic import Field, field_validator
 
@@ -113,30 +113,6 @@ def derived_limits(adapters: Sequence[Adapter], limits: LoraLimits | None) -> tu
     known = max((a.rank for a in adapters if a.rank), default=0)
     rank = limits.max_lora_rank or next(r for r in LORA_RANKS if r >= max(known, MIN_DERIVED_RANK))
     return loras, rank
-
-
-def hub_repo(uri: StorageUri) -> str | None:
-    """org/name of a hub URI, lower-cased for comparison; None for other schemes."""
-    return uri.repo_id.lower() if uri.is_hub else None
-
-
-def base_model_problem(adapter_config: dict[str, Any], service_uri: StorageUri) -> str | None:
-    """Why an adapter_config.json does not fit a service's model, or None when it fits or cannot be told: only a
-    hub repo named as base_model_name_or_path can be compared with the service's hub repo."""
-    base = adapter_config.get("base_model_name_or_path")
-    ours = hub_repo(service_uri)
-    if not isinstance(base, str) or ours is None or base.startswith(("/", ".")) or base.count("/") != 1:
-        return None
-    if base.lower() != ours:
-        return f"was trained on {base}, and the service serves {service_uri.repo_id}"
-    return None
-
-
-def adapter_rank(adapter_config: dict[str, Any]) -> int | None:
-    """The largest rank an adapter_config.json declares (r, and rank_pattern's per-module ranks)."""
-    ranks = [adapter_config.get("r"), *(adapter_config.get("rank_pattern") or {}).values()]
-    ints = [r for r in ranks if isinstance(r, int)]
-    return max(ints) if ints else None
 
 
 def adapter_rules(services: Sequence[Service]) -> Iterator[SpecIssue]:
