@@ -36,8 +36,7 @@ def vllm_adapters(service: dict[str, Any], settings: dict[str, Any], weights_dir
     from vllm_fleet.vm.container import ServingError, adapter_modules
 
     try:
-        return [{"name": m["name"], "path": m["path"]}
-                for m in adapter_modules(service_plan(service), settings, weights_dirs or {})]
+        return adapter_modules(service_plan(service), settings, weights_dirs or {})
     except ServingError as exc:
         raise AnsibleFilterError(str(exc)) from None
 

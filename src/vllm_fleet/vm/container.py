@@ -61,8 +61,8 @@ def adapters_dir(service: ServicePlan, settings: Mapping[str, Any]) -> str:
 
 def adapter_modules(service: ServicePlan, settings: Mapping[str, Any], weights_dirs: Mapping[str, Any]
                     ) -> list[dict[str, str]]:
-    """vLLM's view of each adapter whose files the weights stage completed: {name, path, base_model_name}, the
-    path inside the container. An adapter must lie in the service's adapters directory to be seen there."""
+    """Each adapter whose files the weights stage completed, as vLLM is told of it: {name, path}, the path inside
+    the container. An adapter must lie in the service's adapters directory to be seen there."""
     root = adapters_dir(service, settings)
     modules = []
     for adapter in service.adapters:
@@ -75,8 +75,7 @@ def adapter_modules(service: ServicePlan, settings: Mapping[str, Any], weights_d
         if not path.startswith(root + "/"):
             raise ServingError(f"service {service.name}: adapter {adapter.name} is at {path}, outside {root}, "
                                "the directory its container sees; let the weights stage publish it there")
-        modules.append({"name": adapter.name, "path": f"{ADAPTERS_MOUNT}/{path[len(root) + 1:]}",
-                        "base_model_name": service.served_model_name})
+        modules.append({"name": adapter.name, "path": f"{ADAPTERS_MOUNT}/{path[len(root) + 1:]}"})
     return modules
 
 
