@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.worlds import (  # noqa: F401 - session fixtures
+    LIVE_HOSTS,
     SANDBOX_CONNECTION,
     alert_receiver,
     fleet,
@@ -20,6 +21,8 @@ from tests.worlds import (  # noqa: F401 - session fixtures
     serving_host,
     vllm_world,
 )
+from vllm_fleet.sandbox import ledger
+from vllm_fleet.sandbox.ledger import LEDGER_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("ANSIBLE_CONFIG", str(REPO / "ansible.cfg"))
@@ -27,6 +30,16 @@ os.environ.setdefault("ANSIBLE_CONFIG", str(REPO / "ansible.cfg"))
 # once by the pytest process that starts the run, inherited by its parallel workers and every ansible-playbook.
 CONNECTION_LOG = "VLLM_FLEET_SANDBOX_CONNECTION_LOG"
 os.environ.setdefault(CONNECTION_LOG, os.path.join(tempfile.gettempdir(), f"vllm-fleet-connection-{os.getpid()}.log"))
+# The cost ledger (vllm_fleet.sandbox.ledger): `make test` names one file for both of its phases; a run of its own
+# gets one of its own. Every playbook the tests start reports to it through the test-world callback.
+os.environ.setdefault(LEDGER_ENV, os.path.join(tempfile.gettempdir(), f"vllm-fleet-ledger-{os.getpid()}.jsonl"))
+_CALLBACKS = str(REPO / "tests" / "ansible_plugins" / "callback")
+if _CALLBACKS not in os.environ.get("ANSIBLE_CALLBACK_PLUGINS", ""):
+    os.environ["ANSIBLE_CALLBACK_PLUGINS"] = os.pathsep.join(
+        p for p in (os.environ.get("ANSIBLE_CALLBACK_PLUGINS"), _CALLBACKS) if p)
+if "vllm_fleet_ledger" not in os.environ.get("ANSIBLE_CALLBACKS_ENABLED", ""):
+    os.environ["ANSIBLE_CALLBACKS_ENABLED"] = ",".join(
+        p for p in (os.environ.get("ANSIBLE_CALLBACKS_ENABLED"), "vllm_fleet_ledger") if p)
 
 
 def _collection_on_path() -> None:
@@ -100,12 +113,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                    1 if item.get_closest_marker("slow") else 2)
 
 
-def _area(nodeid: str) -> str:
-    """tests/serving/test_e2e_vllm.py::x -> serving; tests/test_molecule.py::x -> molecule."""
-    parts = nodeid.split("::", 1)[0].split("/")
-    if len(parts) > 2:
-        return parts[1]
-    return parts[-1].removeprefix("test_").removesuffix(".py")
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """After each test (setup and teardown included), the cost ledger gets the vLLM engines the serving world's
+    hosts started meanwhile."""
+    yield
+    for host in list(LIVE_HOSTS.values()):
+        host.count_engine_starts(test=item.nodeid)
 
 
 # Lines a passing test prints that are figures for the log (secret searches, route probes, gate verdicts): shown in
@@ -139,14 +153,18 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for reports in terminalreporter.stats.values():
         for report in reports:
             if isinstance(report, pytest.TestReport):
-                area = f"{prefix}{_area(report.nodeid)}"
+                area = ledger.area_of(report.nodeid)
                 areas[area] = areas.get(area, 0.0) + report.duration
     if not areas:
         return
     terminalreporter.section("wall time per test area (seconds)")
     for area, seconds in sorted(areas.items(), key=lambda kv: -kv[1]):
-        terminalreporter.write_line(f"{area} {seconds:.0f}")
+        terminalreporter.write_line(f"{prefix}{area} {seconds:.0f}")
+        ledger.record("seconds", seconds, test="", area=area)
     phases = os.environ.get("VLLM_FLEET_PHASES")
     if phases:
         with open(phases, "a") as out:
-            out.writelines(f"{area} {seconds:.0f}\n" for area, seconds in sorted(areas.items()))
+            out.writelines(f"{prefix}{area} {seconds:.0f}\n" for area, seconds in sorted(areas.items()))
+    if not phases:  # `make test` prints the ledger of both phases at its end
+        terminalreporter.section("cost ledger")
+        terminalreporter.write_line(ledger.render(Path(os.environ[LEDGER_ENV])))

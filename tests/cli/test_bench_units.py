@@ -110,6 +110,7 @@ def test_a_new_container_that_drops_requests_fails_and_one_without_a_baseline_pa
     dropped = result(math.inf, 1.0) | {"completed": 47, "failed": 3}
     verdict = b.gate_verdict(gate(prompts=50), result(math.inf, 1.0), dropped, service="chat", host="h")
     assert not verdict["ok"] and "failed 6 of 50 requests" in verdict["message"]
+    assert verdict["requests"] == (50 + 8) + (47 + 3 + 8)  # what both runs sent, each with its 8 warm-ups
     idle = result(math.inf, 1.0) | {"completed": 0}
     verdict = b.gate_verdict(gate(prompts=50), idle, result(math.inf, 1.0), service="chat", host="h")
     assert verdict["ok"] and "no figure of the running container" in verdict["message"]

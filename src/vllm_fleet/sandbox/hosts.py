@@ -8,11 +8,12 @@ machines where `--privileged` is refused (see tests/README.md).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from dataclasses import dataclass, field
 
-from vllm_fleet.sandbox import aptcache
+from vllm_fleet.sandbox import aptcache, ledger
 from vllm_fleet.sandbox.hostimage import REPOSITORY
 
 LABEL = "io.vllm-fleet.sandbox"
@@ -120,9 +121,27 @@ def address(name: str, network: str = NETWORK) -> str:
     return str(info["NetworkSettings"]["Networks"][network]["IPAddress"])
 
 
-def host_down(name: str, keep_volume: bool = False) -> bool:
+# The label every vLLM container the vllm_server role runs carries (its canaries included).
+ENGINE_LABEL = "io.vllm-fleet.service"
+
+
+def engine_starts(name: str, since: float = 0.0) -> tuple[int, float]:
+    """(vLLM engines started inside the host since `since`, the time counted up to) from the host's own Docker
+    events; 0 for a host with no Docker engine running."""
+    until = time.time()
+    res = _docker("exec", name, "docker", "events", "--since", f"{since:.3f}", "--until", f"{until:.3f}",
+                  "--filter", "type=container", "--filter", "event=start", "--filter", f"label={ENGINE_LABEL}",
+                  "--format", "{{.Actor.Attributes.name}}", check=False)
+    return (len(res.stdout.split()) if res.returncode == 0 else 0), until
+
+
+def host_down(name: str, keep_volume: bool = False, count_engines: bool = True) -> bool:
+    """Remove the host (and its Docker volume); first record in the cost ledger the vLLM engines it started, unless
+    its owner counts them itself (`count_engines=False`)."""
     if inspect(name) is None:
         return False
+    if count_engines and os.environ.get(ledger.LEDGER_ENV):
+        ledger.record("engine_starts", engine_starts(name)[0], host=name)
     _docker("rm", "-f", "-v", name)
     if not keep_volume:
         _docker("volume", "rm", "-f", f"{name}-docker", check=False)

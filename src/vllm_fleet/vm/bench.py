@@ -77,9 +77,13 @@ def gate_verdict(gate: Gate, before: Mapping[str, Any], after: Mapping[str, Any]
     load = (f"workload {gate.workload}, {gate.prompts} prompts of {gate.input_len} tokens in and {gate.output_len} "
             f"out, rate {gate.request_rate}, concurrency {gate.max_concurrency or 'unbounded'}")
     where = f"{service} on {host}"
+    # What the gate cost: every request both runs sent, their warm-ups included.
+    sent = sum(int(run.get("completed") or 0) + int(run.get("failed") or 0) + gate.warmup_requests
+               for run in (old, new))
     verdict: dict[str, Any] = {"service": service, "host": host, "metric": gate.metric,
                                "allowed_percent": gate.max_regression_percent, "before": old.get(gate.metric),
-                               "after": new.get(gate.metric), "regression_percent": None, "ok": True}
+                               "after": new.get(gate.metric), "regression_percent": None, "ok": True,
+                               "requests": sent}
     failed = int(new.get("failed") or 0) + max(0, gate.prompts - int(new.get("completed") or 0))
     if failed:
         verdict |= {"ok": False, "message": (

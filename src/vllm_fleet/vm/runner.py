@@ -41,7 +41,8 @@ class RunResult:
     endpoints: list[dict[str, Any]] = field(default_factory=list)
     # The fleet's gateway, when it has one: its base URLs, the models behind them and the CA clients trust.
     gateway: dict[str, Any] = field(default_factory=dict)
-    # Each benchmark gate the rollout ran: service, host, metric, before, after, regression_percent, ok, message.
+    # Each benchmark gate the rollout ran: service, host, metric, before, after, regression_percent, ok, message,
+    # requests (what both runs sent, warm-ups included).
     gates: list[dict[str, Any]] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
     # Everything the play recorded with set_stats (the day-2 playbooks' rows are read from here).
