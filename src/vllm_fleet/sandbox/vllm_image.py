@@ -165,8 +165,12 @@ def save_archive(image: str = IMAGE, dest: Path | None = None, log: Log = print)
 
 
 def main() -> None:
+    """`python -m vllm_fleet.sandbox.vllm_image [--archive]`: the image, and with --archive its docker-save archive
+    too (what the sandbox hosts load); each only when its recipe changed."""
     tag, built = ensure_vllm_image(log=lambda m: print(m, file=sys.stderr))
     print(f"{tag} ({'built' if built else 'cached'})")
+    if "--archive" in sys.argv[1:]:
+        print(save_archive(tag, log=lambda m: print(m, file=sys.stderr)))
 
 
 if __name__ == "__main__":
