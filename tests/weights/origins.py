@@ -199,13 +199,47 @@ def start_gcs() -> ServerProcess:
 
 
 def start_nginx(prefix: Path, root: Path, *, host: str = "127.0.0.1", limit_rate: str | None = None,
-                proxy_to: str | None = None, tls: tuple[Path, Path] | None = None, extra: str = "") -> Nginx:
+                proxy_to: str | None = None, tls: tuple[Path, Path] | None = None, extra: str = "",
+                attempts: int = 3) -> Nginx:
     """nginx serving `root` (or proxying to `proxy_to`) with a body-bytes access log.
 
     tls: (certificate chain, key) to serve HTTPS instead of HTTP; extra: more server-level directives and
-    locations (the hub layout's, for instance)."""
+    locations (the hub layout's, for instance). A free port can be taken between choosing and binding it (parallel
+    workers start origins side by side): nginx writes its pid file only once it has bound its port, so a start that
+    found its port taken is seen as one and tried again on another port."""
     prefix.mkdir(parents=True, exist_ok=True)
-    port = free_port(host)
+    last: RuntimeError | None = None
+    for _ in range(attempts):
+        port = free_port(host)
+        (prefix / "nginx.conf").write_text(_nginx_conf(prefix, root, host, port, limit_rate, proxy_to, tls, extra))
+        (prefix / "nginx.pid").unlink(missing_ok=True)
+        proc = subprocess.Popen([NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            wait_for_port(host, port, proc, "nginx", seconds=10)
+            _wait_for_pid_file(prefix / "nginx.pid", proc)
+            return Nginx(prefix, root, port, host, proc, "https" if tls else "http")
+        except RuntimeError as exc:
+            stop_process(proc)
+            last = exc
+    assert last is not None
+    raise last
+
+
+def _wait_for_pid_file(path: Path, proc: subprocess.Popen[bytes], seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if path.is_file() and path.read_text().strip() == str(proc.pid):
+            return
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            raise RuntimeError(f"nginx did not start: {err}")
+        time.sleep(0.05)
+    raise RuntimeError(f"nginx wrote no pid file within {seconds:.0f} s (its port may be another process's)")
+
+
+def _nginx_conf(prefix: Path, root: Path, host: str, port: int, limit_rate: str | None, proxy_to: str | None,
+                tls: tuple[Path, Path] | None, extra: str) -> str:
     rate = f"limit_rate {limit_rate};" if limit_rate else ""
     # nginx ignores limit_rate on unbuffered proxied responses: a rate-limited relay buffers.
     buffering = "on" if limit_rate else "off"
@@ -237,8 +271,4 @@ http {{
   }}
 }}
 """
-    (prefix / "nginx.conf").write_text(conf)
-    proc = subprocess.Popen([NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    wait_for_port(host, port, proc, "nginx", seconds=10)
-    return Nginx(prefix, root, port, host, proc, "https" if tls else "http")
+    return conf
