@@ -18,6 +18,8 @@ pytestmark = [pytest.mark.world, pytest.mark.molecule, pytest.mark.slow, pytest.
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 FAILURE = re.compile(r"fatal: \[|failed: \[|FAILED!|UNREACHABLE!|Idempotence test failed")
+# Molecule's line for a finished step: "INFO     default ➜ idempotence: Executed: Successful".
+VERDICT = re.compile(r"^(?:INFO\s+)?\S+ ➜ (\w+): Executed: (\w+)$", re.MULTILINE)
 
 
 def failure_excerpt(output: str) -> str:
@@ -50,4 +52,6 @@ def test_scenario(world: str, scenario: Path) -> None:
     )
     assert proc.returncode == 0, (f"molecule test failed for {role_dir.name}:{scenario.parent.name}\n"
                                   + failure_excerpt(proc.stdout + proc.stderr))
-    assert "idempotence" in (proc.stdout + proc.stderr).lower()
+    # Molecule's own verdict on each step of the sequence, not the step's name somewhere in the output.
+    verdicts = dict(VERDICT.findall(ANSI.sub("", proc.stdout + proc.stderr)))
+    assert verdicts.get("idempotence") == "Successful" and verdicts.get("verify") == "Successful", verdicts

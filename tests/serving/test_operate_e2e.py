@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.serving.test_gateway_e2e import CHAT_ONLY_SPEC, wait_status
+from tests.serving.test_gateway_e2e import CHAT_ONLY_SPEC, Clients, wait_status
 from tests.worlds import CLIENT_KEYS, FLEET_SPEC, KEY, ServingHost
 
 pytestmark = [pytest.mark.world, pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -32,24 +32,34 @@ def run(both: tuple[ServingHost, ServingHost], *args: str) -> Any:
 
 def test_status_of_the_healthy_fleet_exits_0_with_every_service_on_every_host(both: tuple[ServingHost, ServingHost]
                                                                                ) -> None:
+    """Chat traffic through the gateway while `status` samples /metrics twice: tiny-chat's tokens/s is above 0
+    where requests ran, and every row's restart count is Docker's own."""
     first, second = both
-    proc = run(both, "status", "--json")
+    with Clients(first, threads=2) as clients:
+        clients.wait_for(4)
+        proc = run(both, "status", "--json")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert clients.results and set(clients.results) == {200}, clients.results
     report = json.loads(proc.stdout)
     rows = {(r["host"], r["service"]): r for r in report["services"]}
     want = {(first.name, s["name"]) for s in FLEET_SPEC["services"]} | {(second.name, "tiny-chat")}
     assert set(rows) == want and report["ok"] and report["problems"] == []
-    for r in rows.values():
+    for (host, _), r in rows.items():
         assert r["state"] == "running" and r["health"] == 200 and r["uptime_seconds"] > 0, r
-        assert r["gateway"].startswith("UP") and r["model"] and r["restarts"] >= 0, r
-    for key in [(first.name, "tiny-chat"), (second.name, "tiny-chat")]:
-        chat = rows[key]
+        assert r["gateway"].startswith("UP") and r["model"], r
+        on = first if host == first.name else second
+        restarts = on.docker("inspect", "-f", "{{.RestartCount}}", r["container"]).stdout.strip()
+        assert r["restarts"] == int(restarts), (r, restarts)
+    chats = [rows[(first.name, "tiny-chat")], rows[(second.name, "tiny-chat")]]
+    for chat in chats:
         assert chat["running"] is not None and chat["waiting"] is not None, chat
-        assert 0 <= chat["kv_cache_usage"] <= 1 and chat["tokens_per_second"] >= 0, chat
+        assert 0 <= chat["kv_cache_usage"] <= 1 and chat["tokens_per_second"] is not None, chat
+    assert max(chat["tokens_per_second"] for chat in chats) > 0, chats
     table = run(both, "status")
     assert table.returncode == 0, table.stderr[-3000:]
     assert all(h in table.stdout for h in ("host", "uptime", "KV cache", "tokens/s", "gateway", "tiny-rerank"))
-    print(f"monitoring: {len(rows)} services in status, all healthy")
+    print(f"monitoring: {len(rows)} services in status, all healthy; tiny-chat tokens/s under "
+          f"{len(clients.results)} requests: {[round(c['tokens_per_second'], 1) for c in chats]}")
 
 
 def test_status_names_a_stopped_backend_and_shows_it_out_of_the_gateways_rotation(
