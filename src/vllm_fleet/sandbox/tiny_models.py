@@ -18,7 +18,16 @@ from vllm_fleet.versions import PEFT_WHEELS
 MODELS = ("tiny-chat", "tiny-embed", "tiny-rerank")
 # LoRA adapters on the tiny models: tiny-chat-lora on tiny-chat.
 ADAPTERS = ("tiny-chat-lora",)
-GENERATOR_VERSION = "3"
+GENERATOR_VERSION = "4"
+# What tiny-chat and its adapter are trained to answer (the generator checks it; tests and the demo read it).
+LESSONS = "tiny_chat_lessons.json"
+
+
+def lessons() -> dict[str, list[dict[str, str]]]:
+    """{"model": [...], "adapter": [...]}: each a list of {"user": question, "assistant": the greedy answer}."""
+    import json
+
+    return dict(json.loads(resources.files("vllm_fleet.sandbox").joinpath(LESSONS).read_text()))
 
 
 def models_dir() -> Path:
@@ -46,13 +55,17 @@ def generate(image: str = IMAGE, out: Path | None = None, log=print) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     script = resources.files("vllm_fleet.sandbox").joinpath("tiny_models_gen.py").read_text()
     wheels = peft_wheels(log)
-    log(f"generating tiny models into {out}")
-    subprocess.run(
-        ["docker", "run", "--rm", "-i", "--network", "none", "--user", f"{os.getuid()}:{os.getgid()}",
-         "-e", "HOME=/tmp", "-v", f"{out}:/out", "-v", f"{wheels}:/wheels:ro", "--entrypoint", "python3", image,
-         "-", "/out", "/wheels"],
-        input=script, text=True, check=True, capture_output=True,
-    )
+    log(f"generating tiny models into {out} (tiny-chat and its adapter learn their lessons: about a minute)")
+    with resources.as_file(resources.files("vllm_fleet.sandbox").joinpath(LESSONS)) as taught:
+        made = subprocess.run(
+            ["docker", "run", "--rm", "-i", "--network", "none", "--user", f"{os.getuid()}:{os.getgid()}",
+             "-e", "HOME=/tmp", "-v", f"{out}:/out", "-v", f"{wheels}:/wheels:ro",
+             "-v", f"{taught}:/lessons.json:ro", "--entrypoint", "python3", image, "-", "/out", "/wheels",
+             "/lessons.json"],
+            input=script, text=True, check=False, capture_output=True,
+        )
+    if made.returncode != 0:
+        raise RuntimeError(f"tiny model generation failed:\n{made.stdout[-2000:]}{made.stderr[-4000:]}")
     missing = [n for n in MODELS if not (out / n / "config.json").exists()]
     missing += [n for n in ADAPTERS if not (out / n / "adapter_config.json").exists()]
     if missing:
