@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.worlds import FLEET_SPEC, KEY, ServingHost
+from vllm_fleet.sandbox.tiny_models import lessons
 
 # The first test also waits for the vLLM CPU image build (minutes on a fresh machine) and the deploy.
 pytestmark = [pytest.mark.world, pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(3000)]
@@ -77,10 +78,20 @@ def deployed(fleet: dict[str, Any]) -> dict[str, Any]:
     return fleet
 
 
+def ask(host: ServingHost, model: str, question: str) -> tuple[int, Any]:
+    """A greedy chat answer, straight to tiny-chat's backend."""
+    return http(f"http://{host.backend_address}:8000/v1/chat/completions",
+                {"model": model, "max_tokens": 48, "temperature": 0,
+                 "messages": [{"role": "user", "content": question}]})
+
+
 def test_chat_answers_with_the_key_and_refuses_without(serving_host: ServingHost, deployed: dict) -> None:
-    status, body = chat(serving_host)
-    assert status == 200
-    assert body["choices"][0]["message"]["content"] is not None and body["model"] == "tiny-chat"
+    """tiny-chat answers each question it was taught with the taught sentence, word for word."""
+    for lesson in lessons()["model"]:
+        status, body = ask(serving_host, "tiny-chat", lesson["user"])
+        assert status == 200 and body["model"] == "tiny-chat"
+        assert body["choices"][0]["message"]["content"] == lesson["assistant"], lesson
+        assert body["choices"][0]["finish_reason"] == "stop"
     assert chat(serving_host, key=None)[0] == 401
     assert chat(serving_host, key="wrong-key")[0] == 401
     assert KEY not in deployed["output"]
@@ -147,14 +158,22 @@ def served(host: ServingHost) -> dict[str, str | None]:
 
 def test_the_adapter_answers_by_its_name_unlike_its_base_and_is_listed_beside_it(serving_host: ServingHost,
                                                                                 deployed: dict) -> None:
+    """Asked the same question, the base model gives its taught answer and the adapter, by its own name, the
+    adapter's taught answer; greedy, so asking again gives the same text."""
     need("tiny-chat")
     assert served(serving_host) == {"tiny-chat": None, "tiny-chat-lora": "tiny-chat"}
-    base_status, base = completion(serving_host, "tiny-chat")
-    lora_status, lora = completion(serving_host, "tiny-chat-lora")
+    (taught,) = lessons()["adapter"]
+    base_status, base = ask(serving_host, "tiny-chat", taught["user"])
+    lora_status, lora = ask(serving_host, "tiny-chat-lora", taught["user"])
     assert (base_status, lora_status) == (200, 200)
     assert lora["model"] == "tiny-chat-lora"
-    assert lora["choices"][0]["text"] != base["choices"][0]["text"]
-    assert completion(serving_host, "tiny-chat")[1]["choices"][0]["text"] == base["choices"][0]["text"]  # greedy
+    base_text, lora_text = base["choices"][0]["message"]["content"], lora["choices"][0]["message"]["content"]
+    print(f"asked {taught['user']!r}: tiny-chat answers {base_text!r}; tiny-chat-lora answers {lora_text!r}")
+    assert lora_text == taught["assistant"]
+    assert base_text == next(x["assistant"] for x in lessons()["model"] if x["user"] == taught["user"])
+    assert ask(serving_host, "tiny-chat-lora", taught["user"])[1]["choices"][0]["message"]["content"] == lora_text
+    # A raw completion (no chat template) through the adapter runs too.
+    assert completion(serving_host, "tiny-chat-lora")[0] == 200
     # Served from the copy the weights stage published in the service's adapters directory, mounted read-only.
     info = json.loads(serving_host.docker("inspect", "vllm-tiny-chat").stdout)[0]
     mounts = {m["Destination"]: m for m in info["Mounts"]}
@@ -264,7 +283,7 @@ def test_broken_argument_is_rolled_back_while_the_old_container_answers(serving_
     spec["services"][0]["engine"]["max_model_len"] = 4096  # beyond the model's 1024 positions: vLLM refuses
     poller = Poller(serving_host)
     poller.start()
-    result = serving_host.deploy(spec)
+    result = serving_host.deploy(spec, tags="serve")
     statuses = poller.stop()
     assert not result["ok"]
     error = result["hosts"][serving_host.name]["error"]
@@ -285,7 +304,7 @@ def test_a_slower_change_fails_its_gate_in_a_canary_while_the_running_container_
     next(s for s in spec["services"] if s["name"] == "tiny-chat")["engine"]["max_num_seqs"] = 1
     poller = Poller(serving_host)
     poller.start()
-    result = serving_host.deploy(spec)
+    result = serving_host.deploy(spec, tags="serve")
     statuses = poller.stop()
     assert not result["ok"]
     (gate,) = result["gates"]
@@ -304,7 +323,7 @@ def test_broken_image_fails_before_any_container_changes(serving_host: ServingHo
     spec["services"][0]["image"] = "vllm-fleet/vllm-cpu:no-such-tag"
     poller = Poller(serving_host)
     poller.start()
-    result = serving_host.deploy(spec)
+    result = serving_host.deploy(spec, tags="serve")
     statuses = poller.stop()
     assert not result["ok"]
     assert "no-such-tag" in result["hosts"][serving_host.name]["error"]
@@ -313,18 +332,29 @@ def test_broken_image_fails_before_any_container_changes(serving_host: ServingHo
 
 
 def test_replace_strategy_restores_the_previous_container(serving_host: ServingHost, deployed: dict) -> None:
+    """A broken change with the replace strategy: the running container is stopped and set aside, the new one fails
+    its health gate, and the very same container (its id and spec hash) is renamed back and answers; the next
+    deploy of the unchanged spec then succeeds and changes nothing."""
     need("tiny-rerank")
+
+    def identity() -> tuple[str, str]:
+        info = json.loads(serving_host.docker("inspect", "vllm-tiny-rerank").stdout)[0]
+        return info["Id"], info["Config"]["Labels"]["io.vllm-fleet.spec-hash"]
+
+    before = identity()
     spec = copy.deepcopy(SPEC)
     rerank = next(i for i, s in enumerate(spec["services"]) if s["name"] == "tiny-rerank")
     spec["services"][rerank]["engine"]["max_model_len"] = 4096  # beyond the BERT's 256 positions
-    result = serving_host.deploy(spec, extra_vars={"vllm_server_update_strategy": "replace"})
+    result = serving_host.deploy(spec, tags="serve", extra_vars={"vllm_server_update_strategy": "replace"})
     assert not result["ok"]
     error = result["hosts"][serving_host.name]["error"]
     assert "previous container was restored" in error
     assert serving_host.containers() == CONTAINERS
-    labels = json.loads(serving_host.docker("inspect", "-f", "{{json .Config.Labels}}", "vllm-tiny-rerank").stdout)
-    status, _ = http(f"http://{serving_host.backend_address}:8002/score",
-                     {"model": "tiny-rerank", "text_1": "a", "text_2": "b"})
-    assert status == 200 and labels["io.vllm-fleet.service"] == "tiny-rerank"
-    assert serving_host.deploy(SPEC)["hosts"][serving_host.name]["changed"] == 0
-
+    assert identity() == before  # the same container, not a new one of the old configuration
+    status, body = http(f"http://{serving_host.backend_address}:8002/score",
+                        {"model": "tiny-rerank", "text_1": "a", "text_2": "b"})
+    assert status == 200 and len(body["data"]) == 1
+    again = serving_host.deploy(SPEC)
+    assert again["ok"], again["output"][-4000:]
+    assert again["hosts"][serving_host.name]["changed"] == 0
+    assert identity() == before

@@ -24,6 +24,7 @@ import pytest
 import requests
 
 from tests.worlds import CLIENT_KEYS, FLEET_SPEC, KEY, MODELS_MOUNT, WEBHOOK_TOKEN, ServingHost, chat_service
+from vllm_fleet.sandbox.tiny_models import lessons
 
 pytestmark = [pytest.mark.world, pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(3600)]
 
@@ -91,13 +92,18 @@ def test_one_https_url_serves_chat_an_adapter_embeddings_and_rerank_by_model_nam
     trust = ssl.create_default_context(cafile=ca(gateway))
     client = openai.OpenAI(base_url=f"{gateway.gateway_url}/v1", api_key=APP, http_client=httpx.Client(verify=trust))
     assert sorted(m.id for m in client.models.list()) == ["tiny-chat", "tiny-chat-lora", "tiny-embed", "tiny-rerank"]
-    reply = client.chat.completions.create(model="tiny-chat", max_tokens=4,
-                                           messages=[{"role": "user", "content": "Hello"}])
-    assert reply.model == "tiny-chat" and reply.choices[0].message.content is not None
+    # Greedy answers to the question both were taught, word for word through the gateway.
+    (taught,) = lessons()["adapter"]
+    base_answer = next(x["assistant"] for x in lessons()["model"] if x["user"] == taught["user"])
+    reply = client.chat.completions.create(model="tiny-chat", max_tokens=48, temperature=0,
+                                           messages=[{"role": "user", "content": taught["user"]}])
+    assert reply.model == "tiny-chat" and reply.choices[0].message.content == base_answer
     # The adapter is a model name of its own, routed to tiny-chat's replicas.
-    reply = client.chat.completions.create(model="tiny-chat-lora", max_tokens=4,
-                                           messages=[{"role": "user", "content": "Hello"}])
-    assert reply.model == "tiny-chat-lora" and reply.choices[0].message.content is not None
+    reply = client.chat.completions.create(model="tiny-chat-lora", max_tokens=48, temperature=0,
+                                           messages=[{"role": "user", "content": taught["user"]}])
+    assert reply.model == "tiny-chat-lora" and reply.choices[0].message.content == taught["assistant"]
+    print(f"asked {taught['user']!r} through the gateway: tiny-chat {base_answer!r}, tiny-chat-lora "
+          f"{taught['assistant']!r}")
     vectors = client.embeddings.create(model="tiny-embed", input=["a cat", "a dog"])
     assert len(vectors.data) == 2 and len(vectors.data[0].embedding) == 128
     chat_only = openai.OpenAI(base_url=f"{gateway.gateway_url}/v1", api_key=CHAT_ONLY,
@@ -400,23 +406,67 @@ def test_the_gate_rolls_a_slower_engine_back_on_the_first_host_and_no_other_host
     wait_status(gateway, f"{gateway.name}.tiny-chat", "UP")
 
 
+class RotationWatch(threading.Thread):
+    """HAProxy's view of the chat pool every half second while a deploy runs: each server's status and the count
+    of requests it was sent (stot)."""
+
+    def __init__(self, host: ServingHost) -> None:
+        super().__init__(daemon=True)
+        self.host = host
+        self.samples: list[dict[str, tuple[str, int]]] = []
+        self._halt = threading.Event()  # not _stop: threading.Thread has a method of that name
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            try:
+                stats = server_stats(self.host, "pool_tiny-chat")
+                self.samples.append({n: (r["status"], int(r["stot"])) for n, r in stats.items()})
+            except requests.RequestException:
+                pass
+            self._halt.wait(0.5)
+
+    def __enter__(self) -> RotationWatch:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._halt.set()
+        self.join(30)
+
+    def out_of_rotation(self, server: str) -> list[int]:
+        """The samples in which `server` was out of rotation: drained, in maintenance or down ("UP 1/2", a failed
+        check short of the fall count, is still in rotation)."""
+        return [i for i, sample in enumerate(self.samples) if not sample[server][0].startswith("UP")]
+
+
 def test_a_rolling_update_through_the_gateway_passes_its_gate_and_fails_no_request(gateway: ServingHost,
                                                                                    two_replicas: ServingHost) -> None:
     """A change that does not slow tiny-chat (room for 32 sequences, twice the gate's 16 concurrent requests): the
-    first host benchmarks it and passes, the second host follows without a benchmark of its own."""
+    first host benchmarks it and passes, the second host follows without a benchmark of its own. While each host
+    is out of the gateway's rotation, the other replica is UP and serves the clients' requests."""
     spec, other = chat_spec(max_num_seqs=32)
     before = [gateway.started_at("vllm-tiny-chat"), two_replicas.started_at("vllm-tiny-chat")]
     counts = sessions(gateway)
     # One host at a time, replacing in place: the gateway drains the host first and the other replica serves
     # meanwhile (a canary beside the old container would be a fifth vLLM on two cores).
-    with Clients(gateway, threads=1, pause=0.3) as clients:
+    with Clients(gateway, threads=1, pause=0.3) as clients, RotationWatch(gateway) as watch:
         clients.wait_for(10)
         result = gateway.deploy(spec, others=[two_replicas], others_spec=other, tags="weights,serve",
                                 extra_vars={"vllm_fleet_serial": 1, "vllm_server_update_strategy": "replace"})
     failed = [s for s in clients.results if s != 200]
     served = {name: n - counts.get(name, 0) for name, n in sessions(gateway).items()}
+    replicas = {f"{gateway.name}.tiny-chat": f"{two_replicas.name}.tiny-chat",
+                f"{two_replicas.name}.tiny-chat": f"{gateway.name}.tiny-chat"}
+    while_out = {}
+    for out, stand_in in replicas.items():
+        window = watch.out_of_rotation(out)
+        assert window, f"{out} never left the gateway's rotation during its replacement"
+        during = watch.samples[window[0]:window[-1] + 1]
+        assert all(sample[stand_in][0].startswith("UP") for sample in during), (out, during)
+        while_out[out] = (len(window) / 2, during[-1][stand_in][1] - during[0][stand_in][1])
     print(f"rolling update: {len(clients.results)} requests during the deploy, {len(failed)} failed; "
-          f"served per replica {served}")
+          f"served per replica {served}; while each was out of rotation (seconds, requests the other served): "
+          f"{while_out}")
     assert result["ok"], result["output"][-6000:]
     (gate,) = result["gates"]  # the first host's; the second follows without a benchmark of its own
     print(f"gate: max_num_seqs 32 passed: {gate['message']}")
@@ -424,7 +474,8 @@ def test_a_rolling_update_through_the_gateway_passes_its_gate_and_fails_no_reque
     assert gate["message"].startswith(f"tiny-chat on {gateway.name}: the benchmark gate passed: ttft_p50_ms")
     assert gateway.started_at("vllm-tiny-chat") != before[0] and two_replicas.started_at("vllm-tiny-chat") != before[1]
     assert len(clients.results) >= 100 and failed == []
-    assert all(n > 0 for n in served.values())  # both replicas served while the other one was replaced
+    # One replica served while the other was replaced: the stand-in's own counter grew inside each window.
+    assert all(requests_served > 0 for _, requests_served in while_out.values()), while_out
     FLEET_SPEC["services"][:] = spec["services"]
     CHAT_ONLY_SPEC["services"][:] = other["services"]
 
