@@ -132,3 +132,32 @@ def test_a_hub_adapter_trained_on_another_model_stops_the_deploy_before_any_host
     assert proc.returncode != 0 and host["unreachable"] is False
     assert ("adapter chat@chat-lora (hf://acme/other-lora) does not fit its service: it was trained on other/model, "
             "and the service serves org/base. Nothing was changed on any host.") in host["error"]
+
+
+def test_an_unreachable_repository_stops_the_deploy_before_any_host_changes(sandbox_hosts, tmp_path: Path) -> None:
+    """Docker's repository (docker_source upstream, the default) and Grafana's (monitoring_grafana, the default) are
+    out of reach from the sandbox: the run stops right after reaching the host, naming both with the variables
+    that fix them, and the host got nothing: no Docker, no Prometheus."""
+    import yaml
+
+    (host,) = sandbox_hosts(prefix="cli")
+    inv = tmp_path / "hosts.yml"
+    inv.write_text(yaml.safe_dump({
+        "vllm_hosts": {"hosts": {host: {"ansible_connection": "sandbox_docker_api", "ansible_user": "root",
+                                        "vllm_fleet_nvidia": False}},
+                       "vars": {"vllm_fleet_spec": SPEC | {"monitoring": {}}}},
+        "vllm_monitoring": {"hosts": {host: None}},
+    }))
+    proc = cli("deploy", "-i", str(inv), "--json")
+    assert proc.returncode != 0, proc.stdout[-3000:]
+    outcome = json.loads(proc.stdout)["hosts"][host]
+    error = outcome["error"]
+    assert outcome["changed"] == 0 and outcome["unreachable"] is False, outcome
+    assert ("2 repository(ies) this run installs from cannot be reached from this host; nothing was changed on any "
+            "host") in error
+    assert "Docker's package repository (its signing key) (https://download.docker.com/linux/debian/gpg)" in error
+    assert "Grafana's apt repository (its signing key) (https://apt.grafana.com/gpg.key)" in error
+    assert "docker_source: distribution" in error and "monitoring_grafana: false" in error
+    assert not has_dockerd(host)
+    assert subprocess.run(["docker", "exec", host, "dpkg", "-s", "prometheus"], capture_output=True,
+                          check=False).returncode != 0
