@@ -7,9 +7,12 @@
 3. the image saved as an archive (the air-gapped path) and one sandbox host, `vllm-fleet-sandbox-0`, with the
    models and the archive bind-mounted read-only and only the gateway's port 8443 published on 127.0.0.1 (the
    vLLM services listen on the host's loopback, behind the gateway);
-4. `vllm-fleet deploy -i inventories/local` (prepare -> weights -> gateway -> serve -> smoke -> summary);
+4. `vllm-fleet deploy -i inventories/local` (prepare -> weights -> gateway -> serve -> smoke -> monitoring ->
+   summary), monitoring included: Prometheus, Alertmanager and the node exporter (Grafana is off: its apt repository
+   is out of reach here);
 5. a real chat completion through the gateway at https://127.0.0.1:8443/v1, verified against the generated CA,
-   printed with the base URL, the CA file to trust and where the client key is.
+   printed with the base URL, the CA file to trust and where the client key is; then `vllm-fleet status` and how to
+   reach Prometheus.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pathlib import Path
 from vllm_fleet.sandbox.engine import ensure_engine
 from vllm_fleet.sandbox.hostimage import ensure_host_image
 from vllm_fleet.sandbox.hosts import HostSpec, host_down, host_up, inspect
-from vllm_fleet.sandbox.tiny_models import generate
+from vllm_fleet.sandbox.tiny_models import generate, lessons
 from vllm_fleet.sandbox.vllm_image import ensure_vllm_image, save_archive
 from vllm_fleet.vm.paths import collection_root
 
@@ -76,9 +79,9 @@ def stored_key(variable: str, path: Path) -> str:
     return path.read_text().strip()
 
 
-def chat(key: str) -> dict:
-    body = json.dumps({"model": "tiny", "max_tokens": 16,
-                       "messages": [{"role": "user", "content": "Hello! Who are you?"}]}).encode()
+def chat(key: str, question: str) -> dict:
+    body = json.dumps({"model": "tiny", "max_tokens": 48, "temperature": 0,
+                       "messages": [{"role": "user", "content": question}]}).encode()
     req = urllib.request.Request(f"{BASE_URL}/chat/completions", data=body, method="POST",  # noqa: S310
                                  headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
     context = ssl.create_default_context(cafile=str(CA_FILE))
@@ -98,21 +101,30 @@ def main() -> int:
     client_key = stored_key("VLLM_FLEET_CLIENT_KEY", CLIENT_KEY_FILE)
     env = {**os.environ, "VLLM_API_KEY": key, "VLLM_FLEET_CLIENT_KEY": client_key}
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "vllm_fleet", "deploy", "-i",
-                           str(collection_root() / "inventories" / "local")], env=env, check=False)
+    inventory = collection_root() / "inventories" / "local"
+    proc = subprocess.run([sys.executable, "-m", "vllm_fleet", "deploy", "-i", str(inventory)], env=env, check=False)
     log(f"deploy: {time.monotonic() - started:.0f}s")
     if proc.returncode != 0:
         log("the deploy failed; see above")
         return proc.returncode
-    reply = chat(client_key)
+    question = lessons()["model"][0]["user"]
+    reply = chat(client_key, question)
     print(json.dumps(reply, indent=2))
-    log(f"chat completion through the gateway (model tiny): {reply['choices'][0]['message']['content']!r}")
+    print(f"You:  {question}\ntiny: {reply['choices'][0]['message']['content']}")
+    log("tiny is a 2-layer model trained for seconds on a few sentences (sandbox/tiny_chat_lessons.json): it "
+        "answers those questions word for word, and anything else with noise")
     where = "$VLLM_FLEET_CLIENT_KEY" if os.environ.get("VLLM_FLEET_CLIENT_KEY") else CLIENT_KEY_FILE
     print(f"OpenAI base URL: {BASE_URL}\nCA to trust:     {CA_FILE}\nclient key:      {where}")
+    status = subprocess.run([sys.executable, "-m", "vllm_fleet", "status", "-i", str(inventory)], env=env,
+                            check=False)
+    print(f"Prometheus:      listens on {HOST}'s loopback, inside the fleet like every monitoring listener; from this "
+          f"machine: docker exec {HOST} curl -s 'http://127.0.0.1:9090/api/v1/query?query=up' (or /api/v1/alerts)\n"
+          "Grafana:         off here (monitoring_grafana: false in inventories/local/group_vars/vllm_monitoring.yml: "
+          "its apt repository is out of reach from this machine)")
     log(f"done in {time.monotonic() - total:.0f}s; try: curl --cacert {CA_FILE} "
         f"-H \"Authorization: Bearer $(cat {CLIENT_KEY_FILE})\" {BASE_URL}/models; "
         f"remove the host with `vllm-fleet sandbox down {HOST}`")
-    return 0
+    return status.returncode
 
 
 if __name__ == "__main__":
