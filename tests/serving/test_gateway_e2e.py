@@ -4,7 +4,8 @@ Runs after test_e2e_vllm.py on the same host and the session's `fleet`; a second
 replicas of the chat model. In order: one HTTPS URL for chat, embeddings and rerank (openai client and curl, verified
 against the generated CA); a probe of every route vLLM serves with no key, a wrong key, a key in and out of scope;
 backends unreachable from another sandbox host; a per-key rate limit; failover when a replica's container is
-stopped; a rolling update under load; and, last of the session, a full -vvv deploy searched for every secret in use.
+stopped, and `status` naming that replica while it is down; a rolling update under load; and, last of the session,
+a full -vvv deploy searched for every secret in use.
 """
 
 from __future__ import annotations
@@ -343,10 +344,27 @@ def test_stopping_one_replicas_container_fails_no_request_of_a_client_loop(gatew
     failed = [s for s in clients.results if s != 200]
     print(f"failover: {len(clients.results)} requests ({after_stop} after the stop began), {len(failed)} failed; "
           f"sent per replica {served}, retried or redispatched {retried}")
+    assert after_stop >= 200
+    assert failed == []
+    assert served[stopped] > 0  # the stopped replica had its share before the stop
+    # The replica stays stopped for the next step, which reads `status` of the fleet with it down and starts it.
+
+
+def test_status_names_a_stopped_backend_and_shows_it_out_of_the_gateways_rotation(
+        gateway: ServingHost, two_replicas: ServingHost) -> None:
+    """Right after the failover step, whose stopped replica is still down (stopped here if it is not): `status`
+    exits 1 naming that service, its host and the gateway's view, and nothing else; then the replica starts again
+    and rejoins the rotation."""
+    stopped = f"{two_replicas.name}.tiny-chat"
     try:
-        assert after_stop >= 200
-        assert failed == []
-        assert served[stopped] > 0  # the stopped replica had its share before the stop
+        if two_replicas.docker("inspect", "-f", "{{.State.Running}}", "vllm-tiny-chat").stdout.strip() == "true":
+            two_replicas.docker("stop", "vllm-tiny-chat")
+        wait_status(gateway, stopped, "DOWN")
+        proc = gateway.cli("status", spec=FLEET_SPEC, others=[two_replicas], others_spec=CHAT_ONLY_SPEC)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert (f"UNHEALTHY tiny-chat on {two_replicas.name}: container vllm-tiny-chat is exited; out of the "
+                "gateway's rotation (DOWN") in proc.stderr, proc.stderr
+        assert "UNHEALTHY" not in proc.stderr.replace(f"UNHEALTHY tiny-chat on {two_replicas.name}", "")
     finally:
         for _ in range(5):  # Docker-in-Docker may still be releasing the container: "id already in use"
             if two_replicas.docker("start", "vllm-tiny-chat", check=False).returncode == 0:
