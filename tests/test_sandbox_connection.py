@@ -49,14 +49,36 @@ def run(plugin: Any, monkeypatch: pytest.MonkeyPatch, cmd: bytes, answers: list[
     return connection.exec_command(cmd, in_data=in_data), calls
 
 
-@pytest.mark.parametrize("cmd", [b"id -u && id -g",
-                                 b"( umask 77 && mkdir -p \"` echo ~/.ansible/tmp `\"&& mkdir \"` echo "
-                                 b"~/.ansible/tmp/ansible-tmp-1-2-3 `\" && echo ansible-tmp-1-2-3=\"` echo "
-                                 b"~/.ansible/tmp/ansible-tmp-1-2-3 `\" ) && sleep 0"])
-def test_a_lost_output_of_a_harmless_command_is_asked_for_again(plugin: Any, monkeypatch: pytest.MonkeyPatch,
-                                                               cmd: bytes) -> None:
+# Ansible's temporary-directory command, as ansible-core 2.19 sends it.
+MKDTEMP = (b"( umask 77 && mkdir -p \"` echo ~/.ansible/tmp `\"&& mkdir \"` echo "
+           b"~/.ansible/tmp/ansible-tmp-1-2-3 `\" && echo ansible-tmp-1-2-3=\"` echo "
+           b"~/.ansible/tmp/ansible-tmp-1-2-3 `\" ) && sleep 0")
+
+
+def test_a_lost_output_of_a_harmless_command_is_asked_for_again(plugin: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    cmd = b"id -u && id -g"
     result, calls = run(plugin, monkeypatch, cmd, [(0, b"", b""), (0, b"0\n0\n", b"")])
     assert result == (0, b"0\n0\n", b"") and calls == [cmd, cmd]
+
+
+def test_the_temporary_directory_command_is_asked_again_so_that_a_first_run_that_made_it_does_not_fail_it(
+        plugin: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Seen in CI: the first run made the directory and docker lost its output; the repeat, run as it was, failed
+    with exit code 1 twice (`mkdir` of a directory that exists). Run in a real shell: the first run as sent, then
+    the command the plugin sends again, which finds the same directory and prints it."""
+    import subprocess
+
+    result, calls = run(plugin, monkeypatch, MKDTEMP, [(0, b"", b""), (0, b"ansible-tmp-1-2-3=/x\n", b"")])
+    assert result == (0, b"ansible-tmp-1-2-3=/x\n", b"") and calls[0] == MKDTEMP
+    assert calls[1] == MKDTEMP.replace(b'&& mkdir "', b'&& mkdir -p "') != MKDTEMP
+    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    first = subprocess.run(["sh", "-c", calls[0]], env=env, capture_output=True, check=False)
+    as_sent = subprocess.run(["sh", "-c", calls[0]], env=env, capture_output=True, check=False)
+    again = subprocess.run(["sh", "-c", calls[1]], env=env, capture_output=True, check=False)
+    made = tmp_path / ".ansible/tmp/ansible-tmp-1-2-3"
+    assert first.returncode == 0 and made.is_dir() and oct(made.stat().st_mode & 0o777) == "0o700"
+    assert as_sent.returncode == 1  # what CI saw
+    assert again.returncode == 0 and again.stdout.decode().strip() == f"ansible-tmp-1-2-3={made}"
 
 
 def test_it_gives_up_after_three_attempts_and_returns_what_docker_said(plugin: Any,

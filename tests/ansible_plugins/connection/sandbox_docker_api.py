@@ -10,7 +10,8 @@ Once more a task under no_log came back unreachable with its message censored, a
 
 So this plugin:
 - runs those harmless commands (and `echo ~`) again, at most twice, when docker returns no output, a failing exit
-  code or a Docker API error for them;
+  code or a Docker API error for them (the temporary-directory command with `mkdir -p`, so that a first run whose
+  output was lost, which made the directory, does not make the repeat fail: seen in CI as "exit code 1" twice);
 - asks the Docker API again when creating an exec or reading an exec's exit code fails, which runs nothing twice;
 - runs a module again, once, when docker returned nothing at all for it (a module always prints its result), as
   Ansible's own ssh connection retries a command whose connection broke (reconnection_retries); a module's run
@@ -45,8 +46,23 @@ def _text(cmd: Any) -> str:
 
 def _harmless_to_repeat(cmd: Any) -> bool:
     text = _text(cmd).strip()
-    makes_tmpdir = "mkdir" in text and "ansible-tmp-" in text and "echo" in text
-    return makes_tmpdir or text == "id -u && id -g" or text.startswith("echo ~")
+    return _makes_tmpdir(cmd) or text == "id -u && id -g" or text.startswith("echo ~")
+
+
+def _makes_tmpdir(cmd: Any) -> bool:
+    text = _text(cmd)
+    return "mkdir" in text and "ansible-tmp-" in text and "echo" in text
+
+
+def _again(cmd: Any) -> Any:
+    """The command to run once more. Ansible's temporary-directory command makes a directory of a name unique to this
+    task (time, pid, random) with a plain `mkdir`, which fails if a first run whose output was lost already made it:
+    run again, it may find its own directory there (`mkdir -p`). Every other command is run again as it was."""
+    if not _makes_tmpdir(cmd):
+        return cmd
+    if isinstance(cmd, bytes):
+        return cmd.replace(b'&& mkdir "', b'&& mkdir -p "')
+    return str(cmd).replace('&& mkdir "', '&& mkdir -p "')
 
 
 def _kind(cmd: Any) -> str:
@@ -103,7 +119,8 @@ class Connection(docker_api.Connection):
         attempt = 1
         while True:
             try:
-                rc, stdout, stderr = super().exec_command(cmd, in_data=in_data, sudoable=sudoable)
+                rc, stdout, stderr = super().exec_command(cmd if attempt == 1 else _again(cmd), in_data=in_data,
+                                                          sudoable=sudoable)
             except Exception as exc:  # recorded, then raised as it came unless the command is harmless
                 if "Could not find container" in str(exc):
                     raise  # a host that is gone: unreachable at once, as tests of that case expect
