@@ -30,6 +30,9 @@ os.environ.setdefault("ANSIBLE_CONFIG", str(REPO / "ansible.cfg"))
 # once by the pytest process that starts the run, inherited by its parallel workers and every ansible-playbook.
 CONNECTION_LOG = "VLLM_FLEET_SANDBOX_CONNECTION_LOG"
 os.environ.setdefault(CONNECTION_LOG, os.path.join(tempfile.gettempdir(), f"vllm-fleet-connection-{os.getpid()}.log"))
+# This run's name for what it starts on a Docker engine another run may share (Molecule's instances and their
+# stand-in repositories: `${VLLM_FLEET_RUN:-local}` in the scenarios).
+os.environ.setdefault("VLLM_FLEET_RUN", f"r{os.getpid():x}")
 # The cost ledger (vllm_fleet.sandbox.ledger): `make test` names one file for both of its phases; a run of its own
 # gets one of its own. Every playbook the tests start reports to it through the test-world callback.
 os.environ.setdefault(LEDGER_ENV, os.path.join(tempfile.gettempdir(), f"vllm-fleet-ledger-{os.getpid()}.jsonl"))
