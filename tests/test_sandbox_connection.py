@@ -5,6 +5,7 @@ returns every other result as it came, and records each anomaly without the comm
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -95,9 +96,12 @@ def test_a_raw_command_runs_once_even_with_no_output(plugin: Any, monkeypatch: p
 def test_a_modules_run_with_no_output_at_all_runs_once_more_and_no_third_time(
         plugin: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     module = b"ANSIBALLZ with the secret s3cr3t"
-    result, calls = run(plugin, monkeypatch, b"/usr/bin/python3 && sleep 0", [(0, b"", b""), (0, b"{}", b"")],
-                        in_data=module)
-    assert result == (0, b"{}", b"") and len(calls) == 2
+    result, calls = run(plugin, monkeypatch, b"/usr/bin/python3 && sleep 0",
+                        [(0, b"", b""), (0, b'{"changed": false, "msg": "ok"}', b"")], in_data=module)
+    assert len(calls) == 2 and result[0] == 0 and result[2] == b""
+    # The first run's effect is unknown: the second run's result counts as changed, and says why.
+    again = json.loads(result[1])
+    assert again["changed"] is True and again["msg"] == "ok" and "ran again" in again["warnings"][0]
     result, calls = run(plugin, monkeypatch, b"/usr/bin/python3 && sleep 0", [(0, b"", b"")] * 3, in_data=module)
     assert result == (0, b"", b"") and len(calls) == 2
     result, calls = run(plugin, monkeypatch, b"/usr/bin/python3 && sleep 0", [(1, b"", b"")] * 3, in_data=module)

@@ -14,8 +14,9 @@ So this plugin:
   output was lost, which made the directory, does not make the repeat fail: seen in CI as "exit code 1" twice);
 - asks the Docker API again when creating an exec or reading an exec's exit code fails, which runs nothing twice;
 - runs a module again, once, when docker returned nothing at all for it (a module always prints its result), as
-  Ansible's own ssh connection retries a command whose connection broke (reconnection_retries); a module's run
-  that raised is reported as it came;
+  Ansible's own ssh connection retries a command whose connection broke (reconnection_retries), and reports that
+  second run as changed (what the first did is unknown: a no-op check must not pass on a change it hid); a
+  module's run that raised is reported as it came;
 - appends every anomaly it sees (the kind of command, never its input or output) to the file that
   VLLM_FLEET_SANDBOX_CONNECTION_LOG names, and warns, so that a censored failure can still be explained.
 Production inventories reach hosts over SSH.
@@ -23,6 +24,7 @@ Production inventories reach hosts over SSH.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -63,6 +65,22 @@ def _again(cmd: Any) -> Any:
     if isinstance(cmd, bytes):
         return cmd.replace(b'&& mkdir "', b'&& mkdir -p "')
     return str(cmd).replace('&& mkdir "', '&& mkdir -p "')
+
+
+def _conservative(stdout: bytes) -> bytes:
+    """A module's result from its second run, after docker lost the first run's output: what the first run did is
+    unknown, so the result says changed, and why. A no-op check (changed == 0) then cannot pass on a change the
+    lost output hid; at worst it fails, with the reason in the run's warnings and the connection record."""
+    try:
+        result = json.loads(stdout)
+    except ValueError:
+        return stdout
+    if not isinstance(result, dict):
+        return stdout
+    result["changed"] = True
+    result["warnings"] = [*result.get("warnings", []), "sandbox_docker_api: docker lost this module's first output "
+                          "and it ran again; what the first run changed is unknown, so the task counts as changed"]
+    return json.dumps(result).encode()
 
 
 def _kind(cmd: Any) -> str:
@@ -129,6 +147,8 @@ class Connection(docker_api.Connection):
                     raise
             else:
                 lost = rc == 0 and not stdout and not stderr
+                if module and attempt > 1 and not lost:
+                    return rc, _conservative(stdout), stderr
                 if not (harmless and (lost or rc != 0)) and not (module and lost):
                     return rc, stdout, stderr
                 record(f"{_kind(cmd)}: " + ("docker returned no output" if lost else f"exit code {rc}")
