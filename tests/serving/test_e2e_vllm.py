@@ -283,7 +283,7 @@ def test_broken_argument_is_rolled_back_while_the_old_container_answers(serving_
     spec["services"][0]["engine"]["max_model_len"] = 4096  # beyond the model's 1024 positions: vLLM refuses
     poller = Poller(serving_host)
     poller.start()
-    result = serving_host.deploy(spec, tags="serve")
+    result = serving_host.deploy(spec, tags="weights,serve")
     statuses = poller.stop()
     assert not result["ok"]
     error = result["hosts"][serving_host.name]["error"]
@@ -304,7 +304,7 @@ def test_a_slower_change_fails_its_gate_in_a_canary_while_the_running_container_
     next(s for s in spec["services"] if s["name"] == "tiny-chat")["engine"]["max_num_seqs"] = 1
     poller = Poller(serving_host)
     poller.start()
-    result = serving_host.deploy(spec, tags="serve")
+    result = serving_host.deploy(spec, tags="weights,serve")
     statuses = poller.stop()
     assert not result["ok"]
     (gate,) = result["gates"]
@@ -323,7 +323,7 @@ def test_broken_image_fails_before_any_container_changes(serving_host: ServingHo
     spec["services"][0]["image"] = "vllm-fleet/vllm-cpu:no-such-tag"
     poller = Poller(serving_host)
     poller.start()
-    result = serving_host.deploy(spec, tags="serve")
+    result = serving_host.deploy(spec, tags="weights,serve")
     statuses = poller.stop()
     assert not result["ok"]
     assert "no-such-tag" in result["hosts"][serving_host.name]["error"]
@@ -345,7 +345,7 @@ def test_replace_strategy_restores_the_previous_container(serving_host: ServingH
     spec = copy.deepcopy(SPEC)
     rerank = next(i for i, s in enumerate(spec["services"]) if s["name"] == "tiny-rerank")
     spec["services"][rerank]["engine"]["max_model_len"] = 4096  # beyond the BERT's 256 positions
-    result = serving_host.deploy(spec, tags="serve", extra_vars={"vllm_server_update_strategy": "replace"})
+    result = serving_host.deploy(spec, tags="weights,serve", extra_vars={"vllm_server_update_strategy": "replace"})
     assert not result["ok"]
     error = result["hosts"][serving_host.name]["error"]
     assert "previous container was restored" in error

@@ -36,8 +36,9 @@ def weights_plan(spec: dict) -> dict:
 
 def run_playbook(inventory: Path, *extra: str, env: dict[str, str], json_out: bool = False
                  ) -> subprocess.CompletedProcess[str]:
+    callbacks = ",".join(c for c in (os.environ.get("ANSIBLE_CALLBACKS_ENABLED"), "ansible.posix.profile_tasks") if c)
     run_env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_FORCE_COLOR="0",
-                   ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks", **env)
+                   ANSIBLE_CALLBACKS_ENABLED=callbacks, **env)
     if json_out:
         run_env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.posix.json"
     playbook = str(Path(sys.executable).parent / "ansible-playbook")
