@@ -35,8 +35,8 @@ def test_status_of_the_healthy_fleet_exits_0_with_every_service_on_every_host(bo
     """Chat traffic through the gateway while `status` samples /metrics twice: tiny-chat's tokens/s is above 0
     where requests ran, and every row's restart count is Docker's own."""
     first, second = both
-    with Clients(first, threads=2) as clients:
-        clients.wait_for(4)
+    with Clients(first, threads=1, pause=0.2) as clients:
+        clients.wait_for(2)
         proc = run(both, "status", "--json")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert clients.results and set(clients.results) == {200}, clients.results
