@@ -21,7 +21,9 @@ options:
     required: true
     suboptions:
       url:
-        description: The first URL the role fetches from the repository (usually its signing key).
+        description:
+          - The first URL the role fetches from the repository (usually its signing key).
+          - A user and password in it are never printed or returned.
         type: str
         required: true
       what:
@@ -67,8 +69,18 @@ unreachable:
   elements: dict
 """
 
+from urllib.parse import urlsplit, urlunsplit
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import fetch_url
+
+
+def shown(url):
+    """The URL as it may be printed: a mirror's user and password (https://user:token@mirror/...) are replaced."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
 
 
 def unreachable_message(problems):
@@ -76,7 +88,7 @@ def unreachable_message(problems):
     lines = [f"{len(problems)} repository(ies) this run installs from cannot be reached from this host; nothing "
              "was changed on any host:"]
     for p in problems:
-        lines.append(f"  - {p['what']} ({p['url']}): {p['error']}. Fix: {p['fix']}")
+        lines.append(f"  - {p['what']} ({shown(p['url'])}): {p['error']}. Fix: {p['fix']}")
     return "\n".join(lines)
 
 
@@ -103,10 +115,10 @@ def main():
         if response is not None:
             response.close()
         if 200 <= status < 400:
-            reached.append(repo["url"])
+            reached.append(shown(repo["url"]))
         else:
             error = f"HTTP {status}" if status > 0 else str(info.get("msg") or "no answer")
-            problems.append(dict(repo, error=error))
+            problems.append(dict(repo, url=shown(repo["url"]), error=error.replace(repo["url"], shown(repo["url"]))))
     result = dict(changed=False, reached=reached, unreachable=problems)
     if problems:
         module.fail_json(msg=unreachable_message(problems), **result)
