@@ -1,7 +1,7 @@
-"""Plain Kubernetes manifests for a validated deployment.
+"""Plain Kubernetes manifests for a validated deployment's services.
 
-`deployment_manifests` is the one place that decides what exists on the cluster: the Pulumi
-component registers these manifests, and `vllm-fleet k8s render` writes them as YAML.
+`k8s/deployment.py` puts them together with the gateway's (k8s/gateway.py): the Pulumi component registers these
+manifests, and `vllm-fleet k8s render` writes them as YAML.
 Secret values are never here: a value that comes from Pulumi config is a `ConfigSecret`
 placeholder, which the component resolves to a secret Output and `render` writes as a marker.
 """
@@ -23,7 +23,7 @@ from vllm_fleet.engine_args import (
 )
 from vllm_fleet.k8s.model import ClusterSettings
 from vllm_fleet.k8s.validation import GCS_KEY, HF_KEY, MODELSCOPE_KEY, S3_KEYS, cluster_settings
-from vllm_fleet.spec.model import Accelerator, Deployment, S3Credentials, SecretRef, Service
+from vllm_fleet.spec.model import Accelerator, S3Credentials, SecretRef, Service
 from vllm_fleet.units import k8s_size
 
 Manifest = dict[str, Any]
@@ -57,24 +57,6 @@ class ConfigSecret:
 
     def marker(self) -> str:
         return f"{self.prefix}<secret: set by `pulumi config set --secret {self.key}`>"
-
-
-def deployment_manifests(dep: Deployment) -> list[Manifest]:
-    """Every manifest of the deployment, namespaces first, then each service's in creation order, then the
-    gateway's routes and policies (k8s/gateway.py) when the spec has a gateway block."""
-    from vllm_fleet.k8s.gateway import service_gateway_manifests
-
-    out: list[Manifest] = []
-    seen: set[str] = set()
-    for svc in dep.services:
-        s = cluster_settings(svc)
-        if s.create_namespace and s.namespace not in seen:
-            seen.add(s.namespace)
-            out.append(namespace_manifest(s.namespace))
-    for svc in dep.services:
-        out.extend(service_manifests(svc))
-        out.extend(service_gateway_manifests(svc, dep.gateway))
-    return out
 
 
 def namespace_manifest(name: str) -> Manifest:

@@ -7,7 +7,8 @@ from typing import Any
 
 import yaml
 
-from vllm_fleet.k8s.manifests import ConfigSecret, Manifest, deployment_manifests
+from vllm_fleet.k8s.deployment import deployment_manifests
+from vllm_fleet.k8s.manifests import ConfigSecret, Manifest
 from vllm_fleet.k8s.validation import CONFIG_NAMESPACE, SPEC_KEY
 from vllm_fleet.spec import Deployment, SpecError, SpecIssue
 
