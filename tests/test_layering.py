@@ -44,3 +44,45 @@ def test_a_planted_wrong_way_import_breaks_its_contract(tmp_path: Path, module: 
     assert proc.returncode != 0
     broken = [line for line in proc.stdout.splitlines() if line.endswith("BROKEN")]
     assert any(line.startswith(contract) for line in broken), proc.stdout
+
+
+
+CYCLES = """
+import json, sys
+import grimp
+
+graph = grimp.build_graph("vllm_fleet", cache_dir=None, exclude_type_checking_imports=True)
+cycles = set()
+for importer in graph.modules:
+    for imported in graph.find_modules_directly_imported_by(importer):
+        back = graph.find_shortest_chain(importer=imported, imported=importer)
+        if back:
+            ring = (importer, *back[:-1])
+            start = ring.index(min(ring))
+            cycles.add(ring[start:] + ring[:start])
+print(json.dumps(sorted(cycles)))
+"""
+
+
+def import_cycles(package_parent: Path) -> list[tuple[str, ...]]:
+    """Every import cycle in the package at package_parent, from import-linter's own graph (grimp), in a process
+    of its own so that it reads that copy: for each direct import a -> b, the shortest chain back from b to a.
+    Imports inside functions count (they run, later); imports under TYPE_CHECKING never run and do not (the spec's
+    models name each other's types that way, and spec/__init__ resolves the references)."""
+    import json
+
+    env = {**os.environ, "PYTHONPATH": str(package_parent)}
+    proc = subprocess.run([sys.executable, "-c", CYCLES], cwd=package_parent, env=env, capture_output=True,
+                          text=True, timeout=120, check=True)
+    return [tuple(c) for c in json.loads(proc.stdout)]
+
+
+def test_the_package_has_no_import_cycle() -> None:
+    assert import_cycles(REPO / "src") == []
+
+
+def test_a_planted_cycle_is_found(tmp_path: Path) -> None:
+    shutil.copytree(REPO / "src" / "vllm_fleet", tmp_path / "vllm_fleet")
+    target = tmp_path / "vllm_fleet" / "vm" / "plan.py"
+    target.write_text(target.read_text() + "\n\ndef _planted() -> None:\n    import vllm_fleet.vm.checks  # noqa\n")
+    assert ("vllm_fleet.vm.checks", "vllm_fleet.vm.plan") in import_cycles(tmp_path)
