@@ -1,6 +1,7 @@
 """The typed plan is the contract between Python and the roles: the options the vllm_server role declares for
 each planned service (meta/argument_specs.yml, which Ansible enforces when the role starts) are exactly the fields
-of vllm_fleet.vm.plan.ServicePlan, with the same types, nested sources included."""
+of vllm_fleet.vm.plan.ServicePlan, with the same types, nested sources included; and every attribute of the fleet
+plan (each host's, the gateway's, the monitoring's) that a role, template or playbook reads exists in its model."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ from typing import Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel
 
-from vllm_fleet.vm.plan import HostPlan, ServicePlan, WeightsPlan, plan_for_host
+from vllm_fleet.vm.fleet import FleetPlan, plan_for_host
+from vllm_fleet.vm.gateway import GatewayClientPlan, GatewayPlan, GatewayPool, GatewayServer
+from vllm_fleet.vm.monitoring import MonitoringPlan
+from vllm_fleet.vm.plan import HostPlan, ServicePlan, WeightsPlan
 
 REPO = Path(__file__).resolve().parents[1]
 SCALARS = {str: "str", int: "int", bool: "bool", float: "float"}
@@ -135,3 +139,65 @@ def test_every_plan_attribute_the_roles_read_exists_in_the_model() -> None:
 def test_an_attribute_the_model_lacks_is_caught() -> None:
     assert resolves(ServicePlan, "source.display_uri") and resolves(ServicePlan, "secrets.api_key")
     assert not resolves(ServicePlan, "source.display") and not resolves(ServicePlan, "gpus")
+
+
+# The fleet plan's parts by the names the roles, templates and playbooks read them under.
+FLEET_NAMES: dict[str, type[BaseModel]] = {
+    "vllm_fleet_plan": HostPlan, "vllm_fleet_gateway_plan": GatewayPlan, "gateway_plan": GatewayPlan,
+    "_gateway": GatewayPlan, "vllm_fleet_monitoring_plan": MonitoringPlan, "monitoring_plan": MonitoringPlan,
+}
+FLEET_READERS = [p for p in (*(REPO / "roles").glob("*/[tdvh]*/**/*"), *(REPO / "playbooks").rglob("*.yml"))
+                 if p.is_file() and p.suffix in (".yml", ".j2")]
+
+
+def element(model: type[BaseModel], path: str) -> type[BaseModel] | None:
+    """The model of one element of a list field of `model` at `path`, if it is a model."""
+    current: Any = model
+    for part in path.split("."):
+        if not (isinstance(current, type) and issubclass(current, BaseModel)) or part not in current.model_fields:
+            return None
+        annotation = current.model_fields[part].annotation
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        current = args[0] if get_origin(annotation) in (Union, types.UnionType) and len(args) == 1 else annotation
+    if get_origin(current) is list:
+        (item,) = get_args(current)
+        return item if isinstance(item, type) and issubclass(item, BaseModel) else None
+    return None
+
+
+def fleet_reads() -> set[tuple[str, str, str]]:
+    """(file, model name, attribute path) for every read of the fleet plan's parts by their fact or role names,
+    and of the loop variables of Jinja for-loops over their lists (a pool of gateway_plan.pools, its servers)."""
+    import re
+
+    reads = set()
+    for path in FLEET_READERS:
+        text = path.read_text()
+        where = str(path.relative_to(REPO))
+        names: dict[str, type[BaseModel]] = dict(FLEET_NAMES)
+        for var, source in re.findall(r"\{%-?\s*for (\w+) in ([a-z_]+(?:\.[a-z_]+)+)", text):
+            root, _, rest = source.partition(".")
+            model = names.get(root)
+            item = element(model, rest) if model else None
+            if item is not None:
+                names[var] = item
+        for name, model in names.items():
+            reads |= {(where, model.__name__, m)
+                      for m in re.findall(rf"(?<![\w.]){name}\.([a-z_]+(?:\.[a-z_]+)*)", text)}
+    return reads
+
+
+def test_every_fleet_plan_attribute_any_role_template_or_playbook_reads_exists_in_the_model() -> None:
+    models = {m.__name__: m for m in (HostPlan, GatewayPlan, MonitoringPlan, GatewayPool, GatewayServer,
+                                      GatewayClientPlan, FleetPlan)}
+    reads = fleet_reads()
+    # The collector sees real reads of every part and of loop variables (a broken collector would pass on nothing).
+    assert {("HostPlan", "services"), ("GatewayPlan", "tls_mode"), ("MonitoringPlan", "prometheus_port"),
+            ("GatewayPool", "servers"), ("GatewayServer", "port")} <= {(m, a) for _, m, a in reads}
+    assert [(w, m, a) for w, m, a in sorted(reads) if not resolves(models[m], a)] == []
+
+
+def test_a_fleet_attribute_the_model_lacks_is_caught() -> None:
+    assert resolves(GatewayPlan, "pools") and resolves(MonitoringPlan, "rules.groups")
+    assert not resolves(GatewayPlan, "pool") and not resolves(HostPlan, "gateway")
+    assert element(GatewayPlan, "pools") is GatewayPool and element(GatewayPlan, "routes") is None

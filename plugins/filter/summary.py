@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ansible_collections.vllmfleet.fleet.plugins.plugin_utils.fleet import service_plan
+from ansible_collections.vllmfleet.fleet.plugins.plugin_utils.fleet import typed_service_plan
 
 
 def endpoint_summary(service: dict[str, Any], host: str) -> dict[str, str]:
-    svc = service_plan(service)
+    svc = typed_service_plan(service)
     return {"host": host, "service": svc.name, "model": svc.served_model_name, "task": svc.task, "url": svc.endpoint}
 
 

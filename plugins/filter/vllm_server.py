@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.vllmfleet.fleet.plugins.plugin_utils.fleet import host_plan, service_plan
+from ansible_collections.vllmfleet.fleet.plugins.plugin_utils.fleet import typed_host_plan, typed_service_plan
 
 
 def vllm_container(service: dict[str, Any], settings: dict[str, Any], weights_dirs: dict[str, Any] | None = None,
@@ -15,7 +15,7 @@ def vllm_container(service: dict[str, Any], settings: dict[str, Any], weights_di
     from vllm_fleet.vm.container import ServingError, container_params
 
     try:
-        return container_params(service_plan(service), settings=settings, weights_dirs=weights_dirs or {},
+        return container_params(typed_service_plan(service), settings=settings, weights_dirs=weights_dirs or {},
                                 image_id=image_id or "", image_entrypoint=list(image_entrypoint or []),
                                 api_key=api_key or None)
     except ServingError as exc:
@@ -26,7 +26,7 @@ def vllm_weights_dir(service: dict[str, Any], weights_dirs: dict[str, Any] | Non
     from vllm_fleet.vm.container import ServingError, weights_dir
 
     try:
-        return weights_dir(service_plan(service), weights_dirs or {})
+        return weights_dir(typed_service_plan(service), weights_dirs or {})
     except ServingError as exc:
         raise AnsibleFilterError(str(exc)) from None
 
@@ -36,7 +36,7 @@ def vllm_adapters(service: dict[str, Any], settings: dict[str, Any], weights_dir
     from vllm_fleet.vm.container import ServingError, adapter_modules
 
     try:
-        return adapter_modules(service_plan(service), settings, weights_dirs or {})
+        return adapter_modules(typed_service_plan(service), settings, weights_dirs or {})
     except ServingError as exc:
         raise AnsibleFilterError(str(exc)) from None
 
@@ -44,13 +44,13 @@ def vllm_adapters(service: dict[str, Any], settings: dict[str, Any], weights_dir
 def vllm_canary(params: dict[str, Any], service: dict[str, Any], port_offset: int) -> dict[str, Any]:
     from vllm_fleet.vm.container import canary_params
 
-    return canary_params(params, service_plan(service), int(port_offset))
+    return canary_params(params, typed_service_plan(service), int(port_offset))
 
 
 def vllm_image_ref(service: dict[str, Any], mirror: str = "") -> str:
     from vllm_fleet.vm.container import mirror_image
 
-    return mirror_image(service_plan(service).image, mirror or "")
+    return mirror_image(typed_service_plan(service).image, mirror or "")
 
 
 def image_ref(image: str, mirror: str = "") -> str:
@@ -64,20 +64,20 @@ def vllm_host_problems(services: list[dict[str, Any]], mounts: list[dict[str, An
                        ) -> list[str]:
     from vllm_fleet.vm.checks import host_problems
 
-    return host_problems(host_plan(services, label_prefix), mounts=mounts or [], ipc_host=bool(ipc_host),
+    return host_problems(typed_host_plan(services, label_prefix), mounts=mounts or [], ipc_host=bool(ipc_host),
                          containers=containers or [], gpu_facts=gpu_facts or {})
 
 
 def vllm_update_strategy(service: dict[str, Any], strategy: str) -> str:
     from vllm_fleet.vm.container import update_strategy
 
-    return update_strategy(service_plan(service), strategy)
+    return update_strategy(typed_service_plan(service), strategy)
 
 
 def vllm_gate_args(service: dict[str, Any], base_url: str, label: str) -> list[str]:
     from vllm_fleet.vm.bench import gate_args
 
-    plan = service_plan(service)
+    plan = typed_service_plan(service)
     if plan.gate is None:
         raise AnsibleFilterError(f"service {plan.name} has no gate")
     return gate_args(plan.gate, model=plan.served_model_name, base_url=base_url, label=label)
@@ -87,7 +87,7 @@ def vllm_gate_verdict(service: dict[str, Any], before: dict[str, Any], after: di
                       ) -> dict[str, Any]:
     from vllm_fleet.vm.bench import gate_verdict
 
-    plan = service_plan(service)
+    plan = typed_service_plan(service)
     if plan.gate is None:
         raise AnsibleFilterError(f"service {plan.name} has no gate")
     return gate_verdict(plan.gate, before, after, service=plan.name, host=host)
@@ -98,7 +98,7 @@ def vllm_running_hashes(services: list[dict[str, Any]], containers: list[dict[st
     """The spec hash of each service's running container, from one docker_host_info listing; services with no
     running container are left out."""
     running: dict[str, str | None] = {}
-    for plan in (service_plan(s) for s in services):
+    for plan in (typed_service_plan(s) for s in services):
         for c in containers or []:
             if "/" + plan.container.name in (c.get("Names") or []) and c.get("State") == "running":
                 running[plan.name] = (c.get("Labels") or {}).get(f"{label_prefix}.spec-hash")
@@ -111,7 +111,7 @@ def vllm_gated_changes(services: list[dict[str, Any]], wanted: dict[str, Any], r
 
     hashes = {name: str((want.get("labels") or {}).get(f"{label_prefix}.spec-hash"))
               for name, want in (wanted or {}).items()}
-    return gated_changes([service_plan(s).model_dump() for s in services], hashes, running or {})
+    return gated_changes([typed_service_plan(s).model_dump() for s in services], hashes, running or {})
 
 
 def vllm_gate_hosts(batch: list[str], changes: list[list[str]], passed: list[str]) -> dict[str, str]:

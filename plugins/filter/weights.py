@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.vllmfleet.fleet.plugins.plugin_utils.fleet import weights_plan
+from ansible_collections.vllmfleet.fleet.plugins.plugin_utils.fleet import typed_weights_plan
 
 # Plan secret paths (weights[*].secrets keys) -> model_weights module parameters.
 SECRET_PARAMS = {
@@ -23,7 +23,7 @@ def weights_secret_refs(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """[{service, param, ref}] for every storage credential reference of the planned weights (a service's model
     or adapter: `service` is the weights entry's name, which the fetch looks its credentials up by)."""
     out = []
-    for item in map(weights_plan, items or []):
+    for item in map(typed_weights_plan, items or []):
         for path, ref in sorted(item.secrets.items()):
             if path in SECRET_PARAMS:
                 out.append({"service": item.name, "param": SECRET_PARAMS[path], "ref": ref})
@@ -37,7 +37,7 @@ def weights_paths(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     for res in results or []:
         if not res.get("svc") or res.get("skipped"):
             continue
-        svc = weights_plan(res["svc"])
+        svc = typed_weights_plan(res["svc"])
         if res.get("failed") or not res.get("path"):
             what = f"adapter {svc.name}" if svc.kind == "adapter" else f"service {svc.name}"
             raise AnsibleFilterError(f"no completed weights for {what}: {res.get('msg', 'not fetched')}")

@@ -33,24 +33,7 @@ def plain(value: Any) -> Any:
     return value
 
 
-def serving_plans(hostvars: Any, hosts: list[str]) -> dict[str, Any]:
-    """Each serving host's vllm_fleet_plan (set by fleet_plan), validated back into the typed HostPlan."""
-    from ansible.errors import AnsibleActionFail
-
-    require_package()
-    from vllm_fleet.vm.plan import HostPlan
-
-    plans = {}
-    for host in hosts:
-        plan = hostvars[host].get("vllm_fleet_plan")
-        if plan is None:
-            raise AnsibleActionFail(f"{host} has no vllm_fleet_plan: run vllmfleet.fleet.fleet_plan on the "
-                                    "serving hosts first")
-        plans[host] = HostPlan.model_validate(plain(plan))
-    return plans
-
-
-def service_plan(value: Any) -> Any:
+def typed_service_plan(value: Any) -> Any:
     """One entry of vllm_fleet_plan.services, validated back into the typed plan."""
     require_package()
     from vllm_fleet.vm.plan import ServicePlan
@@ -58,7 +41,7 @@ def service_plan(value: Any) -> Any:
     return ServicePlan.model_validate(plain(value))
 
 
-def host_plan(services: Any, label_prefix: str) -> Any:
+def typed_host_plan(services: Any, label_prefix: str) -> Any:
     require_package()
     from vllm_fleet.vm.plan import HostPlan
 
@@ -66,7 +49,7 @@ def host_plan(services: Any, label_prefix: str) -> Any:
     return HostPlan.model_validate({"services": plain(services), "label_prefix": label_prefix, "address": ""})
 
 
-def weights_plan(value: Any) -> Any:
+def typed_weights_plan(value: Any) -> Any:
     """One entry of vllm_fleet_plan.weights, validated back into the typed plan."""
     require_package()
     from vllm_fleet.vm.plan import WeightsPlan

@@ -13,9 +13,16 @@ import yaml
 from typer.testing import CliRunner
 
 from vllm_fleet.cli import app
-from vllm_fleet.spec import SpecError
-from vllm_fleet.vm.gateway import fleet_gateway
-from vllm_fleet.vm.plan import plan_for_host
+from vllm_fleet.vm.fleet import (
+    GATEWAY_GROUP,
+    MONITORING_GROUP,
+    SERVE_GROUP,
+    FleetPlan,
+    InventoryError,
+    InventoryHost,
+    plan_fleet,
+)
+from vllm_fleet.vm.gateway import GatewayPlan
 
 ENV = {"CHAT_KEY": "chat-backend", "EMBED_KEY": "embed-backend", "TEAM_A": "team-a-key", "TEAM_B": "team-b-key",
        "ALERT_HOOK": "https://hooks.example/abc"}
@@ -32,19 +39,38 @@ SPEC: dict[str, Any] = {
 }
 
 
-def plans(specs: dict[str, dict], backend: dict[str, str] | None = None) -> dict:
-    return {host: plan_for_host(spec, f"10.0.0.{i + 1}", host_name=host, environ=ENV,
-                                variables={"vllm_fleet_backend_address": (backend or {}).get(host)})
-            for i, (host, spec) in enumerate(specs.items())}
+def fleet(specs: dict[str, dict], backend: dict[str, str] | None = None, gateways: dict[str, str] | None = None,
+          monitoring: list[str] | None = None, nvidia: dict[str, bool] | None = None) -> FleetPlan:
+    """The fleet plan of serving hosts h1, h2... at 10.0.0.1, 10.0.0.2... (specs by host), gateway hosts by address
+    and monitoring hosts, through the one planner the CLI and the playbooks use."""
+    def variables(host: str) -> dict[str, Any]:
+        found: dict[str, Any] = {"inventory_hostname": host}
+        if (backend or {}).get(host):
+            found["vllm_fleet_backend_address"] = backend[host]  # type: ignore[index]
+        if nvidia is not None and host in nvidia:
+            found["vllm_fleet_nvidia"] = nvidia[host]
+        return found
+
+    serving = {h: InventoryHost(h, spec, f"10.0.0.{i + 1}", variables(h)) for i, (h, spec) in enumerate(specs.items())}
+    gateway_hosts = [serving.get(h) or InventoryHost(h, None, address, variables(h))
+                     for h, address in (gateways or {}).items()]
+    monitoring_hosts = [serving.get(h) or InventoryHost(h, None, f"10.0.1.{i + 1}", variables(h))
+                        for i, h in enumerate(monitoring or [])]
+    return plan_fleet({SERVE_GROUP: list(serving.values()), GATEWAY_GROUP: gateway_hosts,
+                       MONITORING_GROUP: monitoring_hosts}, ENV)
 
 
-def issues(exc: pytest.ExceptionInfo[SpecError]) -> list[tuple[str, str]]:
-    return [(i.path, i.problem) for i in exc.value.issues]
+def gateway(specs: dict[str, dict], backend: dict[str, str] | None = None,
+            gateways: dict[str, str] | None = None) -> GatewayPlan | None:
+    return fleet(specs, backend, gateways).gateway
+
+
+def issues(exc: pytest.ExceptionInfo[InventoryError]) -> list[tuple[str, str]]:
+    return [(i.path, i.problem) for e in exc.value.errors for i in e.issues]
 
 
 def test_pools_hold_every_replica_of_a_model_and_wildcard_scopes_expand() -> None:
-    gw = fleet_gateway(plans({"h1": SPEC, "h2": SPEC}, {"h1": "192.168.7.1", "h2": "192.168.7.2"}),
-                       {"gw": "10.0.0.9"})
+    gw = gateway({"h1": SPEC, "h2": SPEC}, {"h1": "192.168.7.1", "h2": "192.168.7.2"}, {"gw": "10.0.0.9"})
     assert gw is not None
     chat = next(p for p in gw.pools if p.model == "chat")
     assert [(s.host, s.address, s.port) for s in chat.servers] == [("h1", "192.168.7.1", 8000),
@@ -60,27 +86,35 @@ def test_pools_hold_every_replica_of_a_model_and_wildcard_scopes_expand() -> Non
 
 def test_no_gateway_block_and_no_gateway_hosts_plan_nothing() -> None:
     bare = {k: v for k, v in SPEC.items() if k != "gateway"}
-    assert fleet_gateway(plans({"h1": bare}), {}) is None
+    assert gateway({"h1": bare}, None, {}) is None
 
 
 def test_services_on_a_loopback_the_gateway_host_cannot_reach_are_named() -> None:
-    with pytest.raises(SpecError) as exc:
-        fleet_gateway(plans({"h1": SPEC, "h2": SPEC}, {"h1": "192.168.7.1"}), {"h1": "10.0.0.1"})
+    with pytest.raises(InventoryError) as exc:
+        gateway({"h1": SPEC, "h2": SPEC}, {"h1": "192.168.7.1"}, {"h1": "10.0.0.1"})
     assert issues(exc) == [("vllm_fleet_backend_address of h2",
                             "leaves h2's services on its loopback, where gateway host(s) h1 cannot reach them")]
 
 
 def test_a_gateway_on_the_serving_host_itself_reaches_its_loopback() -> None:
-    gw = fleet_gateway(plans({"h1": SPEC}), {"h1": "10.0.0.1"})
+    gw = gateway({"h1": SPEC}, None, {"h1": "10.0.0.1"})
     assert gw is not None and gw.pools[0].servers[0].address == "127.0.0.1"
 
 
 def test_hosts_that_disagree_on_the_gateway_block_are_named() -> None:
     other = copy.deepcopy(SPEC)
     other["gateway"]["port"] = 9443
-    with pytest.raises(SpecError) as exc:
-        fleet_gateway(plans({"h1": SPEC, "h2": other}, {"h1": "a", "h2": "b"}), {"gw": "10.0.0.9"})
+    with pytest.raises(InventoryError) as exc:
+        gateway({"h1": SPEC, "h2": other}, {"h1": "a", "h2": "b"}, {"gw": "10.0.0.9"})
     assert [p for p, _ in issues(exc)] == ["vllm_fleet_spec.gateway of h2"]
+
+
+def test_the_gateway_block_is_a_fleet_setting_one_host_may_carry_for_all() -> None:
+    bare = {k: v for k, v in SPEC.items() if k != "gateway"}
+    gw = gateway({"h1": SPEC, "h2": bare}, {"h1": "192.168.7.1", "h2": "192.168.7.2"}, {"gw": "10.0.0.9"})
+    assert gw is not None and gw.port == 8443
+    chat = next(p for p in gw.pools if p.model == "chat")
+    assert [s.host for s in chat.servers] == ["h1", "h2"]
 
 
 def test_one_model_with_two_tasks_is_refused() -> None:
@@ -88,18 +122,18 @@ def test_one_model_with_two_tasks_is_refused() -> None:
     other["services"][1] |= {"served_model_name": "chat"}
     other["services"][0] |= {"served_model_name": "chat-2"}
     other["gateway"] = SPEC["gateway"]
-    with pytest.raises(SpecError) as exc:
-        fleet_gateway(plans({"h1": SPEC, "h2": other}, {"h1": "a", "h2": "b"}), {"gw": "10.0.0.9"})
+    with pytest.raises(InventoryError) as exc:
+        gateway({"h1": SPEC, "h2": other}, {"h1": "a", "h2": "b"}, {"gw": "10.0.0.9"})
     assert any(p == "services.embed.task on h2" and "differs from the task 'generate'" in m for p, m in issues(exc))
 
 
-def test_gateway_block_without_gateway_hosts_and_hosts_without_block() -> None:
-    with pytest.raises(SpecError) as exc:
-        fleet_gateway(plans({"h1": SPEC}), {})
+def test_a_gateway_block_without_gateway_hosts_and_gateway_hosts_without_a_block_are_refused() -> None:
+    with pytest.raises(InventoryError) as exc:
+        gateway({"h1": SPEC}, None, {})
     assert issues(exc)[0][0] == "group vllm_gateways"
     bare = {k: v for k, v in SPEC.items() if k != "gateway"}
-    with pytest.raises(SpecError) as exc:
-        fleet_gateway(plans({"h1": bare}), {"h1": "10.0.0.1"})
+    with pytest.raises(InventoryError) as exc:
+        gateway({"h1": bare}, None, {"h1": "10.0.0.1"})
     assert "no gateway block" in issues(exc)[0][1]
 
 
@@ -127,8 +161,7 @@ def with_adapters(*names: str) -> dict:
 
 def test_an_adapter_is_a_model_name_routed_to_its_base_models_replicas() -> None:
     spec = with_adapters("chat-support", "chat-legal")
-    gw = fleet_gateway(plans({"h1": spec, "h2": spec}, {"h1": "192.168.7.1", "h2": "192.168.7.2"}),
-                       {"gw": "10.0.0.9"})
+    gw = gateway({"h1": spec, "h2": spec}, {"h1": "192.168.7.1", "h2": "192.168.7.2"}, {"gw": "10.0.0.9"})
     assert gw is not None
     chat = next(p for p in gw.pools if p.model == "chat")
     assert chat.adapters == ["chat-legal", "chat-support"] and len(chat.servers) == 2
@@ -139,9 +172,8 @@ def test_an_adapter_is_a_model_name_routed_to_its_base_models_replicas() -> None
 
 
 def test_replicas_with_different_adapters_are_refused() -> None:
-    with pytest.raises(SpecError) as exc:
-        fleet_gateway(plans({"h1": with_adapters("chat-support"), "h2": SPEC}, {"h1": "a", "h2": "b"}),
-                      {"gw": "10.0.0.9"})
+    with pytest.raises(InventoryError) as exc:
+        gateway({"h1": with_adapters("chat-support"), "h2": SPEC}, {"h1": "a", "h2": "b"}, {"gw": "10.0.0.9"})
     assert [p for p, _ in issues(exc)] == ["services.chat.adapters on h2"]
 
 
@@ -150,7 +182,7 @@ def test_the_gateway_maps_send_an_adapter_to_its_base_pool_on_its_routes_only() 
     from ansible.template import Templar, trust_as_template  # the role renders them with Ansible's templating
 
     spec = with_adapters("chat-support")
-    gw = fleet_gateway(plans({"h1": spec}), {"h1": "10.0.0.1"})
+    gw = gateway({"h1": spec}, None, {"h1": "10.0.0.1"})
     assert gw is not None
     template = (Path(__file__).resolve().parents[2] / "roles/gateway/templates/routes.map.j2").read_text()
     templar = Templar(loader=DataLoader(), variables={"gateway_plan": gw.model_dump(), "ansible_managed": "test"})

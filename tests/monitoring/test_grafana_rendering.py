@@ -11,16 +11,15 @@ import yaml
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
 
-from tests.gateway.test_gateway_plan import plans
-from tests.monitoring.test_monitoring_plan import BACKEND, MONITORED, hosts
+from tests.gateway.test_gateway_plan import fleet
+from tests.monitoring.test_monitoring_plan import BACKEND, MONITORED
 from vllm_fleet.monitoring.dashboards import DATASOURCE_UID, all_dashboards
-from vllm_fleet.vm.monitoring import fleet_monitoring
 
 ROLE = Path(__file__).resolve().parents[2] / "roles" / "monitoring"
 
 
 def templar(**overrides: Any) -> Templar:
-    plan = fleet_monitoring(plans({"h1": MONITORED}, BACKEND), None, ["h1"], hosts())
+    plan = fleet({"h1": MONITORED}, BACKEND, {"h1": "10.0.0.1"}, ["h1"]).monitoring
     assert plan is not None
     variables: dict[str, Any] = {k: trust_as_template(v) if isinstance(v, str) else v
                                  for k, v in DataLoader().load_from_file(str(ROLE / "defaults/main.yml")).items()}

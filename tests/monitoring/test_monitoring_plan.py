@@ -13,11 +13,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from tests.gateway.test_gateway_plan import ENV, SPEC, plans
+from tests.gateway.test_gateway_plan import ENV, SPEC, fleet, issues
 from vllm_fleet.cli import app
-from vllm_fleet.spec import SpecError
-from vllm_fleet.vm.gateway import fleet_gateway
-from vllm_fleet.vm.monitoring import ExporterHost, fleet_monitoring
+from vllm_fleet.vm.fleet import InventoryError
 
 MONITORED: dict[str, Any] = {**copy.deepcopy(SPEC), "monitoring": {
     "alertmanager": {"webhook_url": {"env": "ALERT_HOOK"}}}}
@@ -25,15 +23,8 @@ MONITORED["services"][0]["slo"] = {"ttft_p95_seconds": 0.8}
 BACKEND = {"h1": "192.168.7.1", "h2": "192.168.7.2"}
 
 
-def hosts(nvidia: dict[str, bool] | None = None) -> dict[str, ExporterHost]:
-    return {h: ExporterHost(address=f"10.0.0.{i + 1}", backend_address=BACKEND[h],
-                            nvidia=(nvidia or {}).get(h, True)) for i, h in enumerate(BACKEND)}
-
-
 def test_targets_cover_every_service_exporter_and_the_gateway_with_their_labels() -> None:
-    planned = plans({"h1": MONITORED, "h2": MONITORED}, BACKEND)
-    gateway = fleet_gateway(planned, {"h1": "10.0.0.1"})
-    plan = fleet_monitoring(planned, gateway, ["h1"], hosts({"h2": False}))
+    plan = fleet({"h1": MONITORED, "h2": MONITORED}, BACKEND, {"h1": "10.0.0.1"}, ["h1"], {"h2": False}).monitoring
     assert plan is not None
     vllm = {(g.labels["host"], g.labels["service"]): (g.targets, g.labels) for g in plan.targets["vllm"]}
     assert vllm[("h2", "embed")] == (["192.168.7.2:8001"], {"host": "h2", "service": "embed", "model": "embed",
@@ -49,23 +40,23 @@ def test_targets_cover_every_service_exporter_and_the_gateway_with_their_labels(
 
 
 def test_no_monitoring_block_and_no_monitoring_hosts_plan_nothing() -> None:
-    assert fleet_monitoring(plans({"h1": SPEC}), None, [], hosts()) is None
+    bare = {k: v for k, v in SPEC.items() if k != "gateway"}
+    assert fleet({"h1": bare}).monitoring is None
 
 
 def test_fleet_problems_are_refused_naming_host_field_and_fix() -> None:
     other = copy.deepcopy(MONITORED)
     other["monitoring"]["retention"] = "30d"
     other["services"][0]["slo"] = {"ttft_p95_seconds": 2.0}
-    with pytest.raises(SpecError) as exc:
-        fleet_monitoring(plans({"h1": MONITORED, "h2": other}, BACKEND), None, ["h1"], hosts())
-    paths = [i.path for i in exc.value.issues]
-    assert paths == ["vllm_fleet_spec.monitoring of h2", "services.chat.slo on h2"]
-    with pytest.raises(SpecError) as exc:
-        fleet_monitoring(plans({"h1": MONITORED}), None, [], hosts())
-    assert [i.path for i in exc.value.issues] == ["group vllm_monitoring"]
-    with pytest.raises(SpecError) as exc:
-        fleet_monitoring(plans({"h1": SPEC}), None, ["h1"], hosts())
-    assert "no monitoring block" in exc.value.issues[0].problem
+    with pytest.raises(InventoryError) as exc:
+        fleet({"h1": MONITORED, "h2": other}, BACKEND, {"h1": "10.0.0.1"}, ["h1"])
+    assert [p for p, _ in issues(exc)] == ["vllm_fleet_spec.monitoring of h2", "services.chat.slo on h2"]
+    with pytest.raises(InventoryError) as exc:
+        fleet({"h1": MONITORED}, None, {"h1": "10.0.0.1"}, [])
+    assert [p for p, _ in issues(exc)] == ["group vllm_monitoring"]
+    with pytest.raises(InventoryError) as exc:
+        fleet({"h1": SPEC}, None, {"h1": "10.0.0.1"}, ["h1"])
+    assert "no monitoring block" in issues(exc)[0][1]
 
 
 def test_validate_on_an_inventory_refuses_targets_the_monitoring_host_cannot_reach(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from vllm_fleet.vm.plan import plan_for_host
+from vllm_fleet.vm.fleet import plan_for_host
 from vllm_fleet.vm.status import haproxy_servers, metric_values, problems, service_row, with_gateway
 
 SPEC = {"services": [{"name": "chat", "storage_uri": "file:///m/chat", "accelerator": "cpu", "gpus": 0}]}

@@ -8,7 +8,8 @@ import pytest
 
 from vllm_fleet.vm import container
 from vllm_fleet.vm.checks import host_problems
-from vllm_fleet.vm.plan import HostPlan, plan_for_host
+from vllm_fleet.vm.fleet import plan_for_host
+from vllm_fleet.vm.plan import HostPlan
 
 SETTINGS = {"registry_mirror": "", "hf_home": "/var/lib/vllm-fleet/hf-home",
             "vllm_cache": "/var/lib/vllm-fleet/vllm-cache", "tz": "Etc/UTC",

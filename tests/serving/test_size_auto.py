@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from vllm_fleet.spec import SpecError
-from vllm_fleet.vm.plan import HostPlan, plan_for_host
+from vllm_fleet.vm.fleet import CLI_PLAN_VAR, FleetPlan, plan_for_host
+from vllm_fleet.vm.plan import HostPlan
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = Path(__file__).parent / "fixtures/model_configs"
@@ -81,10 +82,13 @@ def test_a_pool_too_small_for_the_asked_length_names_the_pool_that_fits() -> Non
 def run_size_auto(tmp_path: Path, spec: dict, **variables: object) -> subprocess.CompletedProcess[str]:
     extra = tmp_path / "vars.json"
     extra.write_text(json.dumps({"vllm_fleet_spec": spec, "out_dir": str(tmp_path), **variables}))
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(json.dumps({"vllm_hosts": {"hosts": {"localhost": {
+        "ansible_connection": "local", "ansible_host": "127.0.0.1", "ansible_python_interpreter": sys.executable}}}}))
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_LOCALHOST_WARNING="false",
                ANSIBLE_INVENTORY_UNPARSED_WARNING="false")
     return subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"),
-                           str(Path(__file__).parent / "size-auto.yml"), "-e", f"@{extra}"],
+                           str(Path(__file__).parent / "size-auto.yml"), "-i", str(inventory), "-e", f"@{extra}"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
 
 
@@ -117,13 +121,12 @@ def test_the_serve_stage_refuses_a_model_that_does_not_fit_before_any_container(
 
 
 def test_a_plan_the_cli_computed_is_taken_as_it_is(tmp_path: Path) -> None:
-    """vllm-fleet deploy plans every host once and hands the plans to the playbook (vllm_fleet_planned)."""
-    from vllm_fleet.vm.plan import PLANNED_VAR
-
+    """vllm-fleet plans the fleet once and hands the plan to the playbook (vllm_fleet_cli_plan)."""
     precomputed = plan_for_host({"services": [{"name": "from-the-cli", "storage_uri": "file:///m/a",
                                                "accelerator": "cpu", "gpus": 0}]}, "10.9.9.9")
+    fleet = FleetPlan(hosts={"localhost": precomputed}, models=["from-the-cli"])
     spec = {"services": [{"name": "from-the-spec", "storage_uri": "file:///m/b", "accelerator": "cpu", "gpus": 0}]}
-    proc = run_size_auto(tmp_path, spec, **{PLANNED_VAR: {"localhost": precomputed.model_dump(mode="json")}})
+    proc = run_size_auto(tmp_path, spec, **{CLI_PLAN_VAR: fleet.model_dump(mode="json")})
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert HostPlan.model_validate_json((tmp_path / "before.json").read_text()) == precomputed
     proc = run_size_auto(tmp_path, spec)

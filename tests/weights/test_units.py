@@ -99,7 +99,7 @@ def test_prune_keeps_active_and_newest(tmp_path):
 
 
 def test_secret_refs_filter_maps_plan_paths_to_module_parameters():
-    from vllm_fleet.vm.plan import plan_for_host
+    from vllm_fleet.vm.fleet import plan_for_host
 
     items = plan_for_host({"services": [{
         "name": "a", "storage_uri": "s3://models/a", "accelerator": "cpu", "gpus": 0, "api_key": {"env": "K"},
@@ -120,7 +120,7 @@ def test_secret_refs_filter_maps_plan_paths_to_module_parameters():
 def test_paths_filter_shapes_the_fact_and_refuses_a_missing_service():
     from ansible.errors import AnsibleFilterError
 
-    from vllm_fleet.vm.plan import plan_for_host
+    from vllm_fleet.vm.fleet import plan_for_host
 
     svc = plan_for_host({"services": [{"name": "chat", "storage_uri": "s3://models/p", "accelerator": "cpu",
                                        "gpus": 0}]}, "h").model_dump()["weights"][0]

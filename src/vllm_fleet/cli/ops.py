@@ -18,19 +18,21 @@ from rich.table import Table
 from vllm_fleet.cli.output import ExitStatus, emit_json, err, out, plain
 from vllm_fleet.cli.vm import InventoryOpt, JsonOpt, LimitOpt, app, spec_failure
 from vllm_fleet.spec.errors import SpecError, SpecIssue
+from vllm_fleet.vm.fleet import FleetPlan
 from vllm_fleet.vm.inventory import InventoryError, check_inventory
 
 
-def _planned(inventory: Path, limit: str | None, as_json: bool) -> dict[str, Any]:
-    """The plans of every serving host (the inventory checked, secrets not needed), as the playbooks take them."""
-    from vllm_fleet.vm.plan import PLANNED_VAR
+def _planned(inventory: Path, as_json: bool) -> tuple[FleetPlan, dict[str, Any]]:
+    """The fleet plan (the inventory checked, secrets not needed), and the extra variables that hand it to a
+    playbook."""
+    from vllm_fleet.vm.fleet import CLI_PLAN_VAR
 
-    plans = {}
     try:
-        plans = check_inventory(inventory, limit, secrets=False)
+        fleet = check_inventory(inventory, secrets=False)
     except InventoryError as exc:
         spec_failure(exc.errors, as_json)
-    return {PLANNED_VAR: {host: plan.model_dump(mode="json") for host, plan in plans.items()}}
+        raise
+    return fleet, {CLI_PLAN_VAR: fleet.model_dump(mode="json")}
 
 
 def _bad_input(as_json: bool, path: str, value: str, problem: str, fix: str) -> None:
@@ -67,7 +69,7 @@ def status(inventory: InventoryOpt, limit: LimitOpt = None, as_json: JsonOpt = F
     from vllm_fleet.vm.runner import run_playbook
     from vllm_fleet.vm.status import problems, with_gateway
 
-    planned = _planned(inventory, limit, as_json)
+    _, planned = _planned(inventory, as_json)
     result = run_playbook("status.yml", inventory, limit=limit, extravars=planned)
     if not result.ok:
         _failed_run(result, as_json)
@@ -106,14 +108,13 @@ def logs(
     """The last lines of a service's container on each host that runs it (through Ansible; no SSH by hand)."""
     from vllm_fleet.vm.runner import run_playbook
 
-    planned = _planned(inventory, host, as_json)
-    plans = next(iter(planned.values()))
-    if host is not None and host not in plans:
+    fleet, planned = _planned(inventory, as_json)
+    if host is not None and host not in fleet.hosts:
         _bad_input(as_json, "--host", repr(host), "is not a serving host of the inventory",
-                   f"use one of: {', '.join(sorted(plans)) or 'none'}")
-    running = sorted(h for h, p in plans.items() if any(s["name"] == service for s in p["services"]))
+                   f"use one of: {', '.join(sorted(fleet.hosts)) or 'none'}")
+    running = sorted(h for h, p in fleet.hosts.items() if any(s.name == service for s in p.services))
     if not running:
-        known = sorted({s["name"] for p in plans.values() for s in p["services"]})
+        known = sorted({s.name for p in fleet.hosts.values() for s in p.services})
         _bad_input(as_json, "SERVICE", repr(service), "is not a service of the spec on these hosts",
                    f"use one of: {', '.join(known) or 'none'}")
     if since is not None and not since.strip():
@@ -151,8 +152,8 @@ def down(
     monitoring. Weights stay unless --purge-weights."""
     from vllm_fleet.vm.runner import run_playbook
 
-    planned = _planned(inventory, limit, as_json)
-    known = sorted({s["name"] for p in next(iter(planned.values())).values() for s in p["services"]})
+    fleet, planned = _planned(inventory, as_json)
+    known = sorted({s.name for p in fleet.hosts.values() for s in p.services})
     unknown = [s for s in services or [] if s not in known]
     if unknown:
         _bad_input(as_json, "SERVICE", repr(unknown[0]), "is not a service of the spec",
@@ -202,13 +203,12 @@ def bench(
     import time
 
     from vllm_fleet.vm import bench as b
-    from vllm_fleet.vm.gateway import GATEWAY_GROUP, fleet_gateway
+    from vllm_fleet.vm.gateway import GATEWAY_GROUP
     from vllm_fleet.vm.inventory import group_hosts
-    from vllm_fleet.vm.plan import HostPlan
     from vllm_fleet.vm.runner import run_playbook
 
-    planned = _planned(inventory, None, as_json)
-    plans = {h: HostPlan.model_validate(p) for h, p in next(iter(planned.values())).items()}
+    fleet, planned = _planned(inventory, as_json)
+    plans = fleet.hosts
     found = list(b.workloads(input_len, output_len))
     if workload not in found:
         _bad_input(as_json, "--workload", repr(workload), "is not a benchmark workload",
@@ -219,7 +219,7 @@ def bench(
         _bad_input(as_json, "--rates", repr(rates), f"has '{exc}', which is not a positive number or inf",
                    "give rates like 1,2,4 or inf")
     gateway_hosts = group_hosts(inventory, None, (GATEWAY_GROUP,))[GATEWAY_GROUP]
-    gw = fleet_gateway(plans, {g.host: g.address for g in gateway_hosts}) if gateway_hosts else None
+    gw = fleet.gateway
     if gw is None:
         _bad_input(as_json, "--inventory", repr(str(inventory)), "has no gateway to benchmark through",
                    "add a gateway block and a vllm_gateways group, and deploy")

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from vllm_fleet.cli.output import ExitStatus, emit_json, err, out, plain
 from vllm_fleet.spec import SpecError, Target, load_spec_file, validate_spec
-from vllm_fleet.vm.inventory import InventoryError, check_inventory
+from vllm_fleet.vm.inventory import SERVE_GROUP, InventoryError, check_inventory, group_hosts
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="From model weights to production vLLM endpoints on GPU VMs and KServe clusters.")
@@ -55,8 +55,11 @@ def validate(
             dep = validate_spec(load_spec_file(spec), _target_rules(target), source=str(spec))
             checked[str(spec)] = [s.name for s in dep.services]
         if inventory is not None:
-            for host, host_plan in check_inventory(inventory, limit, secrets=False).items():
-                checked[host] = [svc.name for svc in host_plan.services]
+            fleet = check_inventory(inventory, secrets=False)
+            shown = {h.host for h in group_hosts(inventory, limit)[SERVE_GROUP]} if limit else set(fleet.hosts)
+            for host, host_plan in fleet.hosts.items():
+                if host in shown:
+                    checked[host] = [svc.name for svc in host_plan.services]
     except SpecError as exc:
         spec_failure([exc], as_json)
     except InventoryError as exc:
@@ -80,16 +83,16 @@ def _progress_table(result: Any) -> Table:
 
 def _run(inventory: Path, *, check: bool, limit: str | None, tags: str | None, as_json: bool,
          verbose: int, artifacts: Path | None = None) -> None:
-    from vllm_fleet.vm.plan import PLANNED_VAR
+    from vllm_fleet.vm.fleet import CLI_PLAN_VAR
     from vllm_fleet.vm.runner import run_playbook
 
-    plans = {}
     try:
-        plans = check_inventory(inventory, limit, secrets=True)
+        fleet = check_inventory(inventory, secrets=True)
     except InventoryError as exc:
         spec_failure(exc.errors, as_json)
-    # The plans are computed once, here; the playbook's first play takes them instead of planning again.
-    planned = {PLANNED_VAR: {host: plan.model_dump(mode="json") for host, plan in plans.items()}}
+        raise
+    # The fleet plan is computed once, here; the playbook's first play takes it instead of planning again.
+    planned = {CLI_PLAN_VAR: fleet.model_dump(mode="json")}
 
     if as_json or not err.is_terminal:
         result = run_playbook("deploy-vllm.yml", inventory, check=check, diff=check, limit=limit, tags=tags,

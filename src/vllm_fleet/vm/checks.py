@@ -14,7 +14,7 @@ from vllm_fleet.spec.adapters import derived_limits
 from vllm_fleet.spec.errors import show_value
 from vllm_fleet.units import spec_size_mib
 from vllm_fleet.vllm_flags import check_extra_args
-from vllm_fleet.vm.plan import HostPlan
+from vllm_fleet.vm.plan import HostPlan, Settled
 
 # vLLM's own floor: it refused to start with 64 MiB and asked for 160 MiB on a tiny model.
 MIN_SHM_MIB = 160
@@ -78,7 +78,7 @@ def _gpu_kind_issues(svc: Service, at: str, gpus: Mapping[str, Any], config: Map
 
 
 def serving_issues(dep: Deployment, variables: Mapping[str, Any], *, resolve_auto: bool = False
-                   ) -> tuple[list[SpecIssue], dict[str, dict[str, Any]]]:
+                   ) -> tuple[list[SpecIssue], dict[str, Settled]]:
     """Controller-side checks of what the serving stage will run, before any host is touched.
 
     Returns (issues, what the plan settles per service name: max_model_len, and for tensor_parallel_size auto
@@ -88,7 +88,7 @@ def serving_issues(dep: Deployment, variables: Mapping[str, Any], *, resolve_aut
     are not known yet is left for a later plan; with resolve_auto that is an error.
     """
     issues: list[SpecIssue] = []
-    settled: dict[str, dict[str, Any]] = {}
+    settled: dict[str, Settled] = {}
     gpus = variables.get("vllm_fleet_gpus") or {}
     configs = variables.get("vllm_fleet_model_configs") or {}
     ipc_host = bool(variables.get("vllm_server_ipc_host", False))
@@ -152,15 +152,13 @@ def serving_issues(dep: Deployment, variables: Mapping[str, Any], *, resolve_aut
             issues.append(SpecIssue(f"{at}.tensor_parallel_size", show_value(svc.tensor_parallel_size),
                                     f"the model does not fit{pool_note}: {exc}", hint))
             continue
-        entry: dict[str, Any] = {}
-        if svc.engine.max_model_len is None:
-            entry["max_model_len"] = result.max_model_len
+        entry = Settled(max_model_len=result.max_model_len if svc.engine.max_model_len is None else None)
         if svc.tp_auto:
             tp = result.tensor_parallel_size
-            entry["tensor_parallel_size"] = tp
-            entry["gpus"] = svc.device_ids[:tp] if svc.device_ids else tp
+            entry = entry.model_copy(update={"tensor_parallel_size": tp,
+                                             "gpus": svc.device_ids[:tp] if svc.device_ids else tp})
         counted += result.tensor_parallel_size if svc.tp_auto else svc.gpu_count
-        if entry:
+        if entry != Settled():
             settled[svc.name] = entry
     if gpus and counted > int(gpus.get("count", 0)):
         issues.append(SpecIssue("services", f"{counted} GPUs", f"the services ask for {counted} GPUs in all but the "

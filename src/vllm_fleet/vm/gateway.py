@@ -1,9 +1,9 @@
 """The fleet's gateway, planned from every serving host's plan: pools by served model, clients and their scopes.
 
-Each serving host's plan carries the spec's `gateway:` block and where its services listen; `fleet_gateway` checks
-that the hosts agree (one block, one task and one backend key per model, backends the gateway hosts can reach) and
-returns the `GatewayPlan` the gateway role renders into HAProxy's configuration. Problems raise SpecError before any
-host is touched, naming the host, the field and the fix.
+From the fleet's one `gateway:` block and where every serving host's services listen, `fleet_gateway` checks that
+the hosts agree (one task and one backend key per model, backends the gateway hosts can reach) and returns the
+`GatewayPlan` the gateway role renders into HAProxy's configuration. Problems raise SpecError before any host is
+touched, naming the host, the field and the fix.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal
 
-from vllm_fleet.spec import SpecError, SpecIssue
+from vllm_fleet.spec import Gateway, SpecError, SpecIssue
 from vllm_fleet.spec.errors import show_value
 from vllm_fleet.spec.gateway import ALL_MODELS, HEALTH_ROUTE, MODELS_ROUTE, TASK_ROUTES
 from vllm_fleet.vm.plan import BACKEND_ADDRESS_VAR, LOOPBACK, HostPlan, PlanModel, probe_address
@@ -68,18 +68,20 @@ class GatewayPlan(PlanModel):
     clients: list[GatewayClientPlan]
     # Every route that reaches a backend, for the allowlist; anything else is refused at the gateway.
     routes: list[str]
+    # Every model name a client may call through the gateway: the pools' models and their adapters.
+    models: list[str] = []
     models_route: str = MODELS_ROUTE
     health_route: str = HEALTH_ROUTE
 
 
-def fleet_gateway(plans: Mapping[str, HostPlan], gateway_hosts: Mapping[str, str]) -> GatewayPlan | None:
-    """The gateway plan of a fleet, or None when there is neither a gateway block nor a gateway host.
+def fleet_gateway(plans: Mapping[str, HostPlan], gateway: Gateway | None,
+                  gateway_hosts: Mapping[str, str]) -> GatewayPlan | None:
+    """The gateway plan of a fleet from its one `gateway:` block, or None when there is neither the block nor a
+    gateway host.
 
     gateway_hosts: each gateway host's inventory name and the address clients reach it at."""
     issues: list[SpecIssue] = []
-    blocks = {host: plan.gateway for host, plan in plans.items()}
-    with_block = [h for h, g in blocks.items() if g is not None]
-    if not with_block:
+    if gateway is None:
         if gateway_hosts:
             issues.append(SpecIssue(f"group {GATEWAY_GROUP}", show_value(list(gateway_hosts)),
                                     "lists gateway hosts, but the spec has no gateway block",
@@ -87,14 +89,6 @@ def fleet_gateway(plans: Mapping[str, HostPlan], gateway_hosts: Mapping[str, str
                                     "group"))
             raise SpecError(issues, "inventory")
         return None
-    first = with_block[0]
-    gateway = blocks[first]
-    assert gateway is not None
-    for host, block in blocks.items():
-        if block != gateway:
-            issues.append(SpecIssue(f"vllm_fleet_spec.gateway of {host}", "(differs)" if block else "(not set)",
-                                    f"is not the gateway block host {first} has; the fleet has one gateway",
-                                    "give every serving host the same gateway block (put the spec in group_vars)"))
     if not gateway_hosts:
         issues.append(SpecIssue(f"group {GATEWAY_GROUP}", "(empty)", "has no hosts, but the spec has a gateway block",
                                 f"add a {GATEWAY_GROUP} group to the inventory; it may list serving hosts themselves"))
@@ -160,4 +154,4 @@ def fleet_gateway(plans: Mapping[str, HostPlan], gateway_hosts: Mapping[str, str
         tls_key_ref=tls.key.model_dump(exclude_none=True) if tls.key else None,
         health_interval_seconds=gateway.health.interval_seconds, health_fall=gateway.health.fall,
         health_rise=gateway.health.rise, request_timeout_seconds=gateway.request_timeout_seconds,
-        pools=[pools[m] for m in sorted(pools)], clients=clients, routes=routes)
+        pools=[pools[m] for m in sorted(pools)], clients=clients, routes=routes, models=every_model)

@@ -1,33 +1,21 @@
-"""Read and check the spec each host of an Ansible inventory gets, without contacting any host."""
+"""Read an Ansible inventory and plan its fleet, without contacting any host."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from vllm_fleet.spec import SpecError, SpecIssue
-from vllm_fleet.vm.gateway import GATEWAY_GROUP, fleet_gateway
-from vllm_fleet.vm.monitoring import MONITORING_GROUP, exporter_host, fleet_monitoring
-from vllm_fleet.vm.plan import HostPlan, plan_for_host
-
-SPEC_VAR = "vllm_fleet_spec"
-SERVE_GROUP = "vllm_hosts"
-
-
-@dataclass(frozen=True)
-class InventoryHost:
-    host: str
-    spec: Any  # raw, still to be validated
-    address: str
-    variables: dict[str, Any]
-
-
-def host_address(variables: Mapping[str, Any], hostname: str) -> str:
-    """The address clients reach a host's services at: vllm_fleet_address, else ansible_host, else its name."""
-    return str(variables.get("vllm_fleet_address") or variables.get("ansible_host") or hostname)
+from vllm_fleet.vm.fleet import (
+    GROUPS,
+    SERVE_GROUP,
+    SPEC_VAR,
+    FleetPlan,
+    InventoryError,
+    InventoryHost,
+    host_address,
+    plan_fleet,
+)
 
 
 def group_hosts(inventory: str | Path, limit: str | None = None,
@@ -52,53 +40,15 @@ def group_hosts(inventory: str | Path, limit: str | None = None,
     return out
 
 
-def host_specs(inventory: str | Path, limit: str | None = None) -> list[InventoryHost]:
-    """Every host in the serving group with the raw spec its variables give it."""
-    return group_hosts(inventory, limit)[SERVE_GROUP]
+def check_inventory(inventory: Path, *, secrets: bool) -> FleetPlan:
+    """The fleet plan of an inventory: every serving host's spec validated (and, for a run, its secret
+    references), the gateway and the monitoring planned; raise InventoryError.
 
-
-class InventoryError(Exception):
-    """Problems in the specs of one or more hosts (one SpecError each); nothing was contacted."""
-
-    def __init__(self, errors: list[SpecError]) -> None:
-        super().__init__("\n".join(e.render() for e in errors))
-        self.errors = errors
-
-
-def check_inventory(inventory: Path, limit: str | None = None, *, secrets: bool) -> dict[str, HostPlan]:
-    """Validate every serving host's spec (and, for a run, its secret references); raise InventoryError."""
-
-    def bad(problem: str, fix: str) -> InventoryError:
-        return InventoryError([SpecError([SpecIssue("--inventory", repr(str(inventory)), problem, fix)],
-                                         "inventory")])
-
+    The whole inventory is planned even when a run is limited to some hosts: the gateway's pools and the
+    monitoring's targets are the fleet's, whichever hosts a run changes."""
     if not inventory.exists():
-        raise bad("does not exist", "give an inventory file or directory, e.g. inventories/local")
-    found = group_hosts(inventory, limit, (SERVE_GROUP, GATEWAY_GROUP, MONITORING_GROUP))
-    hosts = found[SERVE_GROUP]
-    if not hosts:
-        raise bad(f"has no hosts in group '{SERVE_GROUP}'", f"put the GPU hosts in a group named {SERVE_GROUP}")
-    errors, plans = [], {}
-    for h in hosts:
-        source = f"{SPEC_VAR} of host {h.host}"
-        if h.spec is None:
-            errors.append(SpecError([SpecIssue(SPEC_VAR, "undefined", "is not set for this host",
-                                               f"define {SPEC_VAR} in group_vars/{SERVE_GROUP}.yml")], source))
-            continue
-        try:
-            # Flag and sizing checks always run; secret references are checked only for a run.
-            plans[h.host] = plan_for_host(h.spec, h.address, source=source, host_name=h.host,
-                                          environ=os.environ if secrets else None, variables=h.variables)
-        except SpecError as exc:
-            errors.append(exc)
-    if errors:
-        raise InventoryError(errors)
-    try:
-        # The fleet's gateway (pools, scopes, reachability of every backend) and monitoring (agreement, reachability
-        # of every target) are checked before any host is touched.
-        gateway = fleet_gateway(plans, {g.host: g.address for g in found[GATEWAY_GROUP]})
-        every = {h.host: exporter_host(h.variables, h.address) for group in found.values() for h in group}
-        fleet_monitoring(plans, gateway, [m.host for m in found[MONITORING_GROUP]], every)
-    except SpecError as exc:
-        raise InventoryError([exc]) from None
-    return plans
+        raise InventoryError([SpecError([SpecIssue("--inventory", repr(str(inventory)), "does not exist",
+                                                   "give an inventory file or directory, e.g. inventories/local")],
+                                        "inventory")])
+    # Flag and sizing checks always run; secret references are checked only for a run.
+    return plan_fleet(group_hosts(inventory, None, GROUPS), os.environ if secrets else None)

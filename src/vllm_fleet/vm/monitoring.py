@@ -1,7 +1,7 @@
 """The fleet's monitoring, planned from every serving host's plan: what Prometheus scrapes and what it alerts on.
 
-Each serving host's plan carries the spec's `monitoring:` block, its services' SLOs and where they listen;
-`fleet_monitoring` checks that the hosts agree and that the monitoring hosts can reach every target, and returns the
+From the fleet's one `monitoring:` block and every serving host's SLOs and listeners, `fleet_monitoring` checks that
+the hosts agree on each service's SLO and that the monitoring hosts can reach every target, and returns the
 `MonitoringPlan` the monitoring role writes as Prometheus's file-based service discovery, rules and configuration.
 Adding a host or a service changes the plan, never a hand-written file. Problems raise SpecError before any host is
 touched, naming the host, the field and the fix.
@@ -22,7 +22,7 @@ from vllm_fleet.monitoring.rules import (
     JOB_VLLM,
     alert_rules,
 )
-from vllm_fleet.spec import SpecError, SpecIssue
+from vllm_fleet.spec import Monitoring, SpecError, SpecIssue
 from vllm_fleet.spec.monitoring import ServiceSlo
 from vllm_fleet.vm.gateway import GatewayPlan
 from vllm_fleet.vm.plan import BACKEND_ADDRESS_VAR, LOOPBACK, HostPlan, PlanModel, backend_address, probe_address
@@ -77,30 +77,20 @@ def _scrape_address(host: ExporterHost) -> str:
     return probe_address(host.backend_address, host.address)
 
 
-def fleet_monitoring(plans: Mapping[str, HostPlan], gateway: GatewayPlan | None,
+def fleet_monitoring(plans: Mapping[str, HostPlan], block: Monitoring | None, gateway: GatewayPlan | None,
                      monitoring_hosts: list[str], hosts: Mapping[str, ExporterHost]) -> MonitoringPlan | None:
-    """The monitoring plan of a fleet, or None when there is neither a monitoring block nor a monitoring host.
+    """The monitoring plan of a fleet from its one `monitoring:` block, or None when there is neither the block
+    nor a monitoring host.
 
     hosts: every host of the fleet (serving, gateway and monitoring) with its addresses and GPU switch."""
     issues: list[SpecIssue] = []
-    blocks = {host: plan.monitoring for host, plan in plans.items()}
-    with_block = [h for h, b in blocks.items() if b is not None]
-    if not with_block:
+    if block is None:
         if monitoring_hosts:
             raise SpecError([SpecIssue(f"group {MONITORING_GROUP}", ", ".join(monitoring_hosts),
                                        "lists monitoring hosts, but the spec has no monitoring block",
                                        "add a monitoring: block to vllm_fleet_spec (monitoring: {} takes the "
                                        "defaults), or remove the group")], "inventory")
         return None
-    first = with_block[0]
-    block = blocks[first]
-    assert block is not None
-    for host, other in blocks.items():
-        if other != block:
-            issues.append(SpecIssue(f"vllm_fleet_spec.monitoring of {host}", "(differs)" if other else "(not set)",
-                                    f"is not the monitoring block host {first} has; the fleet has one Prometheus",
-                                    "give every serving host the same monitoring block (put the spec in "
-                                    "group_vars)"))
     if not monitoring_hosts:
         issues.append(SpecIssue(f"group {MONITORING_GROUP}", "(empty)",
                                 "has no hosts, but the spec has a monitoring block",

@@ -1,8 +1,9 @@
 """A validated spec turned into what one host must run: the typed plan every VM stage reads.
 
-The plan is the contract between Python and Ansible: `fleet_plan` hands `HostPlan.model_dump()` to the play as the
-fact `vllm_fleet_plan`, and Python code that receives it back (filters, checks) validates it into these models
-again instead of reading keys by hand. `tests/test_plan_contract.py` holds the roles' argument specs against them.
+The plan is the contract between Python and Ansible: the fleet plan (vm/fleet.py) hands each host's
+`HostPlan.model_dump()` to the play as the fact `vllm_fleet_plan`, and Python code that receives it back (filters,
+checks) validates it into these models again instead of reading keys by hand. `tests/test_plan_contract.py` holds
+the roles' argument specs against them.
 """
 
 from __future__ import annotations
@@ -14,29 +15,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from vllm_fleet.engine_args import MODEL_MOUNT, render_engine_args
-from vllm_fleet.spec import (
-    Deployment,
-    Gate,
-    Gateway,
-    Monitoring,
-    Service,
-    ServiceSlo,
-    SpecError,
-    Storage,
-    parse_storage_uri,
-    validate_spec,
-)
+from vllm_fleet.spec import Deployment, Gate, Service, ServiceSlo, Storage, parse_storage_uri
 from vllm_fleet.spec.adapters import derived_limits
-from vllm_fleet.vm.rules import VM_TARGET
-from vllm_fleet.vm.secrets import unresolved_secrets
 
 CONTAINER_PORT = 8000
 # Every container vllm-fleet runs carries labels under this prefix; names are the prefix below + the service name.
 LABEL_PREFIX = "io.vllm-fleet"
 CONTAINER_PREFIX = "vllm-"
-# The extra variable through which `vllm-fleet deploy` hands the playbook the plans it has already computed (and
-# checked) for each host, so that fleet_plan does not compute them again: {inventory_hostname: HostPlan dump}.
-PLANNED_VAR = "vllm_fleet_planned"
 # Where services publish their ports: the host variable naming an internal address, the default (loopback), and the
 # documented opt-out that publishes vLLM's ports, open routes included, on every interface.
 BACKEND_ADDRESS_VAR = "vllm_fleet_backend_address"
@@ -160,6 +145,15 @@ class WeightsPlan(PlanModel):
     fit: AdapterFit | None = None
 
 
+class Settled(PlanModel):
+    """What the controller's serving checks settle for a service from the host's GPUs and its config.json: a
+    max_model_len when the spec gives none, and for tensor_parallel_size auto the size and the GPUs it takes."""
+
+    max_model_len: int | None = None
+    tensor_parallel_size: int | None = None
+    gpus: int | list[int] | None = None
+
+
 class HostPlan(PlanModel):
     services: list[ServicePlan]
     # What the weights stage fetches for those services (weights_plan).
@@ -168,8 +162,6 @@ class HostPlan(PlanModel):
     # The address clients used to reach the host, and the one its services publish their ports on.
     address: str
     backend_address: str = LOOPBACK
-    gateway: Gateway | None = None
-    monitoring: Monitoring | None = None
     # Each service's latency objectives by service name, for the fleet's alert rules.
     slos: dict[str, ServiceSlo] = {}
 
@@ -292,26 +284,24 @@ def weights_plan(services: list[ServicePlan]) -> list[WeightsPlan]:
     return items
 
 
-def host_plan(dep: Deployment, host_address: str, settled: Mapping[str, Mapping[str, Any]] | None = None,
+def host_plan(dep: Deployment, host_address: str, settled: Mapping[str, Settled] | None = None,
               container_prefix: str = CONTAINER_PREFIX, unavailable_gpus: frozenset[int] = frozenset(),
               host: str = "", bind: str = LOOPBACK) -> HostPlan:
     """The plan of every service; `settled` (from serving_issues) fills in sized values and resolves auto."""
     settled = settled or {}
     services = []
     for svc in dep.services:
-        entry = settled.get(svc.name, {})
-        if "tensor_parallel_size" in entry:
-            svc = svc.model_copy(update={"tensor_parallel_size": entry["tensor_parallel_size"],
-                                         "gpus": entry["gpus"]})
+        entry = settled.get(svc.name, Settled())
+        if entry.tensor_parallel_size is not None:
+            svc = svc.model_copy(update={"tensor_parallel_size": entry.tensor_parallel_size, "gpus": entry.gpus})
         plan = service_plan(svc, host_address, container_prefix, host, bind)
-        if "max_model_len" in entry:
-            plan.engine_args += ["--max-model-len", str(entry["max_model_len"])]
-            plan.max_model_len_sized = entry["max_model_len"]
+        if entry.max_model_len is not None:
+            plan.engine_args += ["--max-model-len", str(entry.max_model_len)]
+            plan.max_model_len_sized = entry.max_model_len
         services.append(plan)
     assign_gpu_ids(services, unavailable_gpus)
     return HostPlan(services=services, weights=weights_plan(services), address=host_address, backend_address=bind,
-                    gateway=dep.gateway,
-                    monitoring=dep.monitoring, slos={svc.name: svc.slo for svc in dep.services if svc.slo})
+                    slos={svc.name: svc.slo for svc in dep.services if svc.slo})
 
 
 def assign_gpu_ids(services: list[ServicePlan], unavailable: frozenset[int] = frozenset()) -> None:
@@ -332,36 +322,3 @@ def assign_gpu_ids(services: list[ServicePlan], unavailable: frozenset[int] = fr
                 taken.add(next_id)
             next_id += 1
         s.device_ids = ids
-
-
-def plan_for_host(
-    raw_spec: Any,
-    host_address: str,
-    source: str = "spec",
-    environ: Mapping[str, str] | None = None,
-    variables: Mapping[str, Any] | None = None,
-    resolve_auto: bool = False,
-    host_name: str | None = None,
-) -> HostPlan:
-    """Validate a host's raw spec and its secret references (raising SpecError) and return its plan.
-
-    With `variables` the serving checks run and sized values are filled in; a tensor_parallel_size auto that
-    cannot be sized yet stays `auto` in the plan unless `resolve_auto` asks for it to be settled now. Container
-    names take the host variable vllm_fleet_container_prefix (default "vllm-").
-    """
-    dep = validate_spec(raw_spec, VM_TARGET, source=source)
-    if environ is not None and variables is not None:
-        missing = list(unresolved_secrets(dep, environ, variables))
-        if missing:
-            raise SpecError(missing, source)
-    settled: dict[str, dict[str, Any]] = {}
-    if variables is not None:
-        from vllm_fleet.vm.checks import serving_issues
-
-        issues, settled = serving_issues(dep, variables, resolve_auto=resolve_auto)
-        if issues:
-            raise SpecError(issues, source)
-    prefix = str((variables or {}).get("vllm_fleet_container_prefix") or CONTAINER_PREFIX)
-    mig = frozenset(int(i) for i in ((variables or {}).get("vllm_fleet_gpus") or {}).get("mig_gpus") or [])
-    host = str((variables or {}).get("inventory_hostname") or host_name or host_address)
-    return host_plan(dep, host_address, settled, prefix, mig, host, backend_address(variables))
