@@ -1,12 +1,14 @@
 """Bad inputs fail in the controller-side plan step, before any host is touched.
 
-One ansible-playbook run of playbooks/deploy-vllm.yml with one inventory host per bad input. The hosts do not
-exist: had any task reached one, it would be reported unreachable instead of failing the plan task.
+One ansible-playbook run of playbooks/deploy-vllm.yml with one inventory host per bad input. The fleet is planned
+once, so the plan step refuses the whole fleet with one message that names every host and its problems. The hosts
+do not exist: had any task reached one, it would be reported unreachable instead of failing the plan task.
 """
 
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from vllm_fleet.vm.runner import run_playbook
 pytestmark = pytest.mark.world  # runs ansible-playbook (no Docker needed, but it is a real playbook run)
 
 CONFIGS = Path(__file__).parent / "fixtures" / "model_configs"
-PLAN_TASK = "Validate vllm_fleet_spec on the controller and plan the services"
+PLAN_TASK = "Validate every host's vllm_fleet_spec and plan the hosts, the gateway and the monitoring, once"
 
 GOOD = {
     "name": "chat", "storage_uri": "hf://Qwen/Qwen2.5-7B-Instruct", "served_model_name": "qwen",
@@ -115,10 +117,15 @@ def test_every_bad_input_fails_in_the_plan_step(world: str, tmp_path: Path, monk
     inv.write_text(yaml.safe_dump({"vllm_hosts": {"hosts": hosts}}))
     result = run_playbook("deploy-vllm.yml", inv)
     assert not result.ok
+    assert not [h for h, r in result.hosts.items() if r.unreachable or r.changed or r.ok], "a task reached a host"
+    errors = {r.last_error for r in result.hosts.values() if r.failed}
+    assert len(errors) == 1, errors
+    error = errors.pop()
+    assert error.startswith(PLAN_TASK), f"failed elsewhere: {error}"
+    assert "bad-input-key-123" not in error
+    # One section per host: "vllm_fleet_spec of host H: N problem(s) found; nothing was changed:" and its issues.
+    sections = dict(re.findall(r"vllm_fleet_spec of host (vf-bad-[\w-]+): (.*?)(?=vllm_fleet_spec of host |\Z)",
+                               error, re.S))
+    assert sorted(sections) == sorted(f"vf-bad-{case_id}" for case_id, *_ in CASES)
     for case_id, _, _, expected in CASES:
-        host = result.hosts[f"vf-bad-{case_id}"]
-        assert not host.unreachable, f"{case_id}: a task reached the host"
-        assert host.failed == 1, f"{case_id}: {host}"
-        assert host.last_error.startswith(PLAN_TASK), f"{case_id}: failed elsewhere: {host.last_error}"
-        assert expected in host.last_error, f"{case_id}: {host.last_error}"
-        assert "bad-input-key-123" not in host.last_error
+        assert expected in sections[f"vf-bad-{case_id}"], f"{case_id}: {sections[f'vf-bad-{case_id}']}"

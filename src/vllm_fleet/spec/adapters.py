@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from pydantic import Field, field_validator
 
 from vllm_fleet.spec.errors import SpecIssue, fail, show_value
-from vllm_fleet.spec.model import Storage, Strict, checked_storage_uri, storage_secret_refs
+from vllm_fleet.spec.model import Storage, StorageUriField, Strict, storage_secret_refs
 from vllm_fleet.spec.uri import StorageUri, parse_storage_uri
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:-]{0,127}$")
 
 class Adapter(Strict):
     name: str = Field(description="the model name clients call the adapter by")
-    storage_uri: str
+    storage_uri: StorageUriField
     revision: str | None = None
     storage: Storage = Field(default_factory=Storage)
     rank: int | None = Field(None, ge=1, le=LORA_RANKS[-1],
@@ -56,11 +56,6 @@ class Adapter(Strict):
             raise fail("is not a model name clients can send",
                        "use letters, digits and . _ / : - (at most 128), starting with a letter or digit")
         return v
-
-    @field_validator("storage_uri")
-    @classmethod
-    def _uri(cls, v: str) -> str:
-        return checked_storage_uri(v)
 
     @field_validator("revision")
     @classmethod

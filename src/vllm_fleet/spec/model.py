@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from vllm_fleet.spec.errors import fail, is_secret_name, looks_like_secret, url_has_credentials
 from vllm_fleet.spec.uri import StorageUri, UriError, parse_storage_uri
@@ -51,6 +51,10 @@ def checked_storage_uri(value: str) -> str:
     except UriError as exc:
         raise fail(exc.problem, exc.fix) from None
     return value
+
+
+# The type of a storage_uri field: a string the URI parser accepts.
+StorageUriField = Annotated[str, AfterValidator(checked_storage_uri)]
 
 
 def _takes_secret(flag: str) -> bool:
@@ -233,7 +237,7 @@ class Engine(Strict):
 class Service(Strict):
     name: str
     task: Task = Task.GENERATE
-    storage_uri: str
+    storage_uri: StorageUriField
     revision: str | None = None
     storage: Storage = Field(default_factory=Storage)
     served_model_name: str | None = None
@@ -278,11 +282,6 @@ class Service(Strict):
             raise fail("is empty", "give a value, or leave the field out (served_model_name defaults to name; "
                        "an empty revision would deploy the unpinned default branch)")
         return v
-
-    @field_validator("storage_uri")
-    @classmethod
-    def _uri(cls, v: str) -> str:
-        return checked_storage_uri(v)
 
     @field_validator("gpus")
     @classmethod

@@ -9,7 +9,7 @@ Problems raise SpecError (one host's spec) or InventoryError (several, or the fl
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -171,3 +171,26 @@ def plan_fleet(found: Mapping[str, list[InventoryHost]], environ: Mapping[str, s
     models = sorted({s.served_model_name for p in plans.values() for s in p.services}
                     | {a.name for p in plans.values() for s in p.services for a in s.adapters})
     return FleetPlan(hosts=plans, gateway=gateway, monitoring=monitoring, models=models)
+
+
+def plan_from_hostvars(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, list[str]],
+                       environ: Mapping[str, str], plain: Callable[[Any], Any]) -> FleetPlan:
+    """The fleet plan from a play's hostvars and groups (the whole inventory, whatever the run's limit); `plain`
+    turns Ansible's lazily templated values into plain data."""
+
+    def found(name: str) -> InventoryHost:
+        variables = hostvars[name]
+        return InventoryHost(name, plain(variables.get(SPEC_VAR)), host_address(variables, name), variables)
+
+    return plan_fleet({g: [found(h) for h in groups.get(g) or []] for g in GROUPS}, environ)
+
+
+def sized_host_plan(variables: Mapping[str, Any], model_configs: Mapping[str, Any],
+                    environ: Mapping[str, str]) -> HostPlan:
+    """A serving host's plan again, after the weights stage, with the models' config.json contents read off the
+    host: a tensor_parallel_size auto is settled now, or refused."""
+    host = str(variables["inventory_hostname"])
+    given = {**(variables.get("vllm_fleet_model_configs") or {}), **model_configs}
+    return plan_for_host(variables.get(SPEC_VAR), host_address(variables, host), source=f"{SPEC_VAR} of {host}",
+                         environ=environ, variables={**variables, "vllm_fleet_model_configs": given},
+                         resolve_auto=True)
