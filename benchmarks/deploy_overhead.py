@@ -28,11 +28,10 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
-import yaml
-
 from vllm_fleet.sandbox.engine import ensure_engine
 from vllm_fleet.sandbox.hostimage import ensure_host_image
 from vllm_fleet.sandbox.hosts import HostSpec, host_down, host_up
+from vllm_fleet.sandbox.inventory import cpu_host, write_inventory
 from vllm_fleet.sandbox.tiny_models import generate
 from vllm_fleet.sandbox.vllm_image import ensure_vllm_image, save_archive
 
@@ -105,14 +104,8 @@ def main() -> None:
                         f"/srv/vllm-fleet/images/{archive.name}"], check=True, capture_output=True)
         load = time.monotonic() - t
         inv = workdir / "hosts.yml"
-        inv.write_text(yaml.safe_dump({"vllm_hosts": {"hosts": {name: {
-            "ansible_connection": "community.docker.docker_api", "vllm_fleet_address": address,
-            # No gateway here: the services listen on the sandbox network, where this script polls them.
-            "vllm_fleet_backend_address": address,
-            "vllm_server_image_source": "present",
-            # CPU sandbox host: the prepare stage skips the NVIDIA roles and keeps Debian's Docker.
-            "vllm_fleet_nvidia": False, "docker_source": "distribution"}},
-            "vars": {"vllm_fleet_spec": spec(ns.services)}}}))
+        # No gateway here: the services listen on the sandbox network, where this script polls them.
+        write_inventory(inv, {name: cpu_host(address, address)}, spec(ns.services))
         healthy: dict[int, float] = {}
         stop = threading.Event()
         t0 = time.monotonic()

@@ -34,12 +34,12 @@ from pathlib import Path
 from typing import Any
 
 import requests
-import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from vllm_fleet.sandbox.engine import ensure_engine
 from vllm_fleet.sandbox.hostimage import ensure_host_image
 from vllm_fleet.sandbox.hosts import INTERNAL_NETWORK, HostSpec, address, host_down, host_up
+from vllm_fleet.sandbox.inventory import cpu_host, write_inventory
 from vllm_fleet.sandbox.tiny_models import generate
 from vllm_fleet.sandbox.vllm_image import ensure_vllm_image, save_archive
 
@@ -80,15 +80,11 @@ def host(name: str, tag: str, models: Path, archive: Path) -> tuple[str, str]:
 
 def deploy(workdir: Path, hosts: dict[str, tuple[str, str]], gateway: str, balance: str, tags: str,
            archive: Path, cache_blocks: int | None = None) -> None:
-    inv = workdir / f"hosts-{uuid.uuid4().hex[:6]}.yml"
-    inv.write_text(yaml.safe_dump({
-        "vllm_hosts": {"hosts": {name: {
-            "ansible_connection": "community.docker.docker_api", "vllm_fleet_address": public,
-            "vllm_fleet_backend_address": internal, "vllm_server_image_source": "archive",
-            "vllm_server_image_archive_remote": f"{IMAGES}/{archive.name}",
-            "vllm_fleet_nvidia": False, "docker_source": "distribution"} for name, (public, internal) in hosts.items()},
-            "vars": {"vllm_fleet_spec": spec(balance, cache_blocks)}},
-        "vllm_gateways": {"hosts": {gateway: None}, "vars": {"gateway_pki_dir": str(workdir / "pki")}}}))
+    inv = write_inventory(
+        workdir / f"hosts-{uuid.uuid4().hex[:6]}.yml",
+        {name: cpu_host(public, internal, image_archive=f"{IMAGES}/{archive.name}")
+         for name, (public, internal) in hosts.items()},
+        spec(balance, cache_blocks), gateways={gateway: None, "vars": {"gateway_pki_dir": str(workdir / "pki")}})
     env = {**os.environ, "BENCH_BACKEND_KEY": BACKEND_KEY, "BENCH_CLIENT_KEY": CLIENT_KEY}
     proc = subprocess.run([sys.executable, "-m", "vllm_fleet", "deploy", "-i", str(inv), "--json", "--tags", tags],
                           capture_output=True, text=True, env=env, check=False)

@@ -32,12 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import requests
-import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from vllm_fleet.sandbox.engine import ensure_engine
 from vllm_fleet.sandbox.hostimage import ensure_host_image
 from vllm_fleet.sandbox.hosts import host_down
+from vllm_fleet.sandbox.inventory import cpu_host, write_inventory
 from vllm_fleet.sandbox.tiny_models import generate
 from vllm_fleet.sandbox.vllm_image import ensure_vllm_image, save_archive
 
@@ -62,15 +62,11 @@ def spec(interval: int) -> dict[str, Any]:
 
 
 def deploy(workdir: Path, name: str, public: str, internal: str, archive: Path, interval: int, tags: str) -> None:
-    inv = workdir / f"hosts-{uuid.uuid4().hex[:6]}.yml"
-    inv.write_text(yaml.safe_dump({
-        "vllm_hosts": {"hosts": {name: {
-            "ansible_connection": "community.docker.docker_api", "vllm_fleet_address": public,
-            "vllm_fleet_backend_address": internal, "vllm_server_image_source": "archive",
-            "vllm_server_image_archive_remote": f"{IMAGES}/{archive.name}",
-            "vllm_fleet_nvidia": False, "docker_source": "distribution"}}, "vars": {"vllm_fleet_spec": spec(interval)}},
-        "vllm_gateways": {"hosts": {name: None}, "vars": {"gateway_pki_dir": str(workdir / "pki")}},
-        "vllm_monitoring": {"hosts": {name: None}, "vars": {"monitoring_grafana": False}}}))
+    inv = write_inventory(
+        workdir / f"hosts-{uuid.uuid4().hex[:6]}.yml",
+        {name: cpu_host(public, internal, image_archive=f"{IMAGES}/{archive.name}")}, spec(interval),
+        gateways={name: None, "vars": {"gateway_pki_dir": str(workdir / "pki")}},
+        monitoring={name: None, "vars": {"monitoring_grafana": False}})
     env = {**os.environ, "BENCH_BACKEND_KEY": BACKEND_KEY, "BENCH_CLIENT_KEY": CLIENT_KEY}
     proc = subprocess.run([sys.executable, "-m", "vllm_fleet", "deploy", "-i", str(inv), "--json", "--tags", tags],
                           capture_output=True, text=True, env=env, check=False)

@@ -12,7 +12,6 @@ Everything it starts is removed at the end.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import subprocess
@@ -25,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from vllm_fleet.sandbox.hosts import HostSpec, host_down, host_up  # noqa: E402
+from vllm_fleet.sandbox.inventory import write_inventory  # noqa: E402
 from vllm_fleet.vm.paths import ensure_collection_link  # noqa: E402
 
 REPO_SERVER = "prepbench-aptrepo"
@@ -38,23 +38,18 @@ mkdir -p /etc/vllm-fleet-test-fixture && echo h100-sxm-x8 > /etc/vllm-fleet-test
 """
 
 
-def inventory(hosts: list[str]) -> dict:
-    return {
-        "vllm_hosts": {
-            "hosts": {h: {"ansible_connection": "community.docker.docker_api", "ansible_user": "root"} for h in hosts},
-            "vars": {
-                "vllm_fleet_nvidia": True,
-                "docker_source": "distribution",
-                "docker_install_compose": False,
-                "nvidia_driver_repo_base_url": f"http://{REPO_SERVER}/cuda",
-                "nvidia_driver_pci_devices_path": FAKE_PCI,
-                "nvidia_driver_install_kernel_headers": False,
-                "nvidia_driver_skip_reboot": True,
-                "nvidia_container_toolkit_repo_base_url": f"http://{REPO_SERVER}/libnvidia-container",
-                "nvidia_container_toolkit_verify_container": False,
-            },
-        }
-    }
+def inventory(path: Path, hosts: list[str]) -> Path:
+    return write_inventory(path, hosts, group_vars={
+        "vllm_fleet_nvidia": True,
+        "docker_source": "distribution",
+        "docker_install_compose": False,
+        "nvidia_driver_repo_base_url": f"http://{REPO_SERVER}/cuda",
+        "nvidia_driver_pci_devices_path": FAKE_PCI,
+        "nvidia_driver_install_kernel_headers": False,
+        "nvidia_driver_skip_reboot": True,
+        "nvidia_container_toolkit_repo_base_url": f"http://{REPO_SERVER}/libnvidia-container",
+        "nvidia_container_toolkit_verify_container": False,
+    })
 
 
 def run_playbook(inv: Path) -> tuple[float, str]:
@@ -85,8 +80,7 @@ def main() -> int:
             host_up(HostSpec(name=name))
             subprocess.run(["docker", "exec", name, "bash", "-c", HOST_SETUP], check=True)
         with tempfile.TemporaryDirectory(prefix="prepbench-") as tmp:
-            inv = Path(tmp) / "hosts.yml"
-            inv.write_text(json.dumps(inventory(names)))
+            inv = inventory(Path(tmp) / "hosts.yml", names)
             first, _ = run_playbook(inv)
             rerun, out = run_playbook(inv)
         print(f"hosts:                 {args.hosts}")

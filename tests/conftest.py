@@ -92,22 +92,6 @@ def sandbox_hosts(world: str) -> Iterator[Callable[..., list[str]]]:
         host_down(name)
 
 
-def write_inventory(path: Path, hosts: list[str], spec: dict, **host_vars: object) -> Path:
-    import yaml
-
-    inv = {
-        "vllm_hosts": {
-            "hosts": {
-                h: {"ansible_connection": SANDBOX_CONNECTION, "ansible_user": "root", **host_vars}
-                for h in hosts
-            },
-            "vars": {"vllm_fleet_spec": spec},
-        }
-    }
-    path.write_text(yaml.safe_dump(inv, sort_keys=False))
-    return path
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """On parallel workers (`make test`'s first phase), the long tests go out first, Molecule's before the other
     slow ones, so that no worker is left with a long test at the end while the others idle."""

@@ -4,6 +4,7 @@ Docker inside (fixtures registered in tests/conftest.py), and helpers to deploy 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -16,11 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+
+from vllm_fleet.sandbox import inventory as sandbox_inventory
 
 # Sandbox hosts are reached through community.docker.docker_api with one retry (tests/ansible_plugins/connection);
 # every ansible process the tests start, directly or through the CLI, finds it on this path.
 SANDBOX_CONNECTION = "sandbox_docker_api"
+# The sandbox inventory writer (vllm_fleet.sandbox.inventory), with the tests' connection.
+write_inventory = functools.partial(sandbox_inventory.write_inventory, connection=SANDBOX_CONNECTION)
 os.environ["ANSIBLE_CONNECTION_PLUGINS"] = str(Path(__file__).resolve().parent / "ansible_plugins" / "connection")
 
 KEY = "e2e-key-7c41d0"  # the services' api_key: the key between the gateway and the backends
@@ -100,29 +104,22 @@ class ServingHost:
         return sorted(self.docker("ps", "-a", "--format", "{{.Names}}").stdout.split())
 
     def host_vars(self) -> dict[str, Any]:
-        return {"ansible_connection": SANDBOX_CONNECTION, "ansible_user": "root",
-                "vllm_fleet_address": self.address, "vllm_fleet_backend_address": self.backend_address,
-                "vllm_server_image_source": "archive",
-                "vllm_server_image_archive_remote": f"{IMAGES_MOUNT}/vllm-cpu-0.32.0.tar",
-                # CPU host: the prepare stage skips the NVIDIA roles and installs Debian's Docker.
-                "vllm_fleet_nvidia": False, "docker_source": "distribution"}
+        return sandbox_inventory.cpu_host(self.address, self.backend_address,
+                                          image_archive=f"{IMAGES_MOUNT}/vllm-cpu-0.32.0.tar")
 
     def inventory(self, spec: dict[str, Any], extra_vars: dict[str, Any] | None = None,
                   others: Sequence[ServingHost] = (), others_spec: dict[str, Any] | None = None) -> Path:
         """This host (the gateway host too, when the spec has a gateway block) and `others` serving beside it,
         with `others_spec` as their own spec when given."""
-        inv = self.workdir / f"inv-{uuid.uuid4().hex[:6]}.yml"
         hosts = {h.name: {**h.host_vars(), **(extra_vars or {})} for h in (self, *others)}
         for h in others if others_spec else ():
             hosts[h.name]["vllm_fleet_spec"] = others_spec
-        data: dict[str, Any] = {"vllm_hosts": {"hosts": hosts, "vars": {"vllm_fleet_spec": spec}}}
-        if spec.get("gateway"):
-            data["vllm_gateways"] = {"hosts": {self.name: None}, "vars": {"gateway_pki_dir": str(self.pki)}}
-        if spec.get("monitoring") is not None:
-            # Grafana's apt repository is out of reach here: its install path is checked by rendering.
-            data["vllm_monitoring"] = {"hosts": {self.name: None}, "vars": {"monitoring_grafana": False}}
-        inv.write_text(yaml.safe_dump(data))
-        return inv
+        # Grafana's apt repository is out of reach here: its install path is checked by rendering.
+        return write_inventory(
+            self.workdir / f"inv-{uuid.uuid4().hex[:6]}.yml", hosts, spec,
+            gateways={self.name: None, "vars": {"gateway_pki_dir": str(self.pki)}} if spec.get("gateway") else None,
+            monitoring=({self.name: None, "vars": {"monitoring_grafana": False}}
+                        if spec.get("monitoring") is not None else None))
 
     def cli(self, *args: str, spec: dict[str, Any], others: Sequence[ServingHost] = (),
             others_spec: dict[str, Any] | None = None, timeout: int = 900) -> subprocess.CompletedProcess[str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_inventory
+from tests.worlds import write_inventory
 
 pytestmark = pytest.mark.world
 
@@ -138,16 +138,9 @@ def test_an_unreachable_repository_stops_the_deploy_before_any_host_changes(sand
     """Docker's repository (docker_source upstream, the default) and Grafana's (monitoring_grafana, the default) are
     out of reach from the sandbox: the run stops right after reaching the host, naming both with the variables
     that fix them, and the host got nothing: no Docker, no Prometheus."""
-    import yaml
-
     (host,) = sandbox_hosts(prefix="cli")
-    inv = tmp_path / "hosts.yml"
-    inv.write_text(yaml.safe_dump({
-        "vllm_hosts": {"hosts": {host: {"ansible_connection": "sandbox_docker_api", "ansible_user": "root",
-                                        "vllm_fleet_nvidia": False}},
-                       "vars": {"vllm_fleet_spec": SPEC | {"monitoring": {}}}},
-        "vllm_monitoring": {"hosts": {host: None}},
-    }))
+    inv = write_inventory(tmp_path / "hosts.yml", [host], SPEC | {"monitoring": {}}, monitoring={host: None},
+                          vllm_fleet_nvidia=False)
     proc = cli("deploy", "-i", str(inv), "--json")
     assert proc.returncode != 0, proc.stdout[-3000:]
     outcome = json.loads(proc.stdout)["hosts"][host]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import write_inventory
+from tests.worlds import write_inventory
 
 ROOT = Path(__file__).resolve().parents[2]
 

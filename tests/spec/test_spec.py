@@ -127,7 +127,7 @@ def test_secret_refs_are_listed_by_path() -> None:
 
 
 def test_validate_inventory_checks_flags_against_the_pinned_vllm(tmp_path: Path) -> None:
-    from tests.conftest import write_inventory
+    from tests.worlds import write_inventory
 
     spec = one(engine={"extra_args": ["--enable-prefix-cachin"]})
     inv = write_inventory(tmp_path / "hosts.yml", ["gpu-a"], spec)

@@ -17,10 +17,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import write_inventory
 from tests.weights.conftest import REPO, S3_KEYS
 from tests.weights.origins import make_adapter, make_model, sandbox_gateway, start_nginx
-from tests.worlds import SANDBOX_CONNECTION
+from tests.worlds import SANDBOX_CONNECTION, write_inventory
 
 pytestmark = [pytest.mark.world, pytest.mark.slow, pytest.mark.timeout(1800)]
 
