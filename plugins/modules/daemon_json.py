@@ -71,12 +71,7 @@ import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_bytes, to_native
-from ansible_collections.vllmfleet.fleet.plugins.module_utils.daemon_json import (
-    DaemonJsonError,
-    dump,
-    load,
-    merge,
-)
+from ansible_collections.vllmfleet.fleet.plugins.module_utils import daemon_json
 
 
 def main():
@@ -97,15 +92,16 @@ def main():
         with open(path, "rb") as handle:
             before_text = to_native(handle.read())
     try:
-        current = load(before_text)
-    except DaemonJsonError as exc:
+        current = daemon_json.load(before_text)
+    except daemon_json.DaemonJsonError as exc:
         module.fail_json(msg=f"{path}: {exc}")
 
-    merged = merge(current, module.params["settings"], module.params["defaults"], module.params["remove_if_equal"])
+    params = module.params
+    merged = daemon_json.merge(current, params["settings"], params["defaults"], params["remove_if_equal"])
     changed = merged != current or (not os.path.exists(path) and bool(merged))
     result = dict(changed=changed, config=merged, path=path)
     if module._diff:
-        result["diff"] = dict(before=before_text, after=dump(merged), before_header=path, after_header=path)
+        result["diff"] = dict(before=before_text, after=daemon_json.dump(merged), before_header=path, after_header=path)
 
     if changed and not module.check_mode:
         directory = os.path.dirname(path)
@@ -115,7 +111,7 @@ def main():
             result["backup_file"] = module.backup_local(path)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".daemon.json.")
         with os.fdopen(fd, "wb") as handle:
-            handle.write(to_bytes(dump(merged)))
+            handle.write(to_bytes(daemon_json.dump(merged)))
         os.chmod(tmp, int(module.params["mode"], 8))
         module.atomic_move(tmp, path)
     module.exit_json(**result)

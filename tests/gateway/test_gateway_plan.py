@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from vllm_fleet.cli import app
+from vllm_fleet.sandbox.inventory import write_inventory
 from vllm_fleet.vm.fleet import (
     GATEWAY_GROUP,
     MONITORING_GROUP,
@@ -63,6 +63,14 @@ def fleet(specs: dict[str, dict], backend: dict[str, str] | None = None, gateway
 def gateway(specs: dict[str, dict], backend: dict[str, str] | None = None,
             gateways: dict[str, str] | None = None) -> GatewayPlan | None:
     return fleet(specs, backend, gateways).gateway
+
+
+def validate_refuses(tmp_path: Path, hosts: dict[str, dict[str, Any]], spec: dict, **groups: Any) -> list[dict]:
+    """The issues `vllm-fleet validate -i` finds in an inventory of these hosts, exiting 2."""
+    inv = write_inventory(tmp_path / "hosts.yml", hosts, spec, connection="ssh", **groups)
+    result = CliRunner().invoke(app, ["validate", "-i", str(inv), "--json"])
+    assert result.exit_code == 2, result.output
+    return [i for e in json.loads(result.stdout)["errors"] for i in e["issues"]]
 
 
 def issues(exc: pytest.ExceptionInfo[InventoryError]) -> list[tuple[str, str]]:
@@ -141,14 +149,8 @@ def test_validate_on_an_inventory_reports_fleet_problems_before_any_host(tmp_pat
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     for k, v in ENV.items():
         monkeypatch.setenv(k, v)
-    inv = tmp_path / "hosts.yml"
-    inv.write_text(yaml.safe_dump({
-        "vllm_hosts": {"hosts": {"h1": {"ansible_host": "203.0.113.1"}, "h2": {"ansible_host": "203.0.113.2"}},
-                       "vars": {"vllm_fleet_spec": SPEC}},
-        "vllm_gateways": {"hosts": {"h1": {}}}}))
-    result = CliRunner().invoke(app, ["validate", "-i", str(inv), "--json"])
-    assert result.exit_code == 2, result.output
-    found = [i for e in json.loads(result.stdout)["errors"] for i in e["issues"]]
+    found = validate_refuses(tmp_path, {"h1": {"ansible_host": "203.0.113.1"}, "h2": {"ansible_host": "203.0.113.2"}},
+                             SPEC, gateways={"h1": None})
     assert [i["path"] for i in found] == ["vllm_fleet_backend_address of h2"]
     assert "set vllm_fleet_backend_address to h2's address" in found[0]["fix"]
 

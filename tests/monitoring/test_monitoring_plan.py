@@ -5,16 +5,12 @@ rules and dashboards it carries, and the fleet-level problems it refuses before 
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from typer.testing import CliRunner
 
-from tests.gateway.test_gateway_plan import ENV, SPEC, fleet, issues
-from vllm_fleet.cli import app
+from tests.gateway.test_gateway_plan import ENV, SPEC, fleet, issues, validate_refuses
 from vllm_fleet.vm.fleet import InventoryError
 
 MONITORED: dict[str, Any] = {**copy.deepcopy(SPEC), "monitoring": {
@@ -63,14 +59,8 @@ def test_validate_on_an_inventory_refuses_targets_the_monitoring_host_cannot_rea
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for k, v in {**ENV, "ALERT_HOOK": "https://hooks.example/abc"}.items():
         monkeypatch.setenv(k, v)
-    inv = tmp_path / "hosts.yml"
-    inv.write_text(yaml.safe_dump({
-        "vllm_hosts": {"hosts": {"h1": {"ansible_host": "203.0.113.1", "vllm_fleet_backend_address": "10.1.0.1"},
-                                 "h2": {"ansible_host": "203.0.113.2"}},
-                       "vars": {"vllm_fleet_spec": {k: v for k, v in MONITORED.items() if k != "gateway"}}},
-        "vllm_monitoring": {"hosts": {"h1": {}}}}))
-    result = CliRunner().invoke(app, ["validate", "-i", str(inv), "--json"])
-    assert result.exit_code == 2, result.output
-    found = [i for e in json.loads(result.stdout)["errors"] for i in e["issues"]]
+    found = validate_refuses(tmp_path, {"h1": {"ansible_host": "203.0.113.1", "vllm_fleet_backend_address": "10.1.0.1"},
+                                        "h2": {"ansible_host": "203.0.113.2"}},
+                             {k: v for k, v in MONITORED.items() if k != "gateway"}, monitoring={"h1": None})
     assert [i["path"] for i in found] == ["vllm_fleet_backend_address of h2"]
     assert "monitoring host(s) h1 cannot scrape them" in found[0]["problem"]

@@ -36,10 +36,6 @@ CLIENT_HEADER = "x-vllm-fleet-client"
 CREDENTIAL_KEY = "credential"
 
 
-def gateway_settings(gateway: Gateway) -> GatewayClusterSettings:
-    return GatewayClusterSettings.model_validate(gateway.kubernetes)
-
-
 def route_name(svc: Service) -> str:
     return f"{svc.name}-gateway"
 
@@ -60,7 +56,7 @@ def service_gateway_manifests(svc: Service, gw: Gateway | None) -> list[Manifest
     """The gateway objects of one service's model, in creation order (the Secret before the filter reading it)."""
     if gw is None:
         return []
-    s = gateway_settings(gw)
+    s = GatewayClusterSettings.model_validate(gw.kubernetes)
     model = svc.model_name
     assert svc.api_key is not None and svc.api_key.pulumi_config is not None  # cluster_rules hold it
     clients = _scoped_clients(gw, model)

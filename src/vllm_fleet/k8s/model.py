@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from vllm_fleet.spec.errors import fail
+from vllm_fleet.spec.errors import fail, matching
 from vllm_fleet.spec.model import DNS1123_LABEL, Strict
 
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -16,6 +16,16 @@ QUANTITY = re.compile(r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)([numkMGTPE]|[KMGTPE]i|[eE]
 # Label keys: an optional DNS subdomain prefix and a name of at most 63 characters.
 LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+
+# A DNS-1123 label of at most 63 characters: a namespace, runtime, service account or object name.
+Label = Annotated[str, matching(DNS1123_LABEL, "is not a DNS-1123 label of at most 63 characters",
+                                "use lower-case letters, digits and '-', starting and ending alphanumeric",
+                                max_length=63)]
+ObjectName = Annotated[str, matching(DNS1123_LABEL, "is not a Kubernetes object name",
+                                     "use lower-case letters, digits and '-'", max_length=63)]
+ResourceName = Annotated[str, matching(re.compile(r"^(?=.*/)" + LABEL_KEY.pattern.lstrip("^")),
+                                       "is not an extended resource name",
+                                       "write it as VENDOR/RESOURCE, e.g. nvidia.com/gpu")]
 
 DeploymentMode = Literal["Standard", "Knative", "RawDeployment", "Serverless"]
 STANDARD_MODES = ("Standard", "RawDeployment")
@@ -104,18 +114,12 @@ class ModelCache(Strict):
 
 
 class Ingress(Strict):
-    host: str
+    host: Annotated[str, matching(DNS1123_SUBDOMAIN, "is not a DNS host name",
+                                  "give a lower-case host such as llm.example.com", max_length=253)]
     class_name: str | None = None
     tls_secret_name: str | None = None
     path: str = "/"
     annotations: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("host")
-    @classmethod
-    def _host(cls, v: str) -> str:
-        if len(v) > 253 or not DNS1123_SUBDOMAIN.match(v):
-            raise fail("is not a DNS host name", "give a lower-case host such as llm.example.com")
-        return v
 
     @field_validator("path")
     @classmethod
@@ -128,15 +132,15 @@ class Ingress(Strict):
 class ClusterSettings(Strict):
     """Everything under `services[i].kubernetes`."""
 
-    namespace: str = "default"
+    namespace: Label = "default"
     create_namespace: bool = False
     mode: Literal["container", "runtime"] = "container"
     deployment_mode: DeploymentMode = "Standard"
-    runtime: str | None = Field(None, description="ServingRuntime name, mode runtime only")
+    runtime: Label | None = Field(None, description="ServingRuntime name, mode runtime only")
     model_format: str = "huggingface"
     resources: Resources = Field(default_factory=Resources)
-    gpu_resource: str = "nvidia.com/gpu"
-    runtime_class_name: str | None = None
+    gpu_resource: ResourceName = "nvidia.com/gpu"
+    runtime_class_name: Label | None = None
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[Toleration] = Field(default_factory=list)
     affinity: dict[str, Any] = Field(default_factory=dict)
@@ -149,18 +153,10 @@ class ClusterSettings(Strict):
     startup_probe: StartupProbe = Field(default_factory=StartupProbe)
     model_cache: ModelCache | None = None
     ingress: Ingress | None = None
-    service_account_name: str | None = None
+    service_account_name: Label | None = None
     image_pull_secrets: list[str] = Field(default_factory=list)
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("namespace", "runtime", "runtime_class_name", "service_account_name")
-    @classmethod
-    def _label(cls, v: str | None) -> str | None:
-        if v is not None and (len(v) > 63 or not DNS1123_LABEL.match(v)):
-            raise fail("is not a DNS-1123 label of at most 63 characters",
-                       "use lower-case letters, digits and '-', starting and ending alphanumeric")
-        return v
 
     @field_validator("image_pull_secrets")
     @classmethod
@@ -199,13 +195,6 @@ class ClusterSettings(Strict):
                        "use the Kubernetes spelling: nodeAffinity, podAffinity or podAntiAffinity")
         return v
 
-    @field_validator("gpu_resource")
-    @classmethod
-    def _resource_name(cls, v: str) -> str:
-        if not LABEL_KEY.match(v) or "/" not in v:
-            raise fail("is not an extended resource name", "write it as VENDOR/RESOURCE, e.g. nvidia.com/gpu")
-        return v
-
     @property
     def is_standard(self) -> bool:
         return self.deployment_mode in STANDARD_MODES
@@ -214,16 +203,9 @@ class ClusterSettings(Strict):
 class GatewayParent(Strict):
     """The existing Gateway (Gateway API) the routes attach to; its listener terminates TLS."""
 
-    name: str
-    namespace: str | None = None
+    name: ObjectName
+    namespace: ObjectName | None = None
     section_name: str | None = None
-
-    @field_validator("name", "namespace")
-    @classmethod
-    def _dns(cls, v: str | None) -> str | None:
-        if v is not None and (len(v) > 63 or not DNS1123_LABEL.match(v)):
-            raise fail("is not a Kubernetes object name", "use lower-case letters, digits and '-'")
-        return v
 
 
 class GatewayClusterSettings(Strict):

@@ -91,19 +91,13 @@ def _rules_on_the_valid_services(data: dict[str, Any], target: TargetRules) -> l
             continue
     if not valid:
         return []
-    gateway = None
-    if isinstance(data.get("gateway"), dict):
+    blocks: dict[str, Any] = {}
+    for key, model in (("gateway", Gateway), ("monitoring", Monitoring)):
         try:
-            gateway = Gateway.model_validate(data["gateway"])
+            blocks[key] = model.model_validate(data[key]) if isinstance(data.get(key), dict) else None
         except ValidationError:
-            gateway = None
-    monitoring = None
-    if isinstance(data.get("monitoring"), dict):
-        try:
-            monitoring = Monitoring.model_validate(data["monitoring"])
-        except ValidationError:
-            monitoring = None
-    partial = Deployment.model_construct(services=[svc for _, svc in valid], gateway=gateway, monitoring=monitoring)
+            blocks[key] = None
+    partial = Deployment.model_construct(services=[svc for _, svc in valid], **blocks)
 
     def original(text: str) -> str:
         return re.sub(r"services\[(\d+)\]", lambda m: f"services[{valid[int(m.group(1))][0]}]", text)

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, ValidationError
 from pydantic_core import PydanticCustomError
 
 # Field names whose values are shown redacted in every message, and the shape of a secret-bearing name.
@@ -62,6 +62,18 @@ _MAX_VALUE = 80
 def fail(problem: str, fix: str) -> PydanticCustomError:
     """An error a validator raises; the formatter adds the path and the value."""
     return PydanticCustomError("vllm_fleet", "{problem}", {"problem": problem, "fix": fix})
+
+
+def matching(pattern: re.Pattern[str], problem: str, fix: str, *, max_length: int | None = None) -> AfterValidator:
+    """A field validator (for Annotated[str, ...]) that refuses a value the pattern does not match, or longer than
+    max_length, with the problem and its fix."""
+
+    def check(value: str) -> str:
+        if (max_length is not None and len(value) > max_length) or not pattern.match(value):
+            raise fail(problem, fix)
+        return value
+
+    return AfterValidator(check)
 
 
 def path_text(loc: Sequence[str | int]) -> str:

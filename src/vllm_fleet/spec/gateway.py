@@ -11,11 +11,11 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from vllm_fleet.spec.errors import SpecIssue, fail, show_value
+from vllm_fleet.spec.errors import SpecIssue, fail, matching, show_value
 from vllm_fleet.spec.model import DNS1123_LABEL, SecretRef, Strict
 
 if TYPE_CHECKING:
@@ -44,18 +44,12 @@ def _port(v: int) -> int:
 class GatewayClient(Strict):
     """One client of the gateway: its key (by reference), the models it may use, an optional request rate."""
 
-    name: str
+    name: Annotated[str, matching(DNS1123_LABEL,
+                                  "is not a client name (lower-case letters, digits and '-', at most 63)",
+                                  "name the client like a service, e.g. team-search", max_length=63)]
     key: SecretRef
     models: list[str] = Field(min_length=1, description="served model names, or ['*'] for every model")
     requests_per_minute: int | None = Field(None, gt=0, le=1_000_000)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not DNS1123_LABEL.match(v) or len(v) > 63:
-            raise fail("is not a client name (lower-case letters, digits and '-', at most 63)",
-                       "name the client like a service, e.g. team-search")
-        return v
 
     @field_validator("models")
     @classmethod

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from vllm_fleet.spec.errors import fail, is_secret_name, looks_like_secret, url_has_credentials
+from vllm_fleet.spec.errors import fail, is_secret_name, looks_like_secret, matching, url_has_credentials
 from vllm_fleet.spec.uri import StorageUri, UriError, parse_storage_uri
 from vllm_fleet.versions import DEFAULT_IMAGE
 
@@ -22,6 +22,8 @@ DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SIZE = re.compile(r"^[1-9][0-9]*(\.[0-9]+)?\s*([kKmMgGtT](i?[bB])?|[bB])?$")
 PARSER_NAME = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
+PluginName = Annotated[str, matching(PARSER_NAME, "is not a vLLM plugin name",
+                                     "use the lower-case name vLLM documents, e.g. hermes, gptq")]
 # Looks like a credential someone pasted instead of a reference.
 
 # Flags the spec renders itself; repeating them in extra_args would be ambiguous.
@@ -81,15 +83,9 @@ class Accelerator(StrEnum):
 
 
 class SecretKeyRef(Strict):
-    name: str
+    name: Annotated[str, matching(DNS1123_LABEL, "is not a valid Kubernetes Secret name",
+                                  "use lower-case letters, digits and '-'", max_length=253)]
     key: str
-
-    @field_validator("name")
-    @classmethod
-    def _dns(cls, v: str) -> str:
-        if not DNS1123_LABEL.match(v) or len(v) > 253:
-            raise fail("is not a valid Kubernetes Secret name", "use lower-case letters, digits and '-'")
-        return v
 
 
 class SecretRef(Strict):
@@ -188,10 +184,10 @@ class Engine(Strict):
     max_model_len: int | None = Field(None, gt=0)
     gpu_memory_utilization: float = 0.9
     dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] = "auto"
-    quantization: str | None = None
+    quantization: PluginName | None = None
     enable_prefix_caching: bool | None = None
-    tool_call_parser: str | None = None
-    reasoning_parser: str | None = None
+    tool_call_parser: PluginName | None = None
+    reasoning_parser: PluginName | None = None
     chat_template: str | None = None
     enforce_eager: bool = False
     max_num_seqs: int | None = Field(None, gt=0)
@@ -206,13 +202,6 @@ class Engine(Strict):
     def _fraction(cls, v: float) -> float:
         if not 0 < v <= 1:
             raise fail("must be a fraction of GPU memory in (0, 1]", "give a value such as 0.9")
-        return v
-
-    @field_validator("quantization", "tool_call_parser", "reasoning_parser")
-    @classmethod
-    def _name(cls, v: str | None) -> str | None:
-        if v is not None and not PARSER_NAME.match(v):
-            raise fail("is not a vLLM plugin name", "use the lower-case name vLLM documents, e.g. hermes, gptq")
         return v
 
     @field_validator("extra_args")
@@ -250,7 +239,7 @@ class Service(Strict):
     engine: Engine = Field(default_factory=Engine)
     port: int = 8000
     api_key: SecretRef | None = None
-    shm_size: str = "16g"
+    shm_size: Annotated[str, matching(SIZE, "is not a size", "write a size such as 16g, 1Gi or 512m")] = "16g"
     env: dict[str, str] = Field(default_factory=dict)
     # Defined in spec/monitoring.py; spec/__init__ resolves the reference.
     slo: ServiceSlo | None = Field(None, description="latency objectives the fleet's alerts hold this service to")
@@ -310,13 +299,6 @@ class Service(Strict):
     def _port(cls, v: int) -> int:
         if not 1024 <= v <= 65535:
             raise fail("is outside the unprivileged port range", "use a port from 1024 to 65535, e.g. 8000")
-        return v
-
-    @field_validator("shm_size")
-    @classmethod
-    def _shm(cls, v: str) -> str:
-        if not SIZE.match(v):
-            raise fail("is not a size", "write a size such as 16g, 1Gi or 512m")
         return v
 
     @field_validator("env")

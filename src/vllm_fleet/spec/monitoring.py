@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from vllm_fleet.spec.errors import SpecIssue, fail, show_value
+from vllm_fleet.spec.errors import SpecIssue, matching, show_value
 from vllm_fleet.spec.model import SecretRef, Strict
 
 if TYPE_CHECKING:
@@ -62,20 +62,15 @@ class Alertmanager(Strict):
 
 class Monitoring(Strict):
     scrape_interval_seconds: int = Field(15, ge=1, le=300)
-    retention: str = Field("15d", description="how long Prometheus keeps samples: a number and h, d, w or y")
+    retention: Annotated[str, matching(RETENTION, "is not a Prometheus retention",
+                                       "give a number and one unit, e.g. 15d, 72h or 8w")] = Field(
+        "15d", description="how long Prometheus keeps samples: a number and h, d, w or y")
     alerts: AlertThresholds = Field(default_factory=AlertThresholds)
     alertmanager: Alertmanager = Field(default_factory=Alertmanager)
     prometheus_port: int = Field(9090, ge=1024, le=65535)
     alertmanager_port: int = Field(9093, ge=1024, le=65535)
     node_exporter_port: int = Field(9100, ge=1024, le=65535)
     dcgm_exporter_port: int = Field(9400, ge=1024, le=65535)
-
-    @field_validator("retention")
-    @classmethod
-    def _retention(cls, v: str) -> str:
-        if not RETENTION.match(v):
-            raise fail("is not a Prometheus retention", "give a number and one unit, e.g. 15d, 72h or 8w")
-        return v
 
     def secret_refs(self) -> dict[str, SecretRef]:
         hook = self.alertmanager.webhook_url
