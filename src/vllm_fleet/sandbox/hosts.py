@@ -7,11 +7,13 @@ machines where `--privileged` is refused (see tests/README.md).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from vllm_fleet.sandbox import aptcache, ledger
 from vllm_fleet.sandbox.hostimage import REPOSITORY
@@ -49,12 +51,21 @@ def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def ensure_network(name: str = NETWORK) -> None:
-    if _docker("network", "inspect", name, check=False).returncode != 0:
-        internal = ["--internal"] if name == INTERNAL_NETWORK else []
-        created = _docker("network", "create", "--label", f"{LABEL}=1", *internal, name, check=False)
-        # Hosts may start side by side (the tests' parallel workers): another one may have created it meanwhile.
-        if created.returncode != 0 and _docker("network", "inspect", name, check=False).returncode != 0:
-            raise subprocess.CalledProcessError(created.returncode, created.args, created.stdout, created.stderr)
+    """Create the network once. Hosts start side by side (the tests' parallel workers, the serving world's second
+    host in a thread), and Docker lets two `network create` of one name both succeed: the name is then ambiguous
+    and every `network connect` to it fails. So the check and the create hold a lock file, across processes and
+    threads (each caller opens the file itself, so flock excludes threads too)."""
+    lock = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vllm-fleet" / "networks.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        found = _docker("network", "ls", "--quiet", "--no-trunc", "--filter", f"name=^{name}$", check=False)
+        ids = found.stdout.split()
+        for extra in ids[1:]:  # a twin left by a run before this lock (removal fails if hosts joined it)
+            _docker("network", "rm", extra, check=False)
+        if not ids:
+            internal = ["--internal"] if name == INTERNAL_NETWORK else []
+            _docker("network", "create", "--label", f"{LABEL}=1", *internal, name)
 
 
 def inspect(name: str) -> dict | None:
