@@ -13,7 +13,7 @@ def _by_item(results: list[dict[str, Any]], key: str) -> dict[str, Any]:
 
 def vllm_status(services: list[dict[str, Any]], host: str, containers: list[dict[str, Any]],
                 health: list[dict[str, Any]], first: list[dict[str, Any]], second: list[dict[str, Any]],
-                interval: float) -> list[dict[str, Any]]:
+                interval: float, label_prefix: str) -> list[dict[str, Any]]:
     require_package()
     from vllm_fleet.vm.plan import ServicePlan
     from vllm_fleet.vm.status import service_row
@@ -26,7 +26,7 @@ def vllm_status(services: list[dict[str, Any]], host: str, containers: list[dict
     for raw in plain(services):
         svc = ServicePlan.model_validate(raw)
         rows.append(service_row(host, svc, inspect.get(svc.name), status.get(svc.name), a.get(svc.name),
-                                b.get(svc.name), float(interval)))
+                                b.get(svc.name), float(interval), label_prefix=str(label_prefix)))
     return rows
 
 

@@ -6,16 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.vllmfleet.fleet.plugins.plugin_utils.fleet import typed_host_plan, typed_service_plan
+from ansible_collections.vllmfleet.fleet.plugins.plugin_utils.fleet import plain, typed_host_plan, typed_service_plan
 
 
 def vllm_container(service: dict[str, Any], settings: dict[str, Any], weights_dirs: dict[str, Any] | None = None,
                    image_id: str = "", image_entrypoint: list[str] | None = None, api_key: str | None = None
                    ) -> dict[str, Any]:
-    from vllm_fleet.vm.container import ServingError, container_params
+    from vllm_fleet.vm.container import ContainerSettings, ServingError, container_params
 
     try:
-        return container_params(typed_service_plan(service), settings=settings, weights_dirs=weights_dirs or {},
+        return container_params(typed_service_plan(service), settings=ContainerSettings.model_validate(plain(settings)),
+                                weights_dirs=weights_dirs or {},
                                 image_id=image_id or "", image_entrypoint=list(image_entrypoint or []),
                                 api_key=api_key or None)
     except ServingError as exc:
@@ -31,20 +32,22 @@ def vllm_weights_dir(service: dict[str, Any], weights_dirs: dict[str, Any] | Non
         raise AnsibleFilterError(str(exc)) from None
 
 
-def vllm_adapters(service: dict[str, Any], settings: dict[str, Any], weights_dirs: dict[str, Any] | None = None
+def vllm_adapter_modules(service: dict[str, Any], settings: dict[str, Any], weights_dirs: dict[str, Any] | None = None
                   ) -> list[dict[str, str]]:
-    from vllm_fleet.vm.container import ServingError, adapter_modules
+    from vllm_fleet.vm.container import ContainerSettings, ServingError, adapter_modules
 
     try:
-        return adapter_modules(typed_service_plan(service), settings, weights_dirs or {})
+        return adapter_modules(typed_service_plan(service), ContainerSettings.model_validate(plain(settings)),
+                               weights_dirs or {})
     except ServingError as exc:
         raise AnsibleFilterError(str(exc)) from None
 
 
-def vllm_canary(params: dict[str, Any], service: dict[str, Any], port_offset: int) -> dict[str, Any]:
+def vllm_canary(params: dict[str, Any], service: dict[str, Any], port_offset: int, label_prefix: str
+                ) -> dict[str, Any]:
     from vllm_fleet.vm.container import canary_params
 
-    return canary_params(params, typed_service_plan(service), int(port_offset))
+    return canary_params(params, typed_service_plan(service), int(port_offset), str(label_prefix))
 
 
 def vllm_image_ref(service: dict[str, Any], mirror: str = "") -> str:
@@ -126,7 +129,7 @@ class FilterModule:
             "vllm_container": vllm_container,
             "vllm_canary": vllm_canary,
             "vllm_weights_dir": vllm_weights_dir,
-            "vllm_adapters": vllm_adapters,
+            "vllm_adapter_modules": vllm_adapter_modules,
             "vllm_image_ref": vllm_image_ref,
             "image_ref": image_ref,
             "vllm_host_problems": vllm_host_problems,

@@ -23,7 +23,8 @@ def templar(**overrides: Any) -> Templar:
     assert plan is not None
     variables: dict[str, Any] = {k: trust_as_template(v) if isinstance(v, str) else v
                                  for k, v in DataLoader().load_from_file(str(ROLE / "defaults/main.yml")).items()}
-    variables |= {"vllm_fleet_monitoring_plan": plan.model_dump(mode="json"), "vllm_fleet_backend_address": "10.1.0.1",
+    variables |= {"vllm_fleet_monitoring_plan": plan.model_dump(mode="json"), "inventory_hostname": "h1",
+                  "vllm_fleet_internal_addresses": {"h1": "10.1.0.1"},
                   **overrides}
     return Templar(loader=DataLoader(), variables=variables)
 

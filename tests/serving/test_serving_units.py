@@ -11,10 +11,10 @@ from vllm_fleet.vm.checks import host_problems
 from vllm_fleet.vm.fleet import plan_for_host
 from vllm_fleet.vm.plan import HostPlan
 
-SETTINGS = {"registry_mirror": "", "hf_home": "/var/lib/vllm-fleet/hf-home",
-            "vllm_cache": "/var/lib/vllm-fleet/vllm-cache", "tz": "Etc/UTC",
-            "restart_policy": "unless-stopped", "log_max_size": "100m", "log_max_file": 5, "ipc_host": False,
-            "adapters_root": "/var/lib/vllm-fleet/adapters"}
+SETTINGS = container.ContainerSettings(
+    registry_mirror="", hf_home="/var/lib/vllm-fleet/hf-home", vllm_cache="/var/lib/vllm-fleet/vllm-cache",
+    tz="Etc/UTC", restart_policy="unless-stopped", log_max_size="100m", log_max_file=5, ipc_host=False,
+    adapters_root="/var/lib/vllm-fleet/adapters")
 SPEC = {"services": [
     {"name": "chat", "storage_uri": "hf://Qwen/Qwen2.5-72B-Instruct-GPTQ-Int8", "gpus": [0, 1],
      "tensor_parallel_size": 2, "port": 8000, "api_key": {"env": "UNIT_KEY"},
@@ -45,7 +45,7 @@ def test_gpu_service_gets_its_device_ids_and_shm() -> None:
 
 def test_cpu_service_has_no_gpus_and_a_pooling_runner() -> None:
     tiny = plan().services[1]
-    params = container.container_params(tiny, settings={**SETTINGS, "ipc_host": True})
+    params = container.container_params(tiny, settings=SETTINGS.model_copy(update={"ipc_host": True}))
     assert "device_requests" not in params and params["ipc_mode"] == "host" and "shm_size" not in params
     assert params["mounts"][0]["source"] == "/srv/models/tiny"
     args = params["command"]
@@ -270,7 +270,7 @@ def test_gpu_counts_get_their_own_ids_beside_listed_ones() -> None:
 def test_an_api_key_comes_from_a_mounted_file_through_a_wrapper_never_from_argv_or_env() -> None:
     tiny = plan().services[1]
     key = "sk-unit-key-never-printed-0123456789"
-    params = container.container_params(tiny, settings={**SETTINGS, "secrets_dir": "/etc/vf/secrets"},
+    params = container.container_params(tiny, settings=SETTINGS.model_copy(update={"secrets_dir": "/etc/vf/secrets"}),
                                         image_entrypoint=["python3", "-m", "vllm.entrypoints.openai.api_server"],
                                         api_key=key)
     assert key not in repr(params)
@@ -279,7 +279,7 @@ def test_an_api_key_comes_from_a_mounted_file_through_a_wrapper_never_from_argv_
     assert params["command"][3:] == tiny.engine_args
     (mount,) = [m for m in params["mounts"] if m["target"] == container.API_KEY_MOUNT]
     assert mount["read_only"] and mount["source"].startswith("/etc/vf/secrets/tiny-")
-    rotated = container.container_params(tiny, settings={**SETTINGS, "secrets_dir": "/etc/vf/secrets"},
+    rotated = container.container_params(tiny, settings=SETTINGS.model_copy(update={"secrets_dir": "/etc/vf/secrets"}),
                                          api_key=key + "x")
     (other,) = [m for m in rotated["mounts"] if m["target"] == container.API_KEY_MOUNT]
     assert other["source"] != mount["source"]  # a rolled-back container keeps reading its own key
@@ -361,3 +361,23 @@ def test_an_adapter_without_fetched_files_or_outside_its_directory_is_refused() 
     with pytest.raises(container.ServingError, match="outside /var/lib/vllm-fleet/adapters/chat"):
         container.container_params(svc, settings=SETTINGS, weights_dirs={
             **ADAPTER_DIRS, "chat@acme/legal": {"path": "/srv/elsewhere/legal"}})
+
+
+def test_the_label_prefix_setting_names_every_label_the_hash_and_the_canarys() -> None:
+    tiny = plan().services[1]
+    custom = SETTINGS.model_copy(update={"label_prefix": "com.acme.llm"})
+    params = container.container_params(tiny, settings=custom)
+    assert params["labels"] and all(k.startswith("com.acme.llm.") for k in params["labels"])
+    assert params["labels"]["com.acme.llm.spec-hash"] == container.container_params(tiny, settings=custom)[
+        "labels"]["com.acme.llm.spec-hash"]
+    canary = container.canary_params(params, tiny, 10000, "com.acme.llm")
+    assert canary["labels"]["com.acme.llm.managed"] == "candidate"
+
+
+def test_host_paths_name_the_cache_directory_and_key_file_the_mounts_take() -> None:
+    tiny = plan().services[1]
+    params = container.container_params(tiny, settings=SETTINGS, api_key="k1")
+    mounts = {m["target"]: m["source"] for m in params["mounts"]}
+    assert params["host_paths"] == {"vllm_cache": mounts[container.VLLM_CACHE_MOUNT],
+                                    "api_key_file": mounts[container.API_KEY_MOUNT]}
+    assert container.container_params(tiny, settings=SETTINGS)["host_paths"]["api_key_file"] is None

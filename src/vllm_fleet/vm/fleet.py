@@ -23,7 +23,16 @@ from vllm_fleet.vm.monitoring import (
     exporter_host,
     fleet_monitoring,
 )
-from vllm_fleet.vm.plan import CONTAINER_PREFIX, HostPlan, PlanModel, Settled, backend_address, host_plan
+from vllm_fleet.vm.plan import (
+    BACKEND_ADDRESS_VAR,
+    CONTAINER_PREFIX,
+    LOOPBACK,
+    HostPlan,
+    PlanModel,
+    Settled,
+    backend_address,
+    host_plan,
+)
 from vllm_fleet.vm.rules import VM_TARGET
 from vllm_fleet.vm.secrets import unresolved_secrets
 
@@ -91,6 +100,9 @@ class FleetPlan(PlanModel):
     and every model name a client can call (base models and adapters)."""
 
     hosts: dict[str, HostPlan]
+    # Every host's internal address (vllm_fleet_backend_address, else loopback), serving, gateway or monitoring:
+    # where its gateway metrics listener, exporters, Prometheus and Alertmanager listen.
+    internal_addresses: dict[str, str] = {}
     gateway: GatewayPlan | None = None
     monitoring: MonitoringPlan | None = None
     models: list[str]
@@ -102,6 +114,7 @@ class FleetPlan(PlanModel):
             GATEWAY_PLAN_VAR: self.gateway.model_dump(mode="json") if self.gateway else None,
             MONITORING_PLAN_VAR: self.monitoring.model_dump(mode="json") if self.monitoring else None,
             "vllm_fleet_models": list(self.models),
+            "vllm_fleet_internal_addresses": dict(self.internal_addresses),
         }
 
 
@@ -170,7 +183,10 @@ def plan_fleet(found: Mapping[str, list[InventoryHost]], environ: Mapping[str, s
         raise InventoryError([SpecError(issues, "inventory")])
     models = sorted({s.served_model_name for p in plans.values() for s in p.services}
                     | {a.name for p in plans.values() for s in p.services for a in s.adapters})
-    return FleetPlan(hosts=plans, gateway=gateway, monitoring=monitoring, models=models)
+    internal = {h.host: str(h.variables.get(BACKEND_ADDRESS_VAR) or LOOPBACK)
+                for group in GROUPS for h in found.get(group, [])}
+    return FleetPlan(hosts=plans, internal_addresses=internal, gateway=gateway, monitoring=monitoring,
+                     models=models)
 
 
 def plan_from_hostvars(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, list[str]],

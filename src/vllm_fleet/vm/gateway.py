@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal
 
+from vllm_fleet.monitoring.rules import GATEWAY_FRONTEND
 from vllm_fleet.spec import Gateway, SpecError, SpecIssue
 from vllm_fleet.spec.errors import show_value
 from vllm_fleet.spec.gateway import ALL_MODELS, HEALTH_ROUTE, MODELS_ROUTE, TASK_ROUTES
@@ -18,6 +19,8 @@ from vllm_fleet.vm.plan import BACKEND_ADDRESS_VAR, LOOPBACK, HostPlan, PlanMode
 
 GATEWAY_GROUP = "vllm_gateways"
 GATEWAY_PLAN_VAR = "vllm_fleet_gateway_plan"
+# HAProxy's runtime API socket on the gateway hosts, through which the serve stage drains and restores servers.
+ADMIN_SOCKET = "/run/haproxy/admin.sock"
 
 
 class GatewayServer(PlanModel):
@@ -71,6 +74,9 @@ class GatewayPlan(PlanModel):
     # Every model name a client may call through the gateway: the pools' models and their adapters.
     models: list[str] = []
     models_route: str = MODELS_ROUTE
+    # The client-facing frontend's name, which the shipped alerts and dashboards select on.
+    frontend: str = GATEWAY_FRONTEND
+    admin_socket: str = ADMIN_SOCKET
     health_route: str = HEALTH_ROUTE
 
 

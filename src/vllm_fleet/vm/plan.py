@@ -22,6 +22,10 @@ CONTAINER_PORT = 8000
 # Every container vllm-fleet runs carries labels under this prefix; names are the prefix below + the service name.
 LABEL_PREFIX = "io.vllm-fleet"
 CONTAINER_PREFIX = "vllm-"
+# Where the weights stage publishes models (<root>/<service>/<revision>/) and adapters
+# (<root>/<service>/<adapter>/<revision>/) on a host, and where the serving stage mounts them from.
+MODELS_ROOT = "/var/lib/vllm-fleet/models"
+ADAPTERS_ROOT = "/var/lib/vllm-fleet/adapters"
 # Where services publish their ports: the host variable naming an internal address, the default (loopback), and the
 # documented opt-out that publishes vLLM's ports, open routes included, on every interface.
 BACKEND_ADDRESS_VAR = "vllm_fleet_backend_address"
@@ -159,6 +163,8 @@ class HostPlan(PlanModel):
     # What the weights stage fetches for those services (weights_plan).
     weights: list[WeightsPlan] = []
     label_prefix: str = LABEL_PREFIX
+    models_root: str = MODELS_ROOT
+    adapters_root: str = ADAPTERS_ROOT
     # The address clients used to reach the host, and the one its services publish their ports on.
     address: str
     backend_address: str = LOOPBACK

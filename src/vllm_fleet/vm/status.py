@@ -45,7 +45,7 @@ def _started(state: Mapping[str, Any], now: datetime) -> float | None:
 
 def service_row(host: str, svc: ServicePlan, container: Mapping[str, Any] | None, health: int | None,
                 first: str | None, second: str | None, interval: float,
-                now: datetime | None = None) -> dict[str, Any]:
+                now: datetime | None = None, label_prefix: str = LABEL_PREFIX) -> dict[str, Any]:
     """One service on one host. `container` is docker inspect's answer (None when there is no such container),
     `health` the status of GET /health (None when nothing answered), first/second two /metrics texts."""
     now = now or datetime.now(UTC)
@@ -58,7 +58,7 @@ def service_row(host: str, svc: ServicePlan, container: Mapping[str, Any] | None
         "uptime_seconds": _started(state, now),
         "restarts": int((container or {}).get("RestartCount") or 0),
         "health": health,
-        "revision": labels.get(f"{LABEL_PREFIX}.revision"),
+        "revision": labels.get(f"{label_prefix}.revision"),
         "gateway_server": svc.gateway_server, "gateway_backend": svc.gateway_backend, "gateway": None,
     }
     a, b = metric_values(first or ""), metric_values(second or "")
