@@ -43,7 +43,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 venv: $(VENV)/.installed
-	$(PY) -c 'from vllm_fleet.vm.paths import ensure_collection_link as link; link()'
+	$(PY) -c 'from vllm_fleet.vm.running.paths import ensure_collection_link as link; link()'
 
 # The test world's images and models, built here while nothing else runs (under the tests' load the vLLM image
 # took 13 minutes instead of 2); each is cached by its recipe's digest, so this takes seconds once built.

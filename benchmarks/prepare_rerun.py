@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from vllm_fleet.sandbox.hosts import HostSpec, host_down, host_up  # noqa: E402
 from vllm_fleet.sandbox.inventory import write_inventory  # noqa: E402
-from vllm_fleet.vm.paths import ensure_collection_link  # noqa: E402
+from vllm_fleet.vm.running.paths import ensure_collection_link  # noqa: E402
 
 REPO_SERVER = "prepbench-aptrepo"
 FAKE_PCI = "/srv/vllm-fleet-test-fixture/pci/devices"

@@ -55,7 +55,7 @@ def main() -> None:
     opts = ap.parse_args()
 
     from vllm_fleet.sandbox.hosts import HostSpec, host_down, host_up
-    from vllm_fleet.vm.paths import ensure_collection_link
+    from vllm_fleet.vm.running.paths import ensure_collection_link
 
     ensure_collection_link()
     n_max = max(opts.hosts)

@@ -47,7 +47,7 @@ if "vllm_fleet_ledger" not in os.environ.get("ANSIBLE_CALLBACKS_ENABLED", ""):
 
 def _collection_on_path() -> None:
     """Tests import the collection's plugins under their collection name, through the link in .collections."""
-    from vllm_fleet.vm.paths import ensure_collection_link
+    from vllm_fleet.vm.running.paths import ensure_collection_link
 
     ensure_collection_link()
     collections = str(REPO / ".collections")
@@ -63,7 +63,7 @@ def world() -> str:
     """A running Docker engine and the Debian 12 systemd host image; returns the image tag."""
     from vllm_fleet.sandbox.engine import ensure_engine
     from vllm_fleet.sandbox.hostimage import ensure_host_image
-    from vllm_fleet.vm.paths import ensure_collection_link
+    from vllm_fleet.vm.running.paths import ensure_collection_link
 
     ensure_collection_link()
     ensure_engine()

@@ -65,7 +65,8 @@ def test_wheel_and_collection_work_outside_the_checkout(tmp_path: Path) -> None:
     installed = _run([str(bin_dir / "ansible-galaxy"), "collection", "install", str(archive), "-p", str(collections)],
                      cwd=outside, env=env)
     assert installed.returncode == 0, installed.stdout + installed.stderr
-    found = _run([str(py), "-c", "from vllm_fleet.vm.paths import playbook; print(playbook('deploy-vllm.yml'))"],
+    found = _run([str(py), "-c",
+                  "from vllm_fleet.vm.running.paths import playbook; print(playbook('deploy-vllm.yml'))"],
                  cwd=outside, env=env)
     assert found.returncode == 0, found.stderr
     deploy = Path(found.stdout.strip())
@@ -82,7 +83,7 @@ def test_wheel_and_collection_work_outside_the_checkout(tmp_path: Path) -> None:
 def test_ansible_doc_lists_every_filter_the_collection_exports() -> None:
     import importlib
 
-    from vllm_fleet.vm.paths import ensure_collection_link
+    from vllm_fleet.vm.running.paths import ensure_collection_link
 
     ensure_collection_link()
     exported = set()

@@ -25,15 +25,16 @@ def test_the_code_keeps_every_contract(tmp_path: Path) -> None:
     shutil.copytree(REPO / "src" / "vllm_fleet", tmp_path / "vllm_fleet")
     proc = lint_imports(tmp_path)
     assert proc.returncode == 0, proc.stdout
-    assert "5 kept, 0 broken" in proc.stdout
+    assert "6 kept, 0 broken" in proc.stdout
 
 
 @pytest.mark.parametrize(("module", "planted", "contract"), [
     ("spec/rules.py", "import vllm_fleet.k8s.validation", "The shared core imports no target"),
     ("vllm_flags.py", "import vllm_fleet.sandbox.vllm_image", "The product never imports the test world"),
-    ("vm/runner.py", "import rich", "Only the CLI layer imports typer and rich"),
-    ("k8s/render.py", "import vllm_fleet.vm.plan", "The VM and cluster wings do not import each other"),
+    ("vm/running/runner.py", "import rich", "Only the CLI layer imports typer and rich"),
+    ("k8s/render.py", "import vllm_fleet.vm.planning.plan", "The VM and cluster wings do not import each other"),
     ("sandbox/hosts.py", "import vllm_fleet.cli.output", "CLI above the sandbox above the target wings"),
+    ("vm/planning/plan.py", "import vllm_fleet.vm.play.container", "VM rooms: running above play-time helpers"),
 ])
 def test_a_planted_wrong_way_import_breaks_its_contract(tmp_path: Path, module: str, planted: str,
                                                         contract: str) -> None:
@@ -83,6 +84,7 @@ def test_the_package_has_no_import_cycle() -> None:
 
 def test_a_planted_cycle_is_found(tmp_path: Path) -> None:
     shutil.copytree(REPO / "src" / "vllm_fleet", tmp_path / "vllm_fleet")
-    target = tmp_path / "vllm_fleet" / "vm" / "plan.py"
-    target.write_text(target.read_text() + "\n\ndef _planted() -> None:\n    import vllm_fleet.vm.checks  # noqa\n")
-    assert ("vllm_fleet.vm.checks", "vllm_fleet.vm.plan") in import_cycles(tmp_path)
+    target = tmp_path / "vllm_fleet" / "vm" / "planning" / "plan.py"
+    planted = "\n\ndef _planted() -> None:\n    import vllm_fleet.vm.planning.checks  # noqa\n"
+    target.write_text(target.read_text() + planted)
+    assert ("vllm_fleet.vm.planning.checks", "vllm_fleet.vm.planning.plan") in import_cycles(tmp_path)

@@ -12,10 +12,10 @@ from typing import Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel
 
-from vllm_fleet.vm.fleet import FleetPlan, plan_for_host
-from vllm_fleet.vm.gateway import GatewayClientPlan, GatewayPlan, GatewayPool, GatewayServer
-from vllm_fleet.vm.monitoring import MonitoringPlan
-from vllm_fleet.vm.plan import HostPlan, ServicePlan, WeightsPlan
+from vllm_fleet.vm.planning.fleet import FleetPlan, plan_for_host
+from vllm_fleet.vm.planning.gateway import GatewayClientPlan, GatewayPlan, GatewayPool, GatewayServer
+from vllm_fleet.vm.planning.monitoring import MonitoringPlan
+from vllm_fleet.vm.planning.plan import HostPlan, ServicePlan, WeightsPlan
 
 REPO = Path(__file__).resolve().parents[1]
 SCALARS = {str: "str", int: "int", bool: "bool", float: "float"}

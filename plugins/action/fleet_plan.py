@@ -22,7 +22,7 @@ class ActionModule(ActionBase):
         )
         require_package()
         from vllm_fleet.spec import SpecError
-        from vllm_fleet.vm import fleet as planner
+        from vllm_fleet.vm.planning import fleet as planner
 
         try:
             if args["resolve_auto"]:

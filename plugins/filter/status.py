@@ -1,4 +1,4 @@
-"""Filters of the status playbook: raw answers from a host into vllm-fleet status rows (vllm_fleet.vm.status)."""
+"""Filters of the status playbook: raw answers from a host into vllm-fleet status rows (vllm_fleet.vm.play.status)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ def vllm_status(services: list[dict[str, Any]], host: str, containers: list[dict
                 health: list[dict[str, Any]], first: list[dict[str, Any]], second: list[dict[str, Any]],
                 interval: float, label_prefix: str) -> list[dict[str, Any]]:
     require_package()
-    from vllm_fleet.vm.plan import ServicePlan
-    from vllm_fleet.vm.status import service_row
+    from vllm_fleet.vm.planning.plan import ServicePlan
+    from vllm_fleet.vm.play.status import service_row
 
     inspect = _by_item(plain(containers), "container")
     status = {name: (code if isinstance(code, int) and code > 0 else None)
@@ -32,7 +32,7 @@ def vllm_status(services: list[dict[str, Any]], host: str, containers: list[dict
 
 def haproxy_servers(stats_csv: str) -> dict[str, str]:
     require_package()
-    from vllm_fleet.vm.status import haproxy_servers as parse
+    from vllm_fleet.vm.play.status import haproxy_servers as parse
 
     return parse(str(stats_csv or ""))
 

@@ -12,7 +12,7 @@ from ansible_collections.vllmfleet.fleet.plugins.plugin_utils.fleet import plain
 def vllm_container(service: dict[str, Any], settings: dict[str, Any], weights_dirs: dict[str, Any] | None = None,
                    image_id: str = "", image_entrypoint: list[str] | None = None, api_key: str | None = None
                    ) -> dict[str, Any]:
-    from vllm_fleet.vm.container import ContainerSettings, ServingError, container_params
+    from vllm_fleet.vm.play.container import ContainerSettings, ServingError, container_params
 
     try:
         return container_params(typed_service_plan(service), settings=ContainerSettings.model_validate(plain(settings)),
@@ -24,7 +24,7 @@ def vllm_container(service: dict[str, Any], settings: dict[str, Any], weights_di
 
 
 def vllm_weights_dir(service: dict[str, Any], weights_dirs: dict[str, Any] | None = None) -> str:
-    from vllm_fleet.vm.container import ServingError, weights_dir
+    from vllm_fleet.vm.play.container import ServingError, weights_dir
 
     try:
         return weights_dir(typed_service_plan(service), weights_dirs or {})
@@ -34,7 +34,7 @@ def vllm_weights_dir(service: dict[str, Any], weights_dirs: dict[str, Any] | Non
 
 def vllm_adapter_modules(service: dict[str, Any], settings: dict[str, Any], weights_dirs: dict[str, Any] | None = None
                   ) -> list[dict[str, str]]:
-    from vllm_fleet.vm.container import ContainerSettings, ServingError, adapter_modules
+    from vllm_fleet.vm.play.container import ContainerSettings, ServingError, adapter_modules
 
     try:
         return adapter_modules(typed_service_plan(service), ContainerSettings.model_validate(plain(settings)),
@@ -45,19 +45,19 @@ def vllm_adapter_modules(service: dict[str, Any], settings: dict[str, Any], weig
 
 def vllm_canary(params: dict[str, Any], service: dict[str, Any], port_offset: int, label_prefix: str
                 ) -> dict[str, Any]:
-    from vllm_fleet.vm.container import canary_params
+    from vllm_fleet.vm.play.container import canary_params
 
     return canary_params(params, typed_service_plan(service), int(port_offset), str(label_prefix))
 
 
 def vllm_image_ref(service: dict[str, Any], mirror: str = "") -> str:
-    from vllm_fleet.vm.container import mirror_image
+    from vllm_fleet.vm.play.container import mirror_image
 
     return mirror_image(typed_service_plan(service).image, mirror or "")
 
 
 def image_ref(image: str, mirror: str = "") -> str:
-    from vllm_fleet.vm.container import mirror_image
+    from vllm_fleet.vm.play.container import mirror_image
 
     return mirror_image(str(image), mirror or "")
 
@@ -65,20 +65,20 @@ def image_ref(image: str, mirror: str = "") -> str:
 def vllm_host_problems(services: list[dict[str, Any]], mounts: list[dict[str, Any]], ipc_host: bool,
                        containers: list[dict[str, Any]], gpu_facts: dict[str, Any] | None, label_prefix: str
                        ) -> list[str]:
-    from vllm_fleet.vm.checks import host_problems
+    from vllm_fleet.vm.play.host_checks import host_problems
 
     return host_problems(typed_host_plan(services, label_prefix), mounts=mounts or [], ipc_host=bool(ipc_host),
                          containers=containers or [], gpu_facts=gpu_facts or {})
 
 
 def vllm_update_strategy(service: dict[str, Any], strategy: str) -> str:
-    from vllm_fleet.vm.container import update_strategy
+    from vllm_fleet.vm.play.container import update_strategy
 
     return update_strategy(typed_service_plan(service), strategy)
 
 
 def vllm_gate_args(service: dict[str, Any], base_url: str, label: str) -> list[str]:
-    from vllm_fleet.vm.bench import gate_args
+    from vllm_fleet.vm.play.bench import gate_args
 
     plan = typed_service_plan(service)
     if plan.gate is None:
@@ -88,7 +88,7 @@ def vllm_gate_args(service: dict[str, Any], base_url: str, label: str) -> list[s
 
 def vllm_gate_verdict(service: dict[str, Any], before: dict[str, Any], after: dict[str, Any], host: str
                       ) -> dict[str, Any]:
-    from vllm_fleet.vm.bench import gate_verdict
+    from vllm_fleet.vm.play.bench import gate_verdict
 
     plan = typed_service_plan(service)
     if plan.gate is None:
@@ -110,7 +110,7 @@ def vllm_running_hashes(services: list[dict[str, Any]], containers: list[dict[st
 
 def vllm_gated_changes(services: list[dict[str, Any]], wanted: dict[str, Any], running: dict[str, str | None],
                        label_prefix: str) -> list[str]:
-    from vllm_fleet.vm.bench import gated_changes
+    from vllm_fleet.vm.play.bench import gated_changes
 
     hashes = {name: str((want.get("labels") or {}).get(f"{label_prefix}.spec-hash"))
               for name, want in (wanted or {}).items()}
@@ -118,7 +118,7 @@ def vllm_gated_changes(services: list[dict[str, Any]], wanted: dict[str, Any], r
 
 
 def vllm_gate_hosts(batch: list[str], changes: list[list[str]], passed: list[str]) -> dict[str, str]:
-    from vllm_fleet.vm.bench import gate_hosts
+    from vllm_fleet.vm.play.bench import gate_hosts
 
     return gate_hosts(list(batch), [list(c or []) for c in changes], list(passed or []))
 

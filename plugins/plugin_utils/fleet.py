@@ -36,14 +36,14 @@ def plain(value: Any) -> Any:
 def typed_service_plan(value: Any) -> Any:
     """One entry of vllm_fleet_plan.services, validated back into the typed plan."""
     require_package()
-    from vllm_fleet.vm.plan import ServicePlan
+    from vllm_fleet.vm.planning.plan import ServicePlan
 
     return ServicePlan.model_validate(plain(value))
 
 
 def typed_host_plan(services: Any, label_prefix: str) -> Any:
     require_package()
-    from vllm_fleet.vm.plan import HostPlan
+    from vllm_fleet.vm.planning.plan import HostPlan
 
     # Only the services matter to the host checks; the host's address is not needed there.
     return HostPlan.model_validate({"services": plain(services), "label_prefix": label_prefix, "address": ""})
@@ -52,6 +52,6 @@ def typed_host_plan(services: Any, label_prefix: str) -> Any:
 def typed_weights_plan(value: Any) -> Any:
     """One entry of vllm_fleet_plan.weights, validated back into the typed plan."""
     require_package()
-    from vllm_fleet.vm.plan import WeightsPlan
+    from vllm_fleet.vm.planning.plan import WeightsPlan
 
     return WeightsPlan.model_validate(plain(value))

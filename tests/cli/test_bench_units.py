@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from vllm_fleet.cli import app
 from vllm_fleet.spec.gate import WORKLOADS, Gate
-from vllm_fleet.vm import bench as b
+from vllm_fleet.vm.play import bench as b
 
 
 def result(rate: float, scale: float) -> dict[str, float]:

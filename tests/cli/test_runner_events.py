@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vllm_fleet.vm.runner import EventTracker
+from vllm_fleet.vm.running.runner import EventTracker
 
 CENSORED = "the output has been hidden due to the fact that 'no_log: true' was specified for this result"
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from vllm_fleet.cli import app
 from vllm_fleet.sandbox.inventory import write_inventory
-from vllm_fleet.vm.fleet import (
+from vllm_fleet.vm.planning.fleet import (
     GATEWAY_GROUP,
     MONITORING_GROUP,
     SERVE_GROUP,
@@ -22,7 +22,7 @@ from vllm_fleet.vm.fleet import (
     InventoryHost,
     plan_fleet,
 )
-from vllm_fleet.vm.gateway import GatewayPlan
+from vllm_fleet.vm.planning.gateway import GatewayPlan
 
 ENV = {"CHAT_KEY": "chat-backend", "EMBED_KEY": "embed-backend", "TEAM_A": "team-a-key", "TEAM_B": "team-b-key",
        "ALERT_HOOK": "https://hooks.example/abc"}

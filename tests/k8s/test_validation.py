@@ -7,7 +7,7 @@ import pytest
 from vllm_fleet.k8s.validation import CLUSTER_TARGET
 from vllm_fleet.spec import SpecError, validate_spec
 from vllm_fleet.units import k8s_size
-from vllm_fleet.vm.rules import VM_TARGET
+from vllm_fleet.vm.planning.rules import VM_TARGET
 
 
 def spec(name: str, **kubernetes: object) -> dict[str, object]:

@@ -12,7 +12,7 @@ import yaml
 
 from vllm_fleet.monitoring.rules import alert_rules
 from vllm_fleet.spec import validate_spec
-from vllm_fleet.vm.rules import VM_TARGET
+from vllm_fleet.vm.planning.rules import VM_TARGET
 
 HERE = Path(__file__).parent
 

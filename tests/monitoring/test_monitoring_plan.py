@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.gateway.test_gateway_plan import ENV, SPEC, fleet, issues, validate_refuses
-from vllm_fleet.vm.fleet import InventoryError
+from vllm_fleet.vm.planning.fleet import InventoryError
 
 MONITORED: dict[str, Any] = {**copy.deepcopy(SPEC), "monitoring": {
     "alertmanager": {"webhook_url": {"env": "ALERT_HOOK"}}}}

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from vllm_fleet.vm.fleet import plan_for_host
-from vllm_fleet.vm.status import haproxy_servers, metric_values, problems, service_row, with_gateway
+from vllm_fleet.vm.planning.fleet import plan_for_host
+from vllm_fleet.vm.play.status import haproxy_servers, metric_values, problems, service_row, with_gateway
 
 SPEC = {"services": [{"name": "chat", "storage_uri": "file:///m/chat", "accelerator": "cpu", "gpus": 0}]}
 CHAT = plan_for_host(SPEC, "10.0.0.1", host_name="h1").services[0]

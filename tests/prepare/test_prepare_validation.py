@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_prepare(extra: dict) -> subprocess.CompletedProcess[str]:
-    from vllm_fleet.vm.paths import ensure_collection_link
+    from vllm_fleet.vm.running.paths import ensure_collection_link
 
     ensure_collection_link()
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")

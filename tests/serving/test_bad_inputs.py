@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests.worlds import SANDBOX_CONNECTION
-from vllm_fleet.vm.runner import run_playbook
+from vllm_fleet.vm.running.runner import run_playbook
 
 pytestmark = pytest.mark.world  # runs ansible-playbook (no Docker needed, but it is a real playbook run)
 

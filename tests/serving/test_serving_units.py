@@ -6,10 +6,10 @@ import copy
 
 import pytest
 
-from vllm_fleet.vm import container
-from vllm_fleet.vm.checks import host_problems
-from vllm_fleet.vm.fleet import plan_for_host
-from vllm_fleet.vm.plan import HostPlan
+from vllm_fleet.vm.planning.fleet import plan_for_host
+from vllm_fleet.vm.planning.plan import HostPlan
+from vllm_fleet.vm.play import container
+from vllm_fleet.vm.play.host_checks import host_problems
 
 SETTINGS = container.ContainerSettings(
     registry_mirror="", hf_home="/var/lib/vllm-fleet/hf-home", vllm_cache="/var/lib/vllm-fleet/vllm-cache",
@@ -80,7 +80,7 @@ def test_a_stop_drains_vllm_for_shutdown_timeout_inside_a_longer_docker_stop_tim
 ])
 def test_a_drain_time_outside_the_spec_field_is_refused_by_name(engine: dict, expected: str) -> None:
     from vllm_fleet.spec import SpecError, validate_spec
-    from vllm_fleet.vm.rules import VM_TARGET
+    from vllm_fleet.vm.planning.rules import VM_TARGET
 
     spec = copy.deepcopy(SPEC)
     spec["services"][1]["engine"] = engine

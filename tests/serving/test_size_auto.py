@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from vllm_fleet.spec import SpecError
-from vllm_fleet.vm.fleet import CLI_PLAN_VAR, FleetPlan, plan_for_host
-from vllm_fleet.vm.plan import HostPlan
+from vllm_fleet.vm.planning.fleet import CLI_PLAN_VAR, FleetPlan, plan_for_host
+from vllm_fleet.vm.planning.plan import HostPlan
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = Path(__file__).parent / "fixtures/model_configs"

@@ -7,7 +7,7 @@ import pytest
 
 from vllm_fleet.spec import Adapter, LoraLimits, SpecError, validate_spec
 from vllm_fleet.spec.adapters import derived_limits
-from vllm_fleet.vm.rules import VM_TARGET
+from vllm_fleet.vm.planning.rules import VM_TARGET
 
 
 def adapters(*ranks: int | None) -> list[Adapter]:

@@ -12,7 +12,7 @@ from vllm_fleet.engine_args import render_engine_args
 from vllm_fleet.k8s.validation import CLUSTER_TARGET
 from vllm_fleet.spec import SpecError, parse_storage_uri, validate_spec
 from vllm_fleet.spec.uri import UriError
-from vllm_fleet.vm.rules import VM_TARGET
+from vllm_fleet.vm.planning.rules import VM_TARGET
 
 REPO = Path(__file__).resolve().parents[2]
 INVENTORIES = sorted(p for p in (REPO / "inventories").iterdir() if p.is_dir())

@@ -28,7 +28,7 @@ HF_TOKEN = "hf_weightsWorldTestTokenDoNotLeak0123"
 
 def weights_plan(spec: dict) -> dict:
     """vllm_fleet_plan as vllmfleet.fleet.fleet_plan sets it, from the shared code."""
-    from vllm_fleet.vm.fleet import plan_for_host
+    from vllm_fleet.vm.planning.fleet import plan_for_host
 
     return plan_for_host(spec, "h", source="test").model_dump(mode="json")
 

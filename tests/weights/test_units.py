@@ -99,7 +99,7 @@ def test_prune_keeps_active_and_newest(tmp_path):
 
 
 def test_secret_refs_filter_maps_plan_paths_to_module_parameters():
-    from vllm_fleet.vm.fleet import plan_for_host
+    from vllm_fleet.vm.planning.fleet import plan_for_host
 
     items = plan_for_host({"services": [{
         "name": "a", "storage_uri": "s3://models/a", "accelerator": "cpu", "gpus": 0, "api_key": {"env": "K"},
@@ -120,7 +120,7 @@ def test_secret_refs_filter_maps_plan_paths_to_module_parameters():
 def test_paths_filter_shapes_the_fact_and_refuses_a_missing_service():
     from ansible.errors import AnsibleFilterError
 
-    from vllm_fleet.vm.fleet import plan_for_host
+    from vllm_fleet.vm.planning.fleet import plan_for_host
 
     svc = plan_for_host({"services": [{"name": "chat", "storage_uri": "s3://models/p", "accelerator": "cpu",
                                        "gpus": 0}]}, "h").model_dump()["weights"][0]
@@ -144,8 +144,8 @@ def test_existing_directory_from_another_uri_is_refused(tmp_path):
 
 def test_source_plan_is_what_the_role_reads():
     from vllm_fleet.spec import validate_spec
-    from vllm_fleet.vm.plan import service_plan
-    from vllm_fleet.vm.rules import VM_TARGET
+    from vllm_fleet.vm.planning.plan import service_plan
+    from vllm_fleet.vm.planning.rules import VM_TARGET
 
     dep = validate_spec({"services": [{
         "name": "chat", "storage_uri": "s3://bucket/models/chat", "accelerator": "cpu", "gpus": 0,

@@ -18,14 +18,14 @@ from rich.table import Table
 from vllm_fleet.cli.output import ExitStatus, emit_json, err, out, plain
 from vllm_fleet.cli.vm import InventoryOpt, JsonOpt, LimitOpt, app, spec_failure
 from vllm_fleet.spec.errors import SpecError, SpecIssue
-from vllm_fleet.vm.fleet import FleetPlan
-from vllm_fleet.vm.inventory import InventoryError, check_inventory
+from vllm_fleet.vm.planning.fleet import FleetPlan
+from vllm_fleet.vm.planning.inventory import InventoryError, check_inventory
 
 
 def _planned(inventory: Path, as_json: bool) -> tuple[FleetPlan, dict[str, Any]]:
     """The fleet plan (the inventory checked, secrets not needed), and the extra variables that hand it to a
     playbook."""
-    from vllm_fleet.vm.fleet import CLI_PLAN_VAR
+    from vllm_fleet.vm.planning.fleet import CLI_PLAN_VAR
 
     try:
         fleet = check_inventory(inventory, secrets=False)
@@ -66,8 +66,8 @@ def status(inventory: InventoryOpt, limit: LimitOpt = None, as_json: JsonOpt = F
     """Every service on every host: container, uptime, restarts, health, model and weights revision, requests
     running and waiting, KV-cache usage, tokens/s, and the gateway's view. Changes nothing; exit code 1 when any
     service is unhealthy (named on stderr)."""
-    from vllm_fleet.vm.runner import run_playbook
-    from vllm_fleet.vm.status import problems, with_gateway
+    from vllm_fleet.vm.play.status import problems, with_gateway
+    from vllm_fleet.vm.running.runner import run_playbook
 
     _, planned = _planned(inventory, as_json)
     result = run_playbook("status.yml", inventory, limit=limit, extravars=planned)
@@ -106,7 +106,7 @@ def logs(
     as_json: JsonOpt = False,
 ) -> None:
     """The last lines of a service's container on each host that runs it (through Ansible; no SSH by hand)."""
-    from vllm_fleet.vm.runner import run_playbook
+    from vllm_fleet.vm.running.runner import run_playbook
 
     fleet, planned = _planned(inventory, as_json)
     if host is not None and host not in fleet.hosts:
@@ -150,7 +150,7 @@ def down(
 ) -> None:
     """Remove what vllm-fleet runs: the services' containers and, with no SERVICE named, the gateway and the
     monitoring. Weights stay unless --purge-weights."""
-    from vllm_fleet.vm.runner import run_playbook
+    from vllm_fleet.vm.running.runner import run_playbook
 
     fleet, planned = _planned(inventory, as_json)
     known = sorted({s.name for p in fleet.hosts.values() for s in p.services})
@@ -202,10 +202,10 @@ def bench(
     import json
     import time
 
-    from vllm_fleet.vm import bench as b
-    from vllm_fleet.vm.gateway import GATEWAY_GROUP
-    from vllm_fleet.vm.inventory import group_hosts
-    from vllm_fleet.vm.runner import run_playbook
+    from vllm_fleet.vm.planning.gateway import GATEWAY_GROUP
+    from vllm_fleet.vm.planning.inventory import group_hosts
+    from vllm_fleet.vm.play import bench as b
+    from vllm_fleet.vm.running.runner import run_playbook
 
     fleet, planned = _planned(inventory, as_json)
     plans = fleet.hosts

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from vllm_fleet.cli.output import ExitStatus, emit_json, err, out, plain
 from vllm_fleet.spec import SpecError, Target, load_spec_file, validate_spec
-from vllm_fleet.vm.inventory import SERVE_GROUP, InventoryError, check_inventory, group_hosts
+from vllm_fleet.vm.planning.inventory import SERVE_GROUP, InventoryError, check_inventory, group_hosts
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="From model weights to production vLLM endpoints on GPU VMs and KServe clusters.")
@@ -83,8 +83,8 @@ def _progress_table(result: Any) -> Table:
 
 def _run(inventory: Path, *, check: bool, limit: str | None, tags: str | None, as_json: bool,
          verbose: int, artifacts: Path | None = None) -> None:
-    from vllm_fleet.vm.fleet import CLI_PLAN_VAR
-    from vllm_fleet.vm.runner import run_playbook
+    from vllm_fleet.vm.planning.fleet import CLI_PLAN_VAR
+    from vllm_fleet.vm.running.runner import run_playbook
 
     try:
         fleet = check_inventory(inventory, secrets=True)
@@ -167,7 +167,7 @@ def plan(
 
 def _target_rules(target: Target) -> Any:
     if target is Target.VM:
-        from vllm_fleet.vm.rules import VM_TARGET
+        from vllm_fleet.vm.planning.rules import VM_TARGET
 
         return VM_TARGET
     from vllm_fleet.k8s.validation import CLUSTER_TARGET

@@ -32,7 +32,7 @@ from vllm_fleet.sandbox.hostimage import ensure_host_image
 from vllm_fleet.sandbox.hosts import HostSpec, host_down, host_up, inspect
 from vllm_fleet.sandbox.tiny_models import generate, lessons
 from vllm_fleet.sandbox.vllm_image import ensure_vllm_image, save_archive
-from vllm_fleet.vm.paths import collection_root
+from vllm_fleet.vm.running.paths import collection_root
 
 HOST = "vllm-fleet-sandbox-0"
 PUBLISH = "127.0.0.1:8443:8443"

@@ -5,7 +5,7 @@
       max_regression_percent: 25       # worse than the running container by more than this: roll back, stop
       workload: random                 # or prefix (shared openings asked again, a multi-turn shape)
 
-The load is vLLM's own serving benchmark with these arguments (vllm_fleet.vm.bench renders them); the names of its
+The load is vLLM's own serving benchmark with these arguments (vllm_fleet.vm.play.bench renders them); the names of its
 metrics and workloads live here, so that a spec is checked before any host is touched. Cross-field rules that need
 the service (a gate on a pooling task, a workload longer than the context) are in `gate_rules`.
 """

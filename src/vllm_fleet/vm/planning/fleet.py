@@ -14,16 +14,16 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from vllm_fleet.spec import Deployment, Gateway, Monitoring, SpecError, SpecIssue, validate_spec
-from vllm_fleet.vm.checks import serving_issues
-from vllm_fleet.vm.gateway import GATEWAY_GROUP, GATEWAY_PLAN_VAR, GatewayPlan, fleet_gateway
-from vllm_fleet.vm.monitoring import (
+from vllm_fleet.vm.planning.checks import serving_issues
+from vllm_fleet.vm.planning.gateway import GATEWAY_GROUP, GATEWAY_PLAN_VAR, GatewayPlan, fleet_gateway
+from vllm_fleet.vm.planning.monitoring import (
     MONITORING_GROUP,
     MONITORING_PLAN_VAR,
     MonitoringPlan,
     exporter_host,
     fleet_monitoring,
 )
-from vllm_fleet.vm.plan import (
+from vllm_fleet.vm.planning.plan import (
     BACKEND_ADDRESS_VAR,
     CONTAINER_PREFIX,
     LOOPBACK,
@@ -33,8 +33,8 @@ from vllm_fleet.vm.plan import (
     backend_address,
     host_plan,
 )
-from vllm_fleet.vm.rules import VM_TARGET
-from vllm_fleet.vm.secrets import unresolved_secrets
+from vllm_fleet.vm.planning.rules import VM_TARGET
+from vllm_fleet.vm.planning.secrets import unresolved_secrets
 
 SPEC_VAR = "vllm_fleet_spec"
 SERVE_GROUP = "vllm_hosts"

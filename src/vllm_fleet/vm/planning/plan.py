@@ -1,6 +1,6 @@
 """A validated spec turned into what one host must run: the typed plan every VM stage reads.
 
-The plan is the contract between Python and Ansible: the fleet plan (vm/fleet.py) hands each host's
+The plan is the contract between Python and Ansible: the fleet plan (planning/fleet.py) hands each host's
 `HostPlan.model_dump()` to the play as the fact `vllm_fleet_plan`, and Python code that receives it back (filters,
 checks) validates it into these models again instead of reading keys by hand. `tests/test_plan_contract.py` holds
 the roles' argument specs against them.

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from vllm_fleet.spec import SpecError, SpecIssue
-from vllm_fleet.vm.fleet import (
+from vllm_fleet.vm.planning.fleet import (
     GROUPS,
     SERVE_GROUP,
     SPEC_VAR,

@@ -15,7 +15,7 @@ from vllm_fleet.monitoring.rules import GATEWAY_FRONTEND
 from vllm_fleet.spec import Gateway, SpecError, SpecIssue
 from vllm_fleet.spec.errors import show_value
 from vllm_fleet.spec.gateway import ALL_MODELS, HEALTH_ROUTE, MODELS_ROUTE, TASK_ROUTES
-from vllm_fleet.vm.plan import BACKEND_ADDRESS_VAR, LOOPBACK, HostPlan, PlanModel, probe_address
+from vllm_fleet.vm.planning.plan import BACKEND_ADDRESS_VAR, LOOPBACK, HostPlan, PlanModel, probe_address
 
 GATEWAY_GROUP = "vllm_gateways"
 GATEWAY_PLAN_VAR = "vllm_fleet_gateway_plan"

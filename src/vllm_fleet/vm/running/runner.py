@@ -14,7 +14,7 @@ from typing import Any
 
 import ansible_runner
 
-from vllm_fleet.vm import paths
+from vllm_fleet.vm.running import paths
 
 ENDPOINTS_STAT = "vllm_fleet_endpoints"
 GATEWAY_STAT = "vllm_fleet_gateway"

@@ -24,8 +24,15 @@ from vllm_fleet.monitoring.rules import (
 )
 from vllm_fleet.spec import Monitoring, SpecError, SpecIssue
 from vllm_fleet.spec.monitoring import ServiceSlo
-from vllm_fleet.vm.gateway import GatewayPlan
-from vllm_fleet.vm.plan import BACKEND_ADDRESS_VAR, LOOPBACK, HostPlan, PlanModel, backend_address, probe_address
+from vllm_fleet.vm.planning.gateway import GatewayPlan
+from vllm_fleet.vm.planning.plan import (
+    BACKEND_ADDRESS_VAR,
+    LOOPBACK,
+    HostPlan,
+    PlanModel,
+    backend_address,
+    probe_address,
+)
 
 MONITORING_GROUP = "vllm_monitoring"
 MONITORING_PLAN_VAR = "vllm_fleet_monitoring_plan"

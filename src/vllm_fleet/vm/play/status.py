@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from vllm_fleet.vm.plan import LABEL_PREFIX, ServicePlan
+from vllm_fleet.vm.planning.plan import LABEL_PREFIX, ServicePlan
 
 # The vLLM metrics a row shows (gauges), and the counter whose rate is the row's tokens per second.
 GAUGES = {"running": "vllm:num_requests_running", "waiting": "vllm:num_requests_waiting",

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from vllm_fleet.engine_args import ADAPTERS_MOUNT, MODEL_MOUNT, STOP_MARGIN_SECONDS, lora_modules_args
-from vllm_fleet.vm.plan import LABEL_PREFIX, PlanModel, ServicePlan, adapter_key
+from vllm_fleet.vm.planning.plan import LABEL_PREFIX, PlanModel, ServicePlan, adapter_key
 
 # The API key reaches vLLM from a root-only file on the host, mounted read-only here and read by a wrapper that
 # exports it and execs the image's own entrypoint: it is in no argv, no container config and no inspect output.
