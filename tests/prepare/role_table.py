@@ -1,6 +1,6 @@
 """Print a role's README variable table from its meta/argument_specs.yml (run: python tests/prepare/role_table.py ROLE).
 
-Uses the same default rendering as tests/test_role_docs.py, so a regenerated table always matches.
+Uses the same default rendering as tests/roles/test_role_docs.py, so a regenerated table always matches.
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ from vllm_fleet.sandbox import ledger
 def test_areas_are_directories_and_the_serving_world_is_one_area_per_file() -> None:
     assert ledger.area_of("tests/serving/test_gateway_e2e.py::test_x") == "serving:gateway_e2e"
     assert ledger.area_of("tests/weights/test_fetch.py::test_y[a]") == "weights"
-    assert ledger.area_of("tests/test_molecule.py::test_scenario[docker:default]") == "molecule"
+    assert ledger.area_of("tests/roles/test_molecule.py::test_scenario[docker:default]") == "roles:molecule"
+    assert ledger.area_of("tests/test_loose.py::test_x") == "loose"
 
 
 def test_figures_are_summed_per_area_with_totals_and_nothing_is_recorded_without_a_ledger(

@@ -26,13 +26,14 @@ LEDGER_ENV = "VLLM_FLEET_LEDGER"
 KINDS = ("seconds", "deploys", "playbooks", "engine_starts", "bench_requests")
 HEADINGS = {"seconds": "wall s", "deploys": "deploy runs", "playbooks": "other playbook runs",
             "engine_starts": "vLLM engine starts", "bench_requests": "benchmark requests"}
-# Tests of these directories are one area per file: the serving world's steps differ too much to add up.
-SPLIT_BY_FILE = {"serving"}
+# Tests of these directories are one area per file: the serving world's steps differ too much to add up, and the
+# roles' Molecule scenarios cost another order than their docs check.
+SPLIT_BY_FILE = {"serving", "roles"}
 
 
 def area_of(nodeid: str) -> str:
     """tests/serving/test_gateway_e2e.py::x -> serving:gateway_e2e; tests/weights/test_fetch.py::x -> weights;
-    tests/test_molecule.py::x -> molecule."""
+    tests/roles/test_molecule.py::x -> roles:molecule; a file at the root (none now) -> its stem."""
     parts = nodeid.split("::", 1)[0].split("/")
     stem = parts[-1].removeprefix("test_").removesuffix(".py")
     if len(parts) > 2:

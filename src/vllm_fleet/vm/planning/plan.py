@@ -2,7 +2,7 @@
 
 The plan is the contract between Python and Ansible: the fleet plan (planning/fleet.py) hands each host's
 `HostPlan.model_dump()` to the play as the fact `vllm_fleet_plan`, and Python code that receives it back (filters,
-checks) validates it into these models again instead of reading keys by hand. `tests/test_plan_contract.py` holds
+checks) validates it into these models again instead of reading keys by hand. `tests/vm/test_plan_contract.py` holds
 the roles' argument specs against them.
 """
 

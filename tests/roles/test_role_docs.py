@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROLES = sorted(p for p in (Path(__file__).resolve().parents[1] / "roles").iterdir() if (p / "tasks").is_dir())
+ROLES = sorted(p for p in (Path(__file__).resolve().parents[2] / "roles").iterdir() if (p / "tasks").is_dir())
 
 
 def spec_rows(role: Path) -> dict[str, tuple[str, str]]:

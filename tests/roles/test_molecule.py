@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCENARIOS = sorted(REPO.glob("roles/*/molecule/*/molecule.yml"))
 
 pytestmark = [pytest.mark.world, pytest.mark.molecule, pytest.mark.slow, pytest.mark.timeout(1800)]

@@ -12,7 +12,7 @@ import pytest
 
 from vllm_fleet.sandbox import aptcache
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.world

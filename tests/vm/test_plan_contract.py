@@ -17,7 +17,7 @@ from vllm_fleet.vm.planning.gateway import GatewayClientPlan, GatewayPlan, Gatew
 from vllm_fleet.vm.planning.monitoring import MonitoringPlan
 from vllm_fleet.vm.planning.plan import HostPlan, ServicePlan, WeightsPlan
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCALARS = {str: "str", int: "int", bool: "bool", float: "float"}
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from ansible.errors import AnsibleConnectionFailure
 
-PLUGIN = Path(__file__).resolve().parent / "ansible_plugins" / "connection" / "sandbox_docker_api.py"
+PLUGIN = Path(__file__).resolve().parents[1] / "ansible_plugins" / "connection" / "sandbox_docker_api.py"
 
 
 @pytest.fixture
