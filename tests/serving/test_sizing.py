@@ -33,20 +33,25 @@ def test_int8_gptq_halves_the_weights_of_a_16_bit_model() -> None:
     assert 0.5 < q.weight_bytes / full.weight_bytes < 0.55  # embeddings stay 16-bit
 
 
+# model, GPU, GPUs in the pool, the smallest tensor-parallel size holding the full context, that context.
+SMALLEST_SIZES = """
+llama-3.1-8b                    A100-80GB  1  1  131072
+llama-3.1-8b                    H100-SXM   8  1  131072
+llama-3.1-8b                    L4         2  2  131072
+llama-3.1-70b                   A100-80GB  4  4  131072
+llama-3.1-70b                   H100-SXM   8  4  131072
+qwen2.5-7b-instruct             RTX-4090   1  1  32768
+qwen2.5-7b-instruct             L4         4  1  32768
+qwen2.5-72b-instruct-gptq-int8  A100-80GB  2  2  32768
+qwen2.5-72b-instruct-gptq-int8  H100-SXM   4  2  32768
+qwen2.5-72b-instruct-gptq-int8  RTX-4090   8  8  32768
+mistral-7b-instruct-v0.3        L4         1  1  32768
+mistral-7b-instruct-v0.3        RTX-4090   1  1  32768
+"""
+
+
 @pytest.mark.parametrize(("model", "gpu", "count", "tp", "max_len"), [
-    ("llama-3.1-8b", "A100-80GB", 1, 1, 131072),
-    ("llama-3.1-8b", "H100-SXM", 8, 1, 131072),
-    ("llama-3.1-8b", "L4", 2, 2, 131072),
-    ("llama-3.1-70b", "A100-80GB", 4, 4, 131072),
-    ("llama-3.1-70b", "H100-SXM", 8, 4, 131072),
-    ("qwen2.5-7b-instruct", "RTX-4090", 1, 1, 32768),
-    ("qwen2.5-7b-instruct", "L4", 4, 1, 32768),
-    ("qwen2.5-72b-instruct-gptq-int8", "A100-80GB", 2, 2, 32768),
-    ("qwen2.5-72b-instruct-gptq-int8", "H100-SXM", 4, 2, 32768),
-    ("qwen2.5-72b-instruct-gptq-int8", "RTX-4090", 8, 8, 32768),
-    ("mistral-7b-instruct-v0.3", "L4", 1, 1, 32768),
-    ("mistral-7b-instruct-v0.3", "RTX-4090", 1, 1, 32768),
-])
+    (m, g, int(c), int(t), int(n)) for m, g, c, t, n in (row.split() for row in SMALLEST_SIZES.strip().splitlines())])
 def test_smallest_tensor_parallel_size_holding_the_full_context(model, gpu, count, tp, max_len) -> None:
     r = size(cfg(model), gpu_mib=GPU_MIB[gpu], gpu_count=count)
     assert (r.tensor_parallel_size, r.max_model_len) == (tp, max_len)

@@ -15,11 +15,14 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from vllm_fleet.cli.options import InventoryOpt, JsonOpt, LimitOpt, spec_failure
 from vllm_fleet.cli.output import ExitStatus, emit_json, err, out, plain
-from vllm_fleet.cli.vm import InventoryOpt, JsonOpt, LimitOpt, app, spec_failure
 from vllm_fleet.spec.errors import SpecError, SpecIssue
 from vllm_fleet.vm.planning.fleet import FleetPlan
 from vllm_fleet.vm.planning.inventory import InventoryError, check_inventory
+
+# status, logs, down and bench; the root app (cli/app.py) takes them in.
+ops_app = typer.Typer()
 
 
 def _planned(inventory: Path, as_json: bool) -> tuple[FleetPlan, dict[str, Any]]:
@@ -61,7 +64,7 @@ def _num(value: Any, fmt: str = "{:g}") -> str:
     return "-" if value is None else fmt.format(value)
 
 
-@app.command()
+@ops_app.command()
 def status(inventory: InventoryOpt, limit: LimitOpt = None, as_json: JsonOpt = False) -> None:
     """Every service on every host: container, uptime, restarts, health, model and weights revision, requests
     running and waiting, KV-cache usage, tokens/s, and the gateway's view. Changes nothing; exit code 1 when any
@@ -96,7 +99,7 @@ def status(inventory: InventoryOpt, limit: LimitOpt = None, as_json: JsonOpt = F
         raise typer.Exit(ExitStatus.FAILED)
 
 
-@app.command()
+@ops_app.command()
 def logs(
     inventory: InventoryOpt,
     service: Annotated[str, typer.Argument(help="the service's name in the spec")],
@@ -137,7 +140,7 @@ def logs(
         raise typer.Exit(ExitStatus.FAILED)
 
 
-@app.command()
+@ops_app.command()
 def down(
     inventory: InventoryOpt,
     services: Annotated[list[str] | None, typer.Argument(help="only these services (default: everything)")] = None,
@@ -177,7 +180,7 @@ BASELINES = Path(os.environ.get("VLLM_FLEET_BENCH_BASELINES",
                                 Path.home() / ".local" / "share" / "vllm-fleet" / "bench-baselines"))
 
 
-@app.command()
+@ops_app.command()
 def bench(
     inventory: InventoryOpt,
     model: Annotated[str | None, typer.Option("--model", help="served model name (default: the first generate "
@@ -202,13 +205,11 @@ def bench(
     import json
     import time
 
-    from vllm_fleet.vm.planning.gateway import GATEWAY_GROUP
-    from vllm_fleet.vm.planning.inventory import group_hosts
+    from vllm_fleet.vm.planning.bench import bench_target
     from vllm_fleet.vm.play import bench as b
     from vllm_fleet.vm.running.runner import run_playbook
 
     fleet, planned = _planned(inventory, as_json)
-    plans = fleet.hosts
     found = list(b.workloads(input_len, output_len))
     if workload not in found:
         _bad_input(as_json, "--workload", repr(workload), "is not a benchmark workload",
@@ -218,39 +219,19 @@ def bench(
     except ValueError as exc:
         _bad_input(as_json, "--rates", repr(rates), f"has '{exc}', which is not a positive number or inf",
                    "give rates like 1,2,4 or inf")
-    gateway_hosts = group_hosts(inventory, None, (GATEWAY_GROUP,))[GATEWAY_GROUP]
-    gw = fleet.gateway
-    if gw is None:
-        _bad_input(as_json, "--inventory", repr(str(inventory)), "has no gateway to benchmark through",
-                   "add a gateway block and a vllm_gateways group, and deploy")
-        return
-    generate = [p for p in gw.pools if p.task == "generate"]
-    pool = next((p for p in generate if p.model == model), None) if model else (generate[0] if generate else None)
-    if pool is None:
-        _bad_input(as_json, "--model", repr(model), "is not a generate model behind the gateway",
-                   f"use one of: {', '.join(p.model for p in generate) or 'none'}")
-        return
-    allowed = [c for c in gw.clients if pool.model in c.models and (client is None or c.name == client)]
-    if not allowed:
-        _bad_input(as_json, "--client", repr(client), f"names no client whose key may use '{pool.model}'",
-                   f"use one of: {', '.join(c.name for c in gw.clients if pool.model in c.models) or 'none'}")
-        return
-    runner_host = pool.servers[0].host
-    service = next(s.name for s in plans[runner_host].services if s.served_model_name == pool.model)
-    first = gw.hosts[0]
-    scheme = "http" if gw.tls_mode == "off" else "https"
-    ca = ""
-    if gw.tls_mode == "generated":
-        pki = next(g.variables.get("gateway_pki_dir") for g in gateway_hosts if g.host == first)
-        ca = str(Path(pki or "~/.local/share/vllm-fleet/gateway-pki").expanduser() / "ca.pem")
-    base_url = f"{scheme}://{gw.addresses[first]}:{gw.port}"
+    try:
+        target = bench_target(fleet, str(inventory), model, client)
+    except SpecError as exc:
+        spec_failure([exc], as_json)
+        raise
+    pool, runner_host, ca, base_url = target.pool, target.host, target.ca_file, target.base_url
     shape = b.workloads(input_len, output_len)[workload]
     stamp = time.strftime("%Y%m%d-%H%M%S")
     runs = [{"label": f"{stamp}-rate-{r:g}", "args": b.bench_args(shape, model=pool.model, base_url=base_url,
                                                                    rate=r, prompts=prompts, concurrency=concurrency,
                                                                    label=f"{stamp}-rate-{r:g}")} for r in sweep]
-    extra = {**planned, "vllm_fleet_bench_service": service, "vllm_fleet_bench_runs": runs,
-             "vllm_fleet_bench_key_ref": allowed[0].key_ref, "vllm_fleet_bench_ca": ca, "vllm_fleet_bench_id": stamp}
+    extra = {**planned, "vllm_fleet_bench_service": target.service, "vllm_fleet_bench_runs": runs,
+             "vllm_fleet_bench_key_ref": target.client.key_ref, "vllm_fleet_bench_ca": ca, "vllm_fleet_bench_id": stamp}
     result = run_playbook("bench.yml", inventory, limit=runner_host, extravars=extra)
     if not result.ok:
         _failed_run(result, as_json)
@@ -259,7 +240,7 @@ def bench(
     output.mkdir(parents=True, exist_ok=True)
     raw_path = output / f"bench-{stamp}.json"
     meta = {"model": pool.model, "workload": workload, "description": shape.description, "gateway": base_url,
-            "client": allowed[0].name, "ran_on": runner_host, "prompts": prompts, "concurrency": concurrency}
+            "client": target.client.name, "ran_on": runner_host, "prompts": prompts, "concurrency": concurrency}
     raw_path.write_text(json.dumps({"meta": meta, "summary": summaries, "raw": raw}, indent=2, default=str))
     png = b.plot(summaries, output / f"bench-{stamp}.png", f"{pool.model}: {shape.description}")
     comparison = None

@@ -9,30 +9,16 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
+from vllm_fleet.cli.options import InventoryOpt, JsonOpt, LimitOpt, spec_failure
 from vllm_fleet.cli.output import ExitStatus, emit_json, err, out, plain
 from vllm_fleet.spec import SpecError, Target, load_spec_file, validate_spec
 from vllm_fleet.vm.planning.inventory import SERVE_GROUP, InventoryError, check_inventory, group_hosts
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="From model weights to production vLLM endpoints on GPU VMs and KServe clusters.")
-
-InventoryOpt = Annotated[Path, typer.Option("--inventory", "-i", help="Ansible inventory (file or directory)")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output on stdout")]
-LimitOpt = Annotated[str | None, typer.Option("--limit", "-l", help="Ansible host pattern to limit the run to")]
+# validate, plan and deploy; the root app (cli/app.py) takes them in.
+vm_app = typer.Typer()
 
 
-def spec_failure(errors: list[SpecError], as_json: bool) -> None:
-    if as_json:
-        emit_json({"ok": False, "errors": [
-            {"source": e.source, "issues": [i.as_dict() for i in e.issues]} for e in errors
-        ]})
-    else:
-        for e in errors:
-            plain(e.render())
-    raise typer.Exit(ExitStatus.BAD_INPUT)
-
-
-@app.command()
+@vm_app.command()
 def validate(
     inventory: Annotated[Path | None, typer.Option("--inventory", "-i", help="Ansible inventory")] = None,
     spec: Annotated[Path | None, typer.Option("--spec", "-s", help="a spec file (bare, or a vars file)")] = None,
@@ -139,7 +125,7 @@ def _print_summary(result: Any) -> None:
     err.print(f"run: {verdict}")
 
 
-@app.command()
+@vm_app.command()
 def deploy(
     inventory: InventoryOpt,
     limit: LimitOpt = None,
@@ -153,7 +139,7 @@ def deploy(
     _run(inventory, check=False, limit=limit, tags=tags, as_json=as_json, verbose=verbose, artifacts=artifacts)
 
 
-@app.command()
+@vm_app.command()
 def plan(
     inventory: InventoryOpt,
     limit: LimitOpt = None,

@@ -32,13 +32,14 @@ from vllm_fleet.sandbox.hostimage import ensure_host_image
 from vllm_fleet.sandbox.hosts import HostSpec, host_down, host_up, inspect
 from vllm_fleet.sandbox.tiny_models import generate, lessons
 from vllm_fleet.sandbox.vllm_image import ensure_vllm_image, save_archive
+from vllm_fleet.vm.planning.gateway import PKI_DIR
 from vllm_fleet.vm.running.paths import collection_root
 
 HOST = "vllm-fleet-sandbox-0"
 PUBLISH = "127.0.0.1:8443:8443"
 BASE_URL = "https://127.0.0.1:8443/v1"
-# gateway_pki_dir's default: the generated CA that signs the gateway's certificate.
-CA_FILE = Path.home() / ".local" / "share" / "vllm-fleet" / "gateway-pki" / "ca.pem"
+# The generated CA that signs the gateway's certificate (gateway_pki_dir's default).
+CA_FILE = Path(PKI_DIR).expanduser() / "ca.pem"
 MODELS_MOUNT = "/srv/vllm-fleet/seed-models"
 IMAGES_MOUNT = "/srv/vllm-fleet/images"
 KEY_FILE = Path.home() / ".cache" / "vllm-fleet" / "demo-api-key"  # between the gateway and the services

@@ -15,7 +15,14 @@ from typing import Any, TypeVar
 
 from vllm_fleet.spec import Deployment, Gateway, Monitoring, SpecError, SpecIssue, validate_spec
 from vllm_fleet.vm.planning.checks import serving_issues
-from vllm_fleet.vm.planning.gateway import GATEWAY_GROUP, GATEWAY_PLAN_VAR, GatewayPlan, fleet_gateway
+from vllm_fleet.vm.planning.gateway import (
+    GATEWAY_GROUP,
+    GATEWAY_PLAN_VAR,
+    PKI_DIR,
+    PKI_DIR_VAR,
+    GatewayPlan,
+    fleet_gateway,
+)
 from vllm_fleet.vm.planning.monitoring import (
     MONITORING_GROUP,
     MONITORING_PLAN_VAR,
@@ -170,7 +177,9 @@ def plan_fleet(found: Mapping[str, list[InventoryHost]], environ: Mapping[str, s
     issues += more
     gateway = monitoring = None
     try:
-        gateway = fleet_gateway(plans, gateway_block, {g.host: g.address for g in found.get(GATEWAY_GROUP, [])})
+        gateways = found.get(GATEWAY_GROUP, [])
+        pki_dir = str((gateways[0].variables.get(PKI_DIR_VAR) if gateways else None) or PKI_DIR)
+        gateway = fleet_gateway(plans, gateway_block, {g.host: g.address for g in gateways}, pki_dir)
     except SpecError as exc:
         issues += exc.issues
     try:

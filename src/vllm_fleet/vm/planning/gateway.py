@@ -9,6 +9,7 @@ touched, naming the host, the field and the fix.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Literal
 
 from vllm_fleet.monitoring.rules import GATEWAY_FRONTEND
@@ -21,6 +22,10 @@ GATEWAY_GROUP = "vllm_gateways"
 GATEWAY_PLAN_VAR = "vllm_fleet_gateway_plan"
 # HAProxy's runtime API socket on the gateway hosts, through which the serve stage drains and restores servers.
 ADMIN_SOCKET = "/run/haproxy/admin.sock"
+# The controller directory that keeps the generated CA (tls mode generated), unless the gateway hosts' variable
+# gateway_pki_dir names another; clients are handed its ca.pem.
+PKI_DIR_VAR = "gateway_pki_dir"
+PKI_DIR = "~/.local/share/vllm-fleet/gateway-pki"
 
 
 class GatewayServer(PlanModel):
@@ -77,11 +82,24 @@ class GatewayPlan(PlanModel):
     # The client-facing frontend's name, which the shipped alerts and dashboards select on.
     frontend: str = GATEWAY_FRONTEND
     admin_socket: str = ADMIN_SOCKET
+    # The controller directory of the generated CA (gateway_pki_dir of the first gateway host, else PKI_DIR).
+    pki_dir: str = PKI_DIR
+
+    @property
+    def ca_file(self) -> str:
+        """The CA file a client trusts on the controller, or "" when the gateway's TLS is not generated."""
+        return str(Path(self.pki_dir).expanduser() / "ca.pem") if self.tls_mode == "generated" else ""
+
+    @property
+    def base_url(self) -> str:
+        """The fleet's URL at the first gateway host (no /v1)."""
+        scheme = "http" if self.tls_mode == "off" else "https"
+        return f"{scheme}://{self.addresses[self.hosts[0]]}:{self.port}"
     health_route: str = HEALTH_ROUTE
 
 
 def fleet_gateway(plans: Mapping[str, HostPlan], gateway: Gateway | None,
-                  gateway_hosts: Mapping[str, str]) -> GatewayPlan | None:
+                  gateway_hosts: Mapping[str, str], pki_dir: str = PKI_DIR) -> GatewayPlan | None:
     """The gateway plan of a fleet from its one `gateway:` block, or None when there is neither the block nor a
     gateway host.
 
@@ -160,4 +178,4 @@ def fleet_gateway(plans: Mapping[str, HostPlan], gateway: Gateway | None,
         tls_key_ref=tls.key.model_dump(exclude_none=True) if tls.key else None,
         health_interval_seconds=gateway.health.interval_seconds, health_fall=gateway.health.fall,
         health_rise=gateway.health.rise, request_timeout_seconds=gateway.request_timeout_seconds,
-        pools=[pools[m] for m in sorted(pools)], clients=clients, routes=routes, models=every_model)
+        pools=[pools[m] for m in sorted(pools)], clients=clients, routes=routes, models=every_model, pki_dir=pki_dir)
