@@ -247,10 +247,11 @@ def test_gpu_ids_are_checked_against_the_real_gpus() -> None:
         return host_problems(HostPlan(services=services, address="10.0.0.5"), mounts=[], ipc_host=False, containers=[],
                              gpu_facts=facts)
 
-    assert gpus(services, {"gpu_count": 4}) == []
-    assert "asks for 2 GPU(s); this host has 1" in gpus(services, {"gpu_count": 1})[0]
+    # gpu_facts as the prepare stage's module reports them: the problems read its summary.
+    assert gpus(services, {"gpu_count": 4, "summary": {"count": 4, "memory_mib": 81920}}) == []
+    assert "asks for 2 GPU(s); this host has 1" in gpus(services, {"gpu_count": 1, "summary": {"count": 1}})[0]
     high = [services[0].model_copy(update={"device_ids": [2, 3]})]
-    assert "GPU id(s) [3] do not exist" in gpus(high, {"gpu_count": 3})[0]
+    assert "GPU id(s) [3] do not exist" in gpus(high, {"gpu_count": 3, "summary": {"count": 3}})[0]
     assert gpus(services, {}) == []
 
 

@@ -14,7 +14,7 @@ from vllm_fleet.spec.adapters import derived_limits
 from vllm_fleet.spec.errors import show_value
 from vllm_fleet.units import spec_size_mib
 from vllm_fleet.vllm_flags import check_extra_args
-from vllm_fleet.vm.planning.plan import Settled
+from vllm_fleet.vm.planning.plan import GpuSummary, Settled, gpu_summary
 
 # vLLM's own floor: it refused to start with 64 MiB and asked for 160 MiB on a tiny model.
 MIN_SHM_MIB = 160
@@ -46,12 +46,12 @@ def _capability(text: str) -> tuple[int, int]:
     return int(major), int(minor or 0)
 
 
-def _gpu_kind_issues(svc: Service, at: str, gpus: Mapping[str, Any], config: Mapping[str, Any] | None
+def _gpu_kind_issues(svc: Service, at: str, gpus: GpuSummary, config: Mapping[str, Any] | None
                      ) -> list[SpecIssue]:
     """What the kind of GPU rules out: bfloat16 below compute capability 8.0, and GPUs partitioned by MIG, which
     sizing and placement would otherwise count as whole GPUs."""
     issues = []
-    capability = gpus.get("compute_capability")
+    capability = gpus.compute_capability
     wanted = svc.engine.dtype
     implied = (config or {}).get("torch_dtype") or (config or {}).get("dtype")
     bf16 = wanted == "bfloat16" or (wanted == "auto" and implied == "bfloat16")
@@ -61,10 +61,10 @@ def _gpu_kind_issues(svc: Service, at: str, gpus: Mapping[str, Any], config: Map
                                 f"{how}, which GPUs of compute capability {capability} cannot run (8.0 or newer "
                                 "needed); vLLM would refuse to start",
                                 "set engine.dtype: float16, or serve it on Ampere or newer GPUs"))
-    mig = sorted(int(i) for i in gpus.get("mig_gpus") or [])
+    mig = sorted(gpus.mig_gpus)
     if mig:
         on_mig = [d for d in svc.device_ids or [] if d in mig]
-        whole = int(gpus.get("count", 0)) - len(mig)
+        whole = gpus.count - len(mig)
         if on_mig:
             issues.append(SpecIssue(f"{at}.gpus", show_value(svc.gpus),
                                     f"GPU(s) {on_mig} are in MIG mode: partitioned, not whole GPUs",
@@ -89,7 +89,7 @@ def serving_issues(dep: Deployment, variables: Mapping[str, Any], *, resolve_aut
     """
     issues: list[SpecIssue] = []
     settled: dict[str, Settled] = {}
-    gpus = variables.get("vllm_fleet_gpus") or {}
+    gpus = gpu_summary(variables.get("vllm_fleet_gpus"))
     configs = variables.get("vllm_fleet_model_configs") or {}
     ipc_host = bool(variables.get("vllm_server_ipc_host", False))
     counted = 0
@@ -105,9 +105,9 @@ def serving_issues(dep: Deployment, variables: Mapping[str, Any], *, resolve_aut
         config = _load_config(svc, configs) if svc.accelerator.value == "nvidia" and gpus else None
         if svc.accelerator.value == "nvidia" and gpus:
             issues += _gpu_kind_issues(svc, at, gpus, config)
-        if svc.tp_auto and (config is None or not gpus.get("memory_mib")):
+        if svc.tp_auto and (config is None or not gpus or not gpus.memory_mib):
             if resolve_auto:
-                missing = ("the host's GPUs (vllm_fleet_gpus)" if not gpus.get("memory_mib")
+                missing = ("the host's GPUs (vllm_fleet_gpus)" if not gpus or not gpus.memory_mib
                            else "the model's config.json")
                 issues.append(SpecIssue(f"{at}.tensor_parallel_size", show_value(svc.tensor_parallel_size),
                                         f"cannot be sized: {missing} is not known",
@@ -116,7 +116,7 @@ def serving_issues(dep: Deployment, variables: Mapping[str, Any], *, resolve_aut
             continue
         if svc.accelerator.value != "nvidia" or not gpus:
             continue
-        count = int(gpus.get("count", 0))
+        count = gpus.count
         for dev in svc.device_ids or []:
             if dev >= count:
                 issues.append(SpecIssue(f"{at}.gpus", show_value(svc.gpus),
@@ -127,7 +127,7 @@ def serving_issues(dep: Deployment, variables: Mapping[str, Any], *, resolve_aut
                                     f"asks for {svc.gpu_count} GPU(s) but the host has {count}",
                                     "lower tensor_parallel_size and gpus, or pick a larger host"))
             continue
-        if config is None or not gpus.get("memory_mib"):
+        if config is None or not gpus.memory_mib:
             counted += svc.gpu_count
             continue
         pool = min(svc.gpu_count, count)
@@ -135,13 +135,13 @@ def serving_issues(dep: Deployment, variables: Mapping[str, Any], *, resolve_aut
         # The slots vLLM reserves for the service's adapters (--max-loras of rank --max-lora-rank) leave less room.
         lora = derived_limits(svc.adapters, svc.lora) if svc.adapters else (0, 0)
         try:
-            result = size(config, gpu_mib=int(gpus["memory_mib"]), gpu_count=pool,
+            result = size(config, gpu_mib=gpus.memory_mib, gpu_count=pool,
                           utilization=svc.engine.gpu_memory_utilization, max_model_len=svc.engine.max_model_len,
                           tensor_parallel_size=fixed_tp, lora=lora)
         except SizingError as exc:
             hint = "use a larger GPU, quantization, or a lower max_model_len"
             try:
-                fit = size(config, gpu_mib=int(gpus["memory_mib"]), gpu_count=count,
+                fit = size(config, gpu_mib=gpus.memory_mib, gpu_count=count,
                            utilization=svc.engine.gpu_memory_utilization, lora=lora)
                 need = fit.tensor_parallel_size
                 hint = (f"give it a pool of at least {need} GPUs (gpus: {need})" if svc.tp_auto else
@@ -160,7 +160,7 @@ def serving_issues(dep: Deployment, variables: Mapping[str, Any], *, resolve_aut
         counted += result.tensor_parallel_size if svc.tp_auto else svc.gpu_count
         if entry != Settled():
             settled[svc.name] = entry
-    if gpus and counted > int(gpus.get("count", 0)):
+    if gpus and counted > gpus.count:
         issues.append(SpecIssue("services", f"{counted} GPUs", f"the services ask for {counted} GPUs in all but the "
-                                f"host has {gpus.get('count')}", "give each service its own GPUs within the host"))
+                                f"host has {gpus.count}", "give each service its own GPUs within the host"))
     return issues, settled

@@ -38,6 +38,7 @@ from vllm_fleet.vm.planning.plan import (
     PlanModel,
     Settled,
     backend_address,
+    gpu_summary,
     host_plan,
 )
 from vllm_fleet.vm.planning.rules import VM_TARGET
@@ -92,7 +93,8 @@ def validated_host_plan(
         if issues:
             raise SpecError(issues, source)
     prefix = str((variables or {}).get("vllm_fleet_container_prefix") or CONTAINER_PREFIX)
-    mig = frozenset(int(i) for i in ((variables or {}).get("vllm_fleet_gpus") or {}).get("mig_gpus") or [])
+    gpus = gpu_summary((variables or {}).get("vllm_fleet_gpus"))
+    mig = frozenset(gpus.mig_gpus if gpus else [])
     host = str((variables or {}).get("inventory_hostname") or host_name or host_address)
     return dep, host_plan(dep, host_address, settled, prefix, mig, host, backend_address(variables))
 

@@ -149,6 +149,21 @@ class WeightsPlan(PlanModel):
     fit: AdapterFit | None = None
 
 
+class GpuSummary(PlanModel):
+    """A host's GPUs as the prepare stage's gpu_facts sums them up (its `summary`, published to the serve stage as
+    vllm_fleet_gpus): how many, the smallest memory, the lowest compute capability, the ids in MIG mode."""
+
+    count: int = 0
+    memory_mib: int = 0
+    compute_capability: str | None = None
+    mig_gpus: list[int] = []
+
+
+def gpu_summary(value: Any) -> GpuSummary | None:
+    """vllm_fleet_gpus (or gpu_facts' summary) as a GpuSummary; None when the host's GPUs are not known."""
+    return GpuSummary.model_validate(dict(value)) if value else None
+
+
 class Settled(PlanModel):
     """What the controller's serving checks settle for a service from the host's GPUs and its config.json: a
     max_model_len when the spec gives none, and for tensor_parallel_size auto the size and the GPUs it takes."""

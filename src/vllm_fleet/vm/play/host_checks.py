@@ -8,7 +8,7 @@ from typing import Any
 
 from vllm_fleet.units import spec_size_mib
 from vllm_fleet.vm.planning.checks import MIN_SHM_MIB
-from vllm_fleet.vm.planning.plan import HostPlan
+from vllm_fleet.vm.planning.plan import HostPlan, gpu_summary
 
 
 def host_problems(plan: HostPlan, *, mounts: list[Mapping[str, Any]], ipc_host: bool,
@@ -37,10 +37,11 @@ def _shm_problems(plan: HostPlan, mounts: list[Mapping[str, Any]], ipc_host: boo
 
 
 def _gpu_problems(plan: HostPlan, gpu_facts: Mapping[str, Any] | None) -> list[str]:
-    """Device ids and counts against the host's real GPUs (the prepare stage's gpu_facts)."""
-    if not gpu_facts:
+    """Device ids and counts against the host's real GPUs (the prepare stage's gpu_facts, by their summary)."""
+    gpus = gpu_summary((gpu_facts or {}).get("summary"))
+    if gpus is None:
         return []
-    count = int(gpu_facts.get("gpu_count") or 0)
+    count = gpus.count
     problems = []
     for s in plan.services:
         if s.accelerator != "nvidia":
