@@ -114,7 +114,7 @@ def vllm_gated_changes(services: list[dict[str, Any]], wanted: dict[str, Any], r
 
     hashes = {name: str((want.get("labels") or {}).get(f"{label_prefix}.spec-hash"))
               for name, want in (wanted or {}).items()}
-    return gated_changes([typed_service_plan(s).model_dump() for s in services], hashes, running or {})
+    return gated_changes([typed_service_plan(s) for s in services], hashes, running or {})
 
 
 def vllm_gate_hosts(batch: list[str], changes: list[list[str]], passed: list[str]) -> dict[str, str]:

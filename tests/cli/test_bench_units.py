@@ -124,8 +124,15 @@ def test_the_first_host_of_a_batch_a_gated_service_changes_on_benchmarks_it_unle
 
 
 def test_only_a_running_container_of_another_configuration_is_a_gated_change() -> None:
-    services = [{"name": "chat", "gate": {"max_regression_percent": 5}}, {"name": "new", "gate": {}},
-                {"name": "same", "gate": {"max_regression_percent": 5}}, {"name": "plain", "gate": None}]
+    from vllm_fleet.vm.planning.fleet import plan_for_host
+
+    def service(name: str, port: int, gated: bool) -> dict:
+        return {"name": name, "storage_uri": f"file:///m/{name}", "accelerator": "cpu", "gpus": 0, "port": port,
+                **({"gate": {"max_regression_percent": 5}} if gated else {})}
+
+    services = plan_for_host({"services": [service("chat", 8000, True), service("new", 8001, True),
+                                           service("same", 8002, True), service("plain", 8003, False)]},
+                             "10.0.0.1").services
     wanted = {"chat": "h2", "new": "h1", "same": "h1", "plain": "h2"}
     running = {"chat": "h1", "same": "h1", "plain": "h1"}
     assert b.gated_changes(services, wanted, running) == ["chat"]

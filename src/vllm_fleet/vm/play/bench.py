@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vllm_fleet.spec.gate import LATENCIES, PERCENTILES, THROUGHPUTS, Gate, higher_is_better
+from vllm_fleet.vm.planning.plan import ServicePlan
 
 
 @dataclass(frozen=True)
@@ -106,12 +107,12 @@ def gate_verdict(gate: Gate, before: Mapping[str, Any], after: Mapping[str, Any]
     return verdict
 
 
-def gated_changes(services: Sequence[Mapping[str, Any]], wanted_hashes: Mapping[str, str],
+def gated_changes(services: Sequence[ServicePlan], wanted_hashes: Mapping[str, str],
                   running_hashes: Mapping[str, str | None]) -> list[str]:
     """The services with a gate whose running container has another configuration than the wanted one: the
     changes a gate judges. A service with no running container (a first deploy, a stopped one) is not gated."""
-    return [s["name"] for s in services if s.get("gate") and running_hashes.get(s["name"])
-            and running_hashes[s["name"]] != wanted_hashes.get(s["name"])]
+    return [s.name for s in services if s.gate and running_hashes.get(s.name)
+            and running_hashes[s.name] != wanted_hashes.get(s.name)]
 
 
 def gate_hosts(batch: Sequence[str], changes: Sequence[Sequence[str]], passed: Sequence[str]) -> dict[str, str]:
