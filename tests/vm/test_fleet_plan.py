@@ -64,3 +64,27 @@ def test_a_host_in_several_groups_is_planned_once_with_one_address() -> None:
     assert list(plan.hosts) == ["h1"] and list(plan.internal_addresses) == ["h1"]
     assert plan.gateway is not None and plan.monitoring is not None
     assert plan.gateway.addresses == {"h1": plan.hosts["h1"].address} and plan.monitoring.hosts == ["h1"]
+
+
+def test_a_limited_run_still_plans_the_whole_fleet(tmp_path: Path, monkeypatch) -> None:
+    """--limit h1 lists only h1's services, but h2's problem is the fleet's (its backends unreachable from the
+    gateway) and is refused all the same: the gateway's pools are planned from every serving host."""
+    from typer.testing import CliRunner
+
+    from vllm_fleet.cli import app
+    from vllm_fleet.sandbox.inventory import write_inventory
+
+    for key, value in ENV.items():
+        monkeypatch.setenv(key, value)
+    inv = write_inventory(tmp_path / "hosts.yml", {"h1": {"ansible_host": "203.0.113.1"},
+                                                   "h2": {"ansible_host": "203.0.113.2"}}, SPEC,
+                          connection="ssh", gateways={"h1": None})
+    limited = CliRunner().invoke(app, ["validate", "-i", str(inv), "--limit", "h1", "--json"])
+    assert limited.exit_code == 2, limited.output
+    assert [i["path"] for e in json.loads(limited.stdout)["errors"] for i in e["issues"]] == [
+        "vllm_fleet_backend_address of h2"]
+    bare = {k: v for k, v in SPEC.items() if k != "gateway"}
+    inv = write_inventory(tmp_path / "bare.yml", {"h1": {}, "h2": {}}, bare, connection="ssh")
+    shown = CliRunner().invoke(app, ["validate", "-i", str(inv), "--limit", "h1", "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert list(json.loads(shown.stdout)["checked"]) == ["h1"]
