@@ -56,7 +56,7 @@ demo: setup
 
 lint: venv
 	@$(call timed,lint,$(BIN)/ruff check src plugins tests benchmarks pulumi && $(BIN)/mypy \
-	  && $(BIN)/lint-imports && $(BIN)/ansible-lint --profile production --offline)
+	  && PYTHONPATH=$(abspath .collections) $(BIN)/lint-imports && $(BIN)/ansible-lint --profile production --offline)
 
 unit: venv
 	$(BIN)/pytest -m "not world"

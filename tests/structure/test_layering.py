@@ -15,17 +15,27 @@ REPO = Path(__file__).resolve().parents[2]
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
 
+# Where a copy of the collection's plugins sits beside the copied package, as .collections links the checkout.
+PLUGINS = Path("collections/ansible_collections/vllmfleet/fleet/plugins")
+
+
+def copy_code(tmp_path: Path) -> Path:
+    """The package and the collection's plugins, copied, to plant imports in."""
+    shutil.copytree(REPO / "src" / "vllm_fleet", tmp_path / "vllm_fleet")
+    shutil.copytree(REPO / "plugins", tmp_path / PLUGINS)
+    return tmp_path
+
+
 def lint_imports(package_parent: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(package_parent)}
+    env = {**os.environ, "PYTHONPATH": f"{package_parent}{os.pathsep}{package_parent / 'collections'}"}
     return subprocess.run([str(LINT_IMPORTS), "--config", str(REPO / "pyproject.toml"), "--no-cache"],
                           cwd=package_parent, env=env, capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_the_code_keeps_every_contract(tmp_path: Path) -> None:
-    shutil.copytree(REPO / "src" / "vllm_fleet", tmp_path / "vllm_fleet")
-    proc = lint_imports(tmp_path)
+    proc = lint_imports(copy_code(tmp_path))
     assert proc.returncode == 0, proc.stdout
-    assert "6 kept, 0 broken" in proc.stdout
+    assert "7 kept, 0 broken" in proc.stdout
 
 
 # Each contract, and a wrong-way import planted in a module of a copy of the package that must break it.
@@ -36,14 +46,16 @@ PLANTED = {
     "The VM and cluster wings do not import each other": "k8s/render.py: import vllm_fleet.vm.planning.plan",
     "CLI above the sandbox above the target wings": "sandbox/hosts.py: import vllm_fleet.cli.output",
     "VM rooms: running above play-time helpers": "vm/planning/plan.py: import vllm_fleet.vm.play.container",
+    "Plugins import the spec and the VM wing's planning": "@plugins/filter/summary.py: import vllm_fleet.vm.running",
 }
 
 
 @pytest.mark.parametrize("contract", sorted(PLANTED))
 def test_a_planted_wrong_way_import_breaks_its_contract(tmp_path: Path, contract: str) -> None:
     module, planted = PLANTED[contract].split(": ", 1)
-    shutil.copytree(REPO / "src" / "vllm_fleet", tmp_path / "vllm_fleet")
-    target = tmp_path / "vllm_fleet" / module
+    copy_code(tmp_path)
+    target = (tmp_path / PLUGINS / module.removeprefix("@plugins/") if module.startswith("@plugins/")
+              else tmp_path / "vllm_fleet" / module)
     target.write_text(target.read_text() + f"\n{planted}  # planted by the test\n")
     proc = lint_imports(tmp_path)
     assert proc.returncode != 0
