@@ -247,7 +247,7 @@ def test_an_adapter_that_does_not_fit_is_refused_before_it_is_published_and_noth
 
 def test_one_changed_argument_at_vvv_restarts_exactly_that_service_and_the_key_is_in_no_output_inspect_or_ps(
         serving_host: ServingHost, deployed: dict, tmp_path) -> None:
-    """One rollout at -vvv (the key file, the canary, the start and the health gate run): only the changed service
+    """One rollout at -vvv (the key file, the canary, the start and the readiness check run): only the changed service
     restarts, and the API key is in no CLI output, runner artifact, `docker inspect` or process list."""
     need("tiny-chat", "tiny-embed")
     before = {c: serving_host.started_at(c) for c in CONTAINERS}
@@ -333,7 +333,7 @@ def test_broken_image_fails_before_any_container_changes(serving_host: ServingHo
 
 def test_replace_strategy_restores_the_previous_container(serving_host: ServingHost, deployed: dict) -> None:
     """A broken change with the replace strategy: the running container is stopped and set aside, the new one fails
-    its health gate, and the very same container (its id and spec hash) is renamed back and answers; the next
+    its readiness check, and the very same container (its id and spec hash) is renamed back and answers; the next
     deploy of the unchanged spec then succeeds and changes nothing."""
     need("tiny-rerank")
 

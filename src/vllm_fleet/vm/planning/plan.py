@@ -62,7 +62,7 @@ class SourcePlan(PlanModel):
 
 class ContainerPlan(PlanModel):
     """The names a service's containers take on the host: the serving one, a canary beside it, and the previous
-    one kept to fall back to while a replacement passes its health gate."""
+    one kept to fall back to while a replacement passes its readiness check."""
 
     name: str
     candidate: str

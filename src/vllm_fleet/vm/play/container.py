@@ -4,7 +4,7 @@ The vllm_server role calls `container_params` through the `vllm_container` filte
 restart the service when it changes (image id, engine args, weights dir and revision, env, GPUs, port, shm,
 the API key's digest) goes into one spec hash, recorded as a container label: the role compares that label,
 not docker's own idea of a difference, so an unchanged re-run restarts nothing and a changed one is rolled
-out through the health gate.
+out through the readiness check.
 """
 
 from __future__ import annotations
