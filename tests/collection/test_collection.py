@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -95,3 +96,22 @@ def test_ansible_doc_lists_every_filter_the_collection_exports() -> None:
     assert proc.returncode == 0, proc.stderr
     listed = {name.removeprefix("vllmfleet.fleet.") for name in json.loads(proc.stdout)}
     assert exported and listed == exported
+
+
+def test_a_checkout_is_found_as_the_collection_and_linked_where_ansible_cfg_looks(tmp_path: Path) -> None:
+    """In a clean clone nothing is linked yet: the package finds its checkout by its own place in it, and links
+    .collections/ansible_collections/vllmfleet/fleet to it (a copy of the tree, so the real link is not touched)."""
+    clone = tmp_path / "clone"
+    shutil.copytree(REPO / "src", clone / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    for name in ("galaxy.yml", "ansible.cfg"):
+        shutil.copyfile(REPO / name, clone / name)
+    (clone / "playbooks").mkdir()
+    code = ("from vllm_fleet.vm.running.paths import collection_root, ensure_collection_link; "
+            "print(ensure_collection_link()); print(collection_root())")
+    env = {k: v for k, v in os.environ.items() if k != "VLLM_FLEET_ROOT"} | {"PYTHONPATH": str(clone / "src")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    link, root = proc.stdout.split()
+    assert Path(link) == clone / ".collections" / "ansible_collections" / "vllmfleet" / "fleet"
+    assert Path(link).resolve() == clone.resolve() and Path(root) == clone

@@ -15,7 +15,7 @@ class CollectionNotFound(RuntimeError):
 
 
 def _checkout() -> Path | None:
-    root = Path(__file__).resolve().parents[3]
+    root = Path(__file__).resolve().parents[4]
     return root if (root / "galaxy.yml").is_file() and (root / "playbooks").is_dir() else None
 
 
