@@ -8,26 +8,13 @@ from typing import Any
 from ansible.errors import AnsibleFilterError
 from ansible_collections.vllmfleet.fleet.plugins.plugin_utils.fleet import typed_weights_plan
 
-# Plan secret paths (weights[*].secrets keys) -> model_weights module parameters.
-SECRET_PARAMS = {
-    "storage.credentials.hf_token": "hf_token",
-    "storage.credentials.modelscope_token": "modelscope_token",
-    "storage.credentials.s3.access_key_id": "s3_access_key_id",
-    "storage.credentials.s3.secret_access_key": "s3_secret_access_key",
-    "storage.credentials.s3.session_token": "s3_session_token",
-    "storage.credentials.gcs.application_credentials": "gcs_credentials",
-}
-
 
 def weights_secret_refs(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """[{service, param, ref}] for every storage credential reference of the planned weights (a service's model
-    or adapter: `service` is the weights entry's name, which the fetch looks its credentials up by)."""
-    out = []
-    for item in map(typed_weights_plan, items or []):
-        for path, ref in sorted(item.secrets.items()):
-            if path in SECRET_PARAMS:
-                out.append({"service": item.name, "param": SECRET_PARAMS[path], "ref": ref})
-    return out
+    or adapter: `service` is the weights entry's name, which the fetch looks its credentials up by). The plan's
+    StorageSecrets fields are named after the model_weights module's parameters."""
+    return [{"service": item.name, "param": param, "ref": ref}
+            for item in map(typed_weights_plan, items or []) for param, ref in sorted(item.secrets.given().items())]
 
 
 def weights_paths(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

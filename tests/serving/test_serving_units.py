@@ -320,8 +320,8 @@ def test_a_service_with_adapters_reserves_them_and_starts_with_the_ones_fetched(
     svc = plan_for_host(ADAPTED, "10.0.0.5").services[0]
     assert [(a.name, a.weights_name, a.source.scheme) for a in svc.adapters] == [
         ("chat-support", "chat-support", "hf"), ("acme/legal", "acme_legal", "s3")]
-    assert sorted(svc.adapters[1].secrets) == ["storage.credentials.s3.access_key_id",
-                                              "storage.credentials.s3.secret_access_key"]
+    assert svc.adapters[1].secrets.given() == {"s3_access_key_id": {"env": "K"}, "s3_secret_access_key": {"env": "S"}}
+    assert svc.adapters[0].secrets.given() == {} and svc.secrets.given() == {}
     assert (svc.max_loras, svc.max_lora_rank) == (4, 16)
     args = svc.engine_args
     assert args[args.index("--max-loras") + 1] == "4" and args[args.index("--max-lora-rank") + 1] == "16"

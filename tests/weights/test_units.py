@@ -98,7 +98,7 @@ def test_prune_keeps_active_and_newest(tmp_path):
     assert (service / ".staging-r1").exists()  # the active revision's staging is never touched
 
 
-def test_secret_refs_filter_maps_plan_paths_to_module_parameters():
+def test_secret_refs_filter_gives_each_named_reference_as_its_module_parameter():
     from vllm_fleet.vm.planning.fleet import plan_for_host
 
     items = plan_for_host({"services": [{
@@ -115,6 +115,16 @@ def test_secret_refs_filter_maps_plan_paths_to_module_parameters():
         {"service": "a", "param": "s3_access_key_id", "ref": {"env": "S3K"}},
         {"service": "a", "param": "s3_secret_access_key", "ref": {"vault": "s3s"}},
         {"service": "a@a-lora", "param": "hf_token", "ref": {"env": "LORA_HF"}}]
+
+
+def test_every_named_storage_secret_is_a_no_log_parameter_of_the_weights_module():
+    """The plan's StorageSecrets fields are the model_weights module's parameters by name: a field the module does
+    not take would fail the fetch, and one it took without no_log would print the value."""
+    from ansible_collections.vllmfleet.fleet.plugins.modules import model_weights  # isort: skip
+
+    from vllm_fleet.vm.planning.plan import StorageSecrets
+
+    assert set(StorageSecrets.model_fields) == set(model_weights.SECRET_OPTIONS)
 
 
 def test_paths_filter_shapes_the_fact_and_refuses_a_missing_service():

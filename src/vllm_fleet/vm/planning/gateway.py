@@ -126,7 +126,7 @@ def fleet_gateway(plans: Mapping[str, HostPlan], gateway: Gateway | None,
                                     f"set {BACKEND_ADDRESS_VAR} to {host}'s address on the network it shares with the "
                                     "gateway hosts (an internal interface), or make it the only gateway host"))
         for svc in plan.services:
-            key_ref = svc.secrets.get("api_key") or {}
+            key_ref = svc.secrets.api_key or {}
             server = GatewayServer(name=svc.gateway_server, host=host,
                                    address=probe_address(plan.backend_address, plan.address), port=svc.port)
             pool = pools.get(svc.served_model_name)

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from vllm_fleet.engine_args import MODEL_MOUNT, render_engine_args
-from vllm_fleet.spec import Deployment, Gate, Service, ServiceSlo, Storage, parse_storage_uri
+from vllm_fleet.spec import Deployment, Gate, SecretRef, Service, ServiceSlo, Storage, parse_storage_uri
 from vllm_fleet.spec.adapters import derived_limits
 
 CONTAINER_PORT = 8000
@@ -60,6 +60,51 @@ class SourcePlan(PlanModel):
     s3: S3Plan | None = None
 
 
+# A secret reference as the `vllmfleet.fleet.secret` lookup takes it: one key, env or vault ({env: NAME}); never a
+# value.
+SecretRefPlan = dict[str, str]
+
+
+class StorageSecrets(PlanModel):
+    """A storage block's credential references, one named field each; the names are the model_weights module's
+    parameters that receive the resolved values."""
+
+    hf_token: SecretRefPlan | None = None
+    modelscope_token: SecretRefPlan | None = None
+    s3_access_key_id: SecretRefPlan | None = None
+    s3_secret_access_key: SecretRefPlan | None = None
+    s3_session_token: SecretRefPlan | None = None
+    gcs_credentials: SecretRefPlan | None = None
+
+    def given(self) -> dict[str, SecretRefPlan]:
+        """The references that are set, by field name."""
+        return {name: ref for name, ref in self if ref is not None}
+
+
+class ServiceSecrets(StorageSecrets):
+    """A service's secret references: its storage's, and the API key between the gateway and its containers."""
+
+    api_key: SecretRefPlan | None = None
+
+    def storage(self) -> StorageSecrets:
+        return StorageSecrets(**self.model_dump(exclude={"api_key"}))
+
+
+def _ref(ref: SecretRef | None) -> SecretRefPlan | None:
+    return ref.model_dump(exclude_none=True) if ref is not None else None
+
+
+def storage_secrets(storage: Storage) -> StorageSecrets:
+    creds = storage.credentials
+    s3 = creds.s3
+    return StorageSecrets(
+        hf_token=_ref(creds.hf_token), modelscope_token=_ref(creds.modelscope_token),
+        s3_access_key_id=_ref(s3.access_key_id if s3 else None),
+        s3_secret_access_key=_ref(s3.secret_access_key if s3 else None),
+        s3_session_token=_ref(s3.session_token if s3 else None),
+        gcs_credentials=_ref(creds.gcs.application_credentials if creds.gcs else None))
+
+
 class ContainerPlan(PlanModel):
     """The names a service's containers take on the host: the serving one, a canary beside it, and the previous
     one kept to fall back to while a replacement passes its readiness check."""
@@ -76,8 +121,7 @@ class AdapterPlan(PlanModel):
     name: str
     weights_name: str
     source: SourcePlan
-    # Secret references by the path under the adapter ({env: NAME} | {vault: var}); never values.
-    secrets: dict[str, dict[str, str]] = {}
+    secrets: StorageSecrets = StorageSecrets()
     rank: int | None = None
 
 
@@ -105,8 +149,7 @@ class ServicePlan(PlanModel):
     engine_args: list[str]
     tools_enabled: bool = False
     source: SourcePlan
-    # Secret references by the spec path they were given at ({env: NAME} | {vault: var}); never values.
-    secrets: dict[str, dict[str, str]] = {}
+    secrets: ServiceSecrets = ServiceSecrets()
     endpoint: str
     container: ContainerPlan
     max_model_len_sized: int | None = None
@@ -143,8 +186,7 @@ class WeightsPlan(PlanModel):
     # A name for what the stage runs for it (the fan-out's transient systemd unit): letters, digits and ._-
     slug: str
     source: SourcePlan
-    # Storage credential references by their path under the storage block; never values.
-    secrets: dict[str, dict[str, str]] = {}
+    secrets: StorageSecrets = StorageSecrets()
     # An adapter's: what the stage checks its files against before it publishes them (AdapterFit).
     fit: AdapterFit | None = None
 
@@ -240,7 +282,7 @@ def adapter_plans(svc: Service) -> list[AdapterPlan]:
             name=a.name,
             weights_name=a.directory,
             source=source_plan(a.storage_uri, a.effective_revision, a.storage),
-            secrets={path: ref.model_dump(exclude_none=True) for path, ref in a.secret_refs().items()},
+            secrets=storage_secrets(a.storage),
             rank=a.rank,
         )
         for a in svc.adapters
@@ -269,7 +311,7 @@ def service_plan(svc: Service, host_address: str, container_prefix: str = CONTAI
         engine_args=render_engine_args(svc, port=CONTAINER_PORT, model_path=MODEL_MOUNT),
         tools_enabled=bool(svc.engine.tool_call_parser),
         source=source_plan(svc.storage_uri, svc.effective_revision, svc.storage),
-        secrets={path: ref.model_dump(exclude_none=True) for path, ref in svc.secret_refs().items()},
+        secrets=ServiceSecrets(**storage_secrets(svc.storage).given(), api_key=_ref(svc.api_key)),
         endpoint=f"http://{probe_address(bind, host_address)}:{svc.port}/v1",
         container=container_plan(svc.name, container_prefix),
         gateway_backend=gateway_backend_name(svc.model_name),
@@ -296,7 +338,7 @@ def weights_plan(services: list[ServicePlan]) -> list[WeightsPlan]:
     """Each service's model, then its adapters (named <service>@<adapter> in the stage's results)."""
     items = []
     for svc in services:
-        storage = {path: ref for path, ref in svc.secrets.items() if path.startswith("storage.")}
+        storage = svc.secrets.storage()
         items.append(WeightsPlan(name=svc.name, service=svc.name, kind="model", directory=svc.name, slug=svc.name,
                                  source=svc.source, secrets=storage))
         items += [WeightsPlan(name=adapter_key(svc.name, a.name), service=svc.name, kind="adapter",
