@@ -84,6 +84,7 @@ class Run:
     secret_outputs: dict[str, bool]
     logs: list[str]
     error: Exception | None = None
+    exports: dict[str, Any] = field(default_factory=dict)  # the stack outputs the program exported
 
     @property
     def custom(self) -> list[Registered]:
@@ -110,13 +111,19 @@ def run_program(spec: Any, secrets: dict[str, str] | None = None) -> Run:
     secret_outputs: dict[str, bool] = {}
     error: list[Exception] = []
 
+    exports: dict[str, Any] = {}
+
     @pulumi.runtime.test
     def body() -> Any:
+        real_export = pulumi.export
+        pulumi.export = lambda name, value: exports.__setitem__(name, value)  # type: ignore[assignment]
         try:
             components = program.run(pulumi.Config("vllm-fleet").require_object("spec"))
         except Exception as exc:
             error.append(exc)
             return None
+        finally:
+            pulumi.export = real_export
         pending = []
         for name, comp in components.items():
             for attr in ("internal_url", "openai_base_url", "external_url", "served_model_name"):
@@ -138,7 +145,7 @@ def run_program(spec: Any, secrets: dict[str, str] | None = None) -> Run:
 
     body()
     logger.removeHandler(handler)
-    return Run(mocks, monitor, outputs, secret_outputs, handler.messages, error[0] if error else None)
+    return Run(mocks, monitor, outputs, secret_outputs, handler.messages, error[0] if error else None, exports)
 
 
 def unwrap(value: Any, secret_paths: list[str] | None = None, path: str = "") -> Any:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -107,3 +108,39 @@ def test_the_backend_key_reaches_only_the_credential_secret_as_a_secret_output()
     elsewhere = [r.name for r in run.mocks.resources if r.typ != "kubernetes:core/v1:Secret"
                  and key in json.dumps(unwrap(r.inputs))]
     assert elsewhere == []
+
+
+def test_each_adapter_name_has_its_own_route_and_only_its_scoped_clients_pass() -> None:
+    """A key scoped to an adapter reaches the base model's predictor through the adapter's name only: the base
+    route does not admit it, and the adapter's route admits no one else; a name no client may call gets no route."""
+    objects = gateway_objects()
+    routes = {m["metadata"]["name"]: m["spec"] for m in objects if m["kind"] == "HTTPRoute"}
+    legal = routes["chat-gateway-acme-legal-a1195d7a"]
+    assert {h["value"] for m in legal["rules"][0]["matches"] for h in m["headers"]} == {"acme/legal"}
+    assert legal["rules"][0]["backendRefs"] == routes["chat-gateway"]["rules"][0]["backendRefs"]
+    assert legal["rules"][0]["filters"] == routes["chat-gateway"]["rules"][0]["filters"]  # one backend credential
+    policy = by("SecurityPolicy", "chat-gateway-acme-legal-a1195d7a-clients")["spec"]
+    assert policy["authorization"]["rules"][0]["principal"]["headers"][0]["values"] == ["legal"]
+    base = by("SecurityPolicy", "chat-gateway-clients")["spec"]
+    assert "legal" not in base["authorization"]["rules"][0]["principal"]["headers"][0]["values"]
+    assert not any(h["value"] == "support-tone" for r in routes.values() for m in r["rules"][0]["matches"]
+                   for h in m["headers"])
+    assert [m["metadata"]["name"] for m in objects if m["kind"] == "HTTPRouteFilter"] == [
+        "chat-gateway-credential", "embed-gateway-credential"]
+
+
+def test_adapter_route_names_are_dns_labels_and_distinct_for_names_that_fold_alike() -> None:
+    from vllm_fleet.k8s.gateway import route_name
+
+    svc = validate_spec(load(SPEC), CLUSTER_TARGET).services[0]
+    names = {route_name(svc, m) for m in ("acme/legal", "acme-legal", "ACME.legal", "support-tone")}
+    assert len(names) == 4 and route_name(svc, "support-tone") == "chat-gateway-support-tone"
+    assert all(re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", n) and len(n) <= 63 for n in names)
+    assert route_name(svc, svc.model_name) == route_name(svc) == "chat-gateway"
+
+
+def test_the_stack_exports_every_model_name_a_client_can_call_adapters_included() -> None:
+    run = run_program(load(SPEC))
+    assert run.error is None
+    assert run.exports["models"] == ["acme/legal", "embed", "qwen-7b", "support-tone"]
+    assert len(run.exports["served_model_names"]) == 2  # Outputs: their values are the components' (test_program)

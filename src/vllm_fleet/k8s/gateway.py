@@ -1,6 +1,7 @@
-"""The spec's gateway block on a cluster: Gateway API routes with Envoy Gateway's policies, one set per model.
+"""The spec's gateway block on a cluster: Gateway API routes with Envoy Gateway's policies, one set per model name.
 
-Per served model:
+Per model name a client can call (a service's served model, and each of its LoRA adapters, answered by the same
+predictor), when at least one client's scope holds it (else no route: the Gateway answers 404 for that name):
 - an `HTTPRoute` on the user's Gateway (`gateway.kubernetes.parent`) whose only rules are the routes of the model's
   task, each matched exactly and only for requests carrying the model in `gateway.kubernetes.model_header` (the
   header Envoy AI Gateway's external processor fills from the body's `model` field); every other route of vLLM has
@@ -11,7 +12,8 @@ Per served model:
 - an Envoy Gateway `HTTPRouteFilter` injecting the backend key (the service's `api_key`) as the request's
   `Authorization`, from a Secret this program creates from the same Pulumi config key;
 - for clients with `requests_per_minute`, an Envoy Gateway `BackendTrafficPolicy` with one local rate-limit rule
-  per client, selected by the forwarded client id (429 beyond it).
+  per client, selected by the forwarded client id (429 beyond it), per model name.
+The credential Secret and filter are one per service, shared by its routes.
 
 Why Envoy Gateway: its SecurityPolicy has API keys from Secrets, per-client authorization and credential injection
 in one project whose CRDs are published with schemas (npm @kubernetes-models/envoy-gateway); Istio's
@@ -21,13 +23,15 @@ package to check against.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from typing import Any
 
 from vllm_fleet.k8s.manifests import ConfigSecret, Manifest, object_meta, predictor_service
 from vllm_fleet.k8s.model import GatewayClusterSettings
 from vllm_fleet.k8s.validation import cluster_settings
 from vllm_fleet.spec import Service
-from vllm_fleet.spec.gateway import ALL_MODELS, TASK_ROUTES, Gateway
+from vllm_fleet.spec.gateway import TASK_ROUTES, Gateway, client_scope
 
 GATEWAY_API = "gateway.networking.k8s.io/v1"
 ENVOY_GATEWAY = "gateway.envoyproxy.io/v1alpha1"
@@ -36,8 +40,15 @@ CLIENT_HEADER = "x-vllm-fleet-client"
 CREDENTIAL_KEY = "credential"
 
 
-def route_name(svc: Service) -> str:
-    return f"{svc.name}-gateway"
+def route_name(svc: Service, model: str | None = None) -> str:
+    """The HTTPRoute of one model name a service answers: `<service>-gateway` for its served model, and
+    `<service>-gateway-<adapter>` for each adapter (made a DNS label, with a digest when that changed the name)."""
+    if model is None or model == svc.model_name:
+        return f"{svc.name}-gateway"
+    slug = re.sub(r"[^a-z0-9]+", "-", model.lower()).strip("-")[:40] or "adapter"
+    if slug != model:
+        slug = f"{slug}-{hashlib.sha256(model.encode()).hexdigest()[:8]}"
+    return f"{svc.name}-gateway-{slug}"
 
 
 def credential_secret_name(svc: Service) -> str:
@@ -48,19 +59,35 @@ def _meta(svc: Service, name: str) -> dict[str, Any]:
     return object_meta(svc, cluster_settings(svc), name)
 
 
-def _scoped_clients(gateway: Gateway, model: str) -> list[Any]:
-    return [c for c in gateway.clients if c.models == [ALL_MODELS] or model in c.models]
-
-
 def service_gateway_manifests(svc: Service, gw: Gateway | None) -> list[Manifest]:
-    """The gateway objects of one service's model, in creation order (the Secret before the filter reading it)."""
+    """The gateway objects of one service, in creation order (the Secret before the filter reading it): the backend
+    credential, then a route and its policies for each model name the service answers, adapters included, so that a
+    client's scope is checked per name (a key scoped to an adapter may not call the base model, nor the reverse)."""
     if gw is None:
         return []
-    s = GatewayClusterSettings.model_validate(gw.kubernetes)
-    model = svc.model_name
     assert svc.api_key is not None and svc.api_key.pulumi_config is not None  # cluster_rules hold it
-    clients = _scoped_clients(gw, model)
-    route = route_name(svc)
+    out: list[Manifest] = [
+        {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(svc, credential_secret_name(svc)),
+         "type": "Opaque",
+         "stringData": {CREDENTIAL_KEY: ConfigSecret(svc.api_key.pulumi_config, prefix="Bearer ")}},
+        {"apiVersion": ENVOY_GATEWAY, "kind": "HTTPRouteFilter", "metadata": _meta(svc, credential_secret_name(svc)),
+         "spec": {"credentialInjection": {"header": "Authorization", "overwrite": True,
+                                          "credential": {"valueRef": {"name": credential_secret_name(svc)}}}}},
+    ]
+    for model in (svc.model_name, *(a.name for a in svc.adapters)):
+        out.extend(_model_route(svc, gw, model))
+    return out
+
+
+def _model_route(svc: Service, gw: Gateway, model: str) -> list[Manifest]:
+    """One model name's HTTPRoute (its task's routes, only for requests naming it), the clients allowed on it and
+    their rates."""
+    s = GatewayClusterSettings.model_validate(gw.kubernetes)
+    # Each client in scope with its key's Secret (cluster_rules give every client key as a k8s_secret).
+    clients = [(c, c.key.k8s_secret) for c in gw.clients if client_scope(c, [model]) and c.key.k8s_secret]
+    if not clients:
+        return []  # no client may call this name: no route, and Envoy answers 404 for it
+    route = route_name(svc, model)
     parent: dict[str, Any] = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": s.parent.name}
     if s.parent.namespace:
         parent["namespace"] = s.parent.namespace
@@ -82,38 +109,30 @@ def service_gateway_manifests(svc: Service, gw: Gateway | None) -> list[Manifest
         spec["hostnames"] = list(s.hostnames)
     target = [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute", "name": route}]
     out: list[Manifest] = [
-        {"apiVersion": "v1", "kind": "Secret", "metadata": _meta(svc, credential_secret_name(svc)),
-         "type": "Opaque",
-         "stringData": {CREDENTIAL_KEY: ConfigSecret(svc.api_key.pulumi_config, prefix="Bearer ")}},
-        {"apiVersion": ENVOY_GATEWAY, "kind": "HTTPRouteFilter", "metadata": _meta(svc, credential_secret_name(svc)),
-         "spec": {"credentialInjection": {"header": "Authorization", "overwrite": True,
-                                          "credential": {"valueRef": {"name": credential_secret_name(svc)}}}}},
         {"apiVersion": GATEWAY_API, "kind": "HTTPRoute", "metadata": _meta(svc, route), "spec": spec},
         {"apiVersion": ENVOY_GATEWAY, "kind": "SecurityPolicy", "metadata": _meta(svc, f"{route}-clients"),
          "spec": {
              "targetRefs": target,
              "apiKeyAuth": {
                  "credentialRefs": [{"group": "", "kind": "Secret", "name": name}
-                                    for name in sorted({c.key.k8s_secret.name for c in clients
-                                                        if c.key.k8s_secret is not None})],
+                                    for name in sorted({ref.name for _, ref in clients})],
                  "extractFrom": [{"headers": ["Authorization"]}],
                  "forwardClientIDHeader": CLIENT_HEADER,
                  "sanitize": True,
              },
              "authorization": {"defaultAction": "Deny", "rules": [{
                  "name": "clients-in-scope", "action": "Allow",
-                 "principal": {"headers": [{"name": CLIENT_HEADER, "values": sorted(
-                     c.key.k8s_secret.key for c in clients if c.key.k8s_secret is not None)}]},
+                 "principal": {"headers": [{"name": CLIENT_HEADER, "values": sorted(ref.key for _, ref in clients)}]},
              }]},
          }},
     ]
-    limited = [c for c in clients if c.requests_per_minute and c.key.k8s_secret is not None]
+    limited = [(c.requests_per_minute, ref) for c, ref in clients if c.requests_per_minute]
     if limited:
         out.append({"apiVersion": ENVOY_GATEWAY, "kind": "BackendTrafficPolicy",
                     "metadata": _meta(svc, f"{route}-rates"),
                     "spec": {"targetRefs": target, "rateLimit": {"type": "Local", "local": {"rules": [
                         {"clientSelectors": [{"headers": [{"type": "Exact", "name": CLIENT_HEADER,
-                                                            "value": c.key.k8s_secret.key}]}],
-                         "limit": {"requests": c.requests_per_minute, "unit": "Minute"}}
-                        for c in limited]}}}})
+                                                            "value": ref.key}]}],
+                         "limit": {"requests": rate, "unit": "Minute"}}
+                        for rate, ref in limited]}}}})
     return out

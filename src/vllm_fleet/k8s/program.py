@@ -16,6 +16,7 @@ from vllm_fleet.k8s.component import (
 from vllm_fleet.k8s.manifests import namespace_manifest
 from vllm_fleet.k8s.validation import CLUSTER_TARGET, CONFIG_NAMESPACE, SPEC_KEY, SPEC_SOURCE, cluster_settings
 from vllm_fleet.spec import Deployment, SpecError, SpecIssue, validate_spec
+from vllm_fleet.spec.gateway import callable_models
 
 
 def load_deployment(data: Any) -> Deployment:
@@ -60,6 +61,8 @@ def run(data: Any, secret_value: SecretResolver = config_secret) -> dict[str, In
         for name, c in components.items()
     })
     pulumi.export("served_model_names", [c.served_model_name for c in components.values()])
+    # Every model name a client can call: the served models and their adapters (the VM wing's deploy summary too).
+    pulumi.export("models", sorted(callable_models(dep.services)))
     return components
 
 

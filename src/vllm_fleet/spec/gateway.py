@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -61,6 +61,18 @@ class GatewayClient(Strict):
         if len(set(v)) != len(v):
             raise fail("lists a model twice", "list each model once")
         return v
+
+
+def callable_models(services: Sequence[Service]) -> dict[str, Service]:
+    """Every model name a client can send through the gateway, and the service that answers it: each service's
+    served model and each of its LoRA adapters (an adapter is answered by its base model's replicas)."""
+    return {svc.model_name: svc for svc in services} | {a.name: svc for svc in services for a in svc.adapters}
+
+
+def client_scope(client: GatewayClient, models: Iterable[str]) -> list[str]:
+    """The model names, of those the gateway serves, that a client may call: all of them for '*'."""
+    served = sorted(set(models))
+    return served if client.models == [ALL_MODELS] else [m for m in served if m in client.models]
 
 
 class GatewayTls(Strict):
@@ -143,8 +155,7 @@ def gateway_rules(gateway: Gateway, services: Sequence[Service]) -> Iterator[Spe
     if gateway.port == gateway.metrics_port:
         yield SpecIssue(f"{at}.metrics_port", show_value(gateway.metrics_port), "is also the gateway's port",
                         "give the metrics listener its own port, e.g. 8404")
-    # Every model name a client can send: the services' and their adapters' (an adapter is routed to its base).
-    models = {svc.model_name: svc for svc in services} | {a.name: svc for svc in services for a in svc.adapters}
+    models = callable_models(services)
     for svc in services:
         for field in ("port", "metrics_port"):
             if getattr(gateway, field) == svc.port:

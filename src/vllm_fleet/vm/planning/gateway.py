@@ -15,7 +15,7 @@ from typing import Literal
 from vllm_fleet.monitoring.rules import GATEWAY_FRONTEND
 from vllm_fleet.spec import Gateway, SpecError, SpecIssue
 from vllm_fleet.spec.errors import show_value
-from vllm_fleet.spec.gateway import ALL_MODELS, HEALTH_ROUTE, MODELS_ROUTE, TASK_ROUTES
+from vllm_fleet.spec.gateway import HEALTH_ROUTE, MODELS_ROUTE, TASK_ROUTES, client_scope
 from vllm_fleet.vm.planning.plan import BACKEND_ADDRESS_VAR, LOOPBACK, HostPlan, PlanModel, probe_address
 
 GATEWAY_GROUP = "vllm_gateways"
@@ -167,7 +167,7 @@ def fleet_gateway(plans: Mapping[str, HostPlan], gateway: Gateway | None,
         raise SpecError(issues, "inventory")
     every_model = sorted(names)
     clients = [GatewayClientPlan(name=c.name, key_ref=c.key.model_dump(exclude_none=True),
-                                 models=every_model if c.models == [ALL_MODELS] else sorted(c.models),
+                                 models=client_scope(c, every_model),
                                  requests_per_minute=c.requests_per_minute) for c in gateway.clients]
     routes = sorted({r for pool in pools.values() for r in pool.routes})
     tls = gateway.tls
