@@ -190,6 +190,87 @@ def test_every_route_vllm_serves_is_refused_unless_allowlisted_and_the_key_is_in
     assert reached and reached <= ALLOWED - {"/v1/models"}
 
 
+# Bodies a second JSON reader could read differently from the gateway, sent with chat-only's key (scoped to
+# tiny-chat, not to its adapter tiny-chat-lora): (case, body, extra headers, chunked, expected status).
+CHAT = '"max_tokens":1,"messages":[{"role":"user","content":"Hi"}]'
+BIG = 1100 * 1024  # beyond gateway_max_body_kib (1024)
+DIFFERENTIAL: list[tuple[str, bytes, dict[str, str], bool, int]] = [
+    ("duplicate key, adapter last", f'{{"model":"tiny-chat","model":"tiny-chat-lora",{CHAT}}}'.encode(), {}, False,
+     403),
+    ("duplicate key, base last", f'{{"model":"tiny-chat-lora","model":"tiny-chat",{CHAT}}}'.encode(), {}, False, 200),
+    ("escaped key name", f'{{"model":"tiny-chat","mod\\u0065l":"tiny-chat-lora",{CHAT}}}'.encode(), {}, False, 403),
+    ("escaped model value", f'{{"model":"tiny-chat\\u002dlora",{CHAT}}}'.encode(), {}, False, 403),
+    ("duplicate key, adapter last, chunked", f'{{"model":"tiny-chat","model":"tiny-chat-lora",{CHAT}}}'.encode(), {},
+     True, 403),
+    ("duplicate key, base last, chunked", f'{{"model":"tiny-chat-lora","model":"tiny-chat",{CHAT}}}'.encode(), {},
+     True, 200),
+    ("other-case key beside model", f'{{"Model":"tiny-chat-lora","model":"tiny-chat",{CHAT}}}'.encode(), {}, False,
+     200),
+    ("UTF-8 byte-order mark", b"\xef\xbb\xbf" + f'{{"model":"tiny-chat",{CHAT}}}'.encode(), {}, False, 400),
+    ("UTF-16", f'{{"model":"tiny-chat-lora",{CHAT}}}'.encode("utf-16"), {}, False, 400),
+    ("UTF-32", f'{{"model":"tiny-chat-lora",{CHAT}}}'.encode("utf-32"), {}, False, 400),
+    ("NaN", f'{{"model":"tiny-chat","temperature":NaN,{CHAT}}}'.encode(), {}, False, 400),
+    ("NUL in the model", f'{{"model":"tiny-chat\\u0000-lora",{CHAT}}}'.encode(), {}, False, 400),
+    ("invalid UTF-8 in the model", b'{"model":"tiny-chat\xff",' + CHAT.encode() + b"}", {}, False, 400),
+    ("model as a list", f'{{"model":["tiny-chat-lora"],{CHAT}}}'.encode(), {}, False, 400),
+    ("array at the top", f'[{{"model":"tiny-chat",{CHAT}}}]'.encode(), {}, False, 400),
+    ("bytes after the object", f'{{"model":"tiny-chat",{CHAT}}} {{"model":"tiny-chat-lora"}}'.encode(), {}, False,
+     400),
+    ("gzip content-encoding", __import__("gzip").compress(f'{{"model":"tiny-chat-lora",{CHAT}}}'.encode()),
+     {"Content-Encoding": "gzip"}, False, 400),
+    ("nested 200 deep", f'{{"model":"tiny-chat","x":{"[" * 200}{"]" * 200},{CHAT}}}'.encode(), {}, False, 400),
+    ("larger than the gateway reads", f'{{"model":"tiny-chat","x":"{"a" * BIG}","model":"tiny-chat-lora"}}'.encode(),
+     {}, False, 413),
+    ("larger than the gateway reads, chunked",
+     f'{{"model":"tiny-chat","x":"{"a" * BIG}","model":"tiny-chat-lora"}}'.encode(), {}, True, 413),
+]
+
+
+def test_a_body_two_json_readers_could_read_apart_is_refused_or_runs_the_model_the_gateway_authorised(
+        gateway: ServingHost) -> None:
+    """Each body goes through the real gateway to real vLLM with a key scoped to the base model: the gateway
+    refuses it, or what vLLM answers as (the adapter's name when the adapter ran) is the model the gateway logged as
+    authorised. vLLM reads JSON with Python's json: the last duplicated key wins and escapes are decoded."""
+    since = journal_now(gateway)
+    results: dict[str, tuple[int, Any]] = {}
+    for case, body, headers, chunked, _ in DIFFERENTIAL:
+        data: Any = iter([body[: len(body) // 2], body[len(body) // 2:]]) if chunked else body
+        resp = requests.post(f"{gateway.gateway_url}/v1/chat/completions", data=data, verify=ca(gateway),
+                             headers={"Authorization": f"Bearer {CHAT_ONLY}", "Content-Type": "application/json",
+                                      **headers}, timeout=120)
+        answered = resp.json().get("model") if resp.status_code == 200 else None
+        results[case] = (resp.status_code, answered)
+    print("one reading: " + "; ".join(f"{c}: {s}{' as ' + str(m) if m else ''}" for c, (s, m) in results.items()))
+    assert {c: s for c, (s, _) in results.items()} == {c: want for c, _, _, _, want in DIFFERENTIAL}
+    assert {m for s, m in results.values() if s == 200} == {"tiny-chat"}
+    time.sleep(1)
+    authorised = [re.search(r" model=(\S*)", ln) for ln in haproxy_log(gateway, since) if " 200 " in ln]
+    assert sorted(m.group(1) for m in authorised if m) == ["tiny-chat"] * 3
+
+
+def test_a_request_without_a_valid_key_is_refused_on_its_headers_before_its_body_is_sent(
+        gateway: ServingHost) -> None:
+    """Headers announcing a 1 MB body and no body at all: a wrong key gets 401 at once, so the gateway waited for
+    and buffered none of it (it would answer 408 after its body timeout if it did); a valid key's request waits
+    for its body."""
+    import socket
+
+    def headers_only(key: str, wait: float) -> bytes:
+        ctx = ssl.create_default_context(cafile=ca(gateway))
+        with socket.create_connection((gateway.address, 8443), 10) as raw, \
+                ctx.wrap_socket(raw, server_hostname=gateway.address) as tls:
+            tls.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: {gateway.address}\r\nAuthorization: Bearer "
+                        f"{key}\r\nContent-Type: application/json\r\nContent-Length: {BIG}\r\n\r\n".encode())
+            tls.settimeout(wait)
+            try:
+                return tls.recv(200)
+            except TimeoutError:
+                return b"(no answer while the body is awaited)"
+
+    assert headers_only("not-a-client-key", 10).startswith(b"HTTP/1.1 401")
+    assert headers_only(CHAT_ONLY, 3) == b"(no answer while the body is awaited)"
+
+
 def test_backends_refuse_other_sandbox_hosts_while_the_gateway_answers_them(gateway: ServingHost,
                                                                              sandbox_hosts) -> None:
     (probe,) = sandbox_hosts(1, prefix="probe")
@@ -297,8 +378,8 @@ def two_replicas(gateway: ServingHost, second_serving_host: ServingHost) -> Serv
 def test_every_turn_of_a_conversation_goes_to_one_replica_and_conversations_spread(
         gateway: ServingHost, two_replicas: ServingHost) -> None:
     """Prefix affinity, one request at a time (HAProxy's per-server counters say which replica served it). The
-    bodies go out as requests encodes them, with non-ASCII text as \\uXXXX escapes, which HAProxy's json_query does
-    not decode: those conversations must spread and stick as well as the ASCII ones."""
+    bodies go out as requests encodes them, with non-ASCII text as \\uXXXX escapes (which HAProxy's own json_query
+    could not decode): those conversations must spread and stick as well as the ASCII ones."""
     def served_by(body: dict[str, Any]) -> str:
         before = sessions(gateway)
         assert gw(gateway, "/v1/chat/completions", body)[0] == 200
