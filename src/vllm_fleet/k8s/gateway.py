@@ -74,15 +74,15 @@ def service_gateway_manifests(svc: Service, gw: Gateway | None) -> list[Manifest
          "spec": {"credentialInjection": {"header": "Authorization", "overwrite": True,
                                           "credential": {"valueRef": {"name": credential_secret_name(svc)}}}}},
     ]
+    settings = GatewayClusterSettings.model_validate(gw.kubernetes)
     for model in (svc.model_name, *(a.name for a in svc.adapters)):
-        out.extend(_model_route(svc, gw, model))
+        out.extend(_model_route(svc, gw, settings, model))
     return out
 
 
-def _model_route(svc: Service, gw: Gateway, model: str) -> list[Manifest]:
+def _model_route(svc: Service, gw: Gateway, s: GatewayClusterSettings, model: str) -> list[Manifest]:
     """One model name's HTTPRoute (its task's routes, only for requests naming it), the clients allowed on it and
     their rates."""
-    s = GatewayClusterSettings.model_validate(gw.kubernetes)
     # Each client in scope with its key's Secret (cluster_rules give every client key as a k8s_secret).
     clients = [(c, c.key.k8s_secret) for c in gw.clients if client_scope(c, [model]) and c.key.k8s_secret]
     if not clients:
