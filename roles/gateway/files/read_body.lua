@@ -63,8 +63,9 @@ core.register_action("vllm_fleet_read_body", { "http-req" }, function(txn, max_b
     local limit = tonumber(max_bytes)
     local announced = tonumber(txn.f:req_hdr("content-length") or "")
     local available = txn.f:req_body_len() or 0
-    -- A chunked body's end is not announced: one that filled what the gateway reads may go on beyond it.
-    if (announced and announced >= limit) or available >= limit then
+    -- An announced body beyond the limit got its 413 on the headers (haproxy.cfg). A chunked body's end is not
+    -- announced: one that filled what the gateway reads may go on beyond it.
+    if available >= limit then
         return refuse(txn, 413, "the request body is larger than the gateway reads")
     end
     if announced and available < announced then
