@@ -14,7 +14,8 @@ from vllm_fleet.k8s.validation import CLUSTER_TARGET, cluster_settings
 from vllm_fleet.spec import validate_spec
 
 CORE_MODELS = {"Namespace": "V1Namespace", "Secret": "V1Secret", "ServiceAccount": "V1ServiceAccount",
-               "PersistentVolumeClaim": "V1PersistentVolumeClaim", "Ingress": "V1Ingress"}
+               "PersistentVolumeClaim": "V1PersistentVolumeClaim", "Ingress": "V1Ingress",
+               "NetworkPolicy": "V1NetworkPolicy"}
 
 
 def manifests(path) -> list[dict[str, Any]]:
@@ -48,7 +49,7 @@ def test_every_inference_service_matches_the_kserve_models(spec) -> None:
 @pytest.mark.parametrize("spec", GOOD, ids=[p.stem for p in GOOD])
 def test_every_other_object_matches_the_kubernetes_models(spec) -> None:
     for m in manifests(spec):
-        # The gateway's Gateway API and Envoy Gateway objects: test_gateway_manifests.py, against their schemas.
+        # The gateway's Envoy AI Gateway and Envoy Gateway objects: test_gateway_manifests.py, against their schemas.
         if m["kind"] != "InferenceService" and m["apiVersion"] in ("v1", "networking.k8s.io/v1"):
             assert check(m, CORE_MODELS[m["kind"]]) == [], m["kind"]
 

@@ -19,9 +19,9 @@ from vllm_fleet.spec.model import Service
 COMPONENT_TYPE = "vllmfleet:k8s:InferenceService"
 
 SecretResolver = Callable[[str], pulumi.Input[str]]
-# KServe's InferenceService, and the gateway's Gateway API route and Envoy Gateway policies (k8s/gateway.py).
-CUSTOM_KINDS = frozenset({"InferenceService", "HTTPRoute", "HTTPRouteFilter", "SecurityPolicy",
-                          "BackendTrafficPolicy"})
+# KServe's InferenceService, and the gateway's Envoy AI Gateway and Envoy Gateway objects (k8s/gateway.py).
+CUSTOM_KINDS = frozenset({"InferenceService", "AIGatewayRoute", "AIServiceBackend", "BackendSecurityPolicy",
+                          "Backend", "SecurityPolicy", "BackendTrafficPolicy", "ClientTrafficPolicy"})
 
 
 def config_secret(key: str) -> pulumi.Output[str]:
@@ -35,8 +35,10 @@ class InferenceServiceArgs:
     service: Service
     secret_value: SecretResolver = config_secret
     depends_on: Sequence[pulumi.Resource] = field(default_factory=list)
-    # The spec's gateway block: the model's route and policies are created with the service.
+    # The spec's gateway block: the model's route and policies are created with the service, scoped over the model
+    # names of all the deployment's services.
     gateway: Gateway | None = None
+    services: Sequence[Service] = ()
 
 
 def resource_name(manifest: Manifest) -> str:
@@ -67,6 +69,8 @@ def register_manifest(manifest: Manifest, secret_value: SecretResolver,
         return k8s.core.v1.PersistentVolumeClaim(name, metadata=meta, spec=manifest["spec"], opts=opts)
     if kind == "Ingress":
         return k8s.networking.v1.Ingress(name, metadata=meta, spec=manifest["spec"], opts=opts)
+    if kind == "NetworkPolicy":
+        return k8s.networking.v1.NetworkPolicy(name, metadata=meta, spec=manifest["spec"], opts=opts)
     if kind in CUSTOM_KINDS:
         return CustomResource(name, api_version=manifest["apiVersion"], kind=kind, metadata=meta,
                               spec=manifest["spec"], opts=opts)
@@ -87,7 +91,7 @@ class InferenceService(pulumi.ComponentResource):
         child_opts = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on))
         self.children: list[pulumi.CustomResource] = [
             register_manifest(m, args.secret_value, child_opts)
-            for m in [*service_manifests(svc), *service_gateway_manifests(svc, args.gateway)]
+            for m in [*service_manifests(svc), *service_gateway_manifests(svc, args.gateway, args.services)]
         ]
         isvc = next(r for r in self.children if isinstance(r, CustomResource))  # the first custom one
         # The URLs are known from the names alone; tying them to the resource orders them after it.

@@ -101,6 +101,11 @@ def predictor_service(svc: Service) -> str:
     return f"{svc.name}-predictor" if cluster_settings(svc).is_standard else svc.name
 
 
+def server_port(svc: Service) -> int:
+    """The port the predictor's server listens on in its pod: vLLM's own in container mode, else the runtime's."""
+    return svc.port if cluster_settings(svc).mode == "container" else RUNTIME_PORT
+
+
 def internal_url(svc: Service) -> str:
     """Where pods in the same cluster reach the OpenAI server (Kubernetes DNS)."""
     return f"http://{predictor_service(svc)}.{cluster_settings(svc).namespace}.svc.cluster.local"

@@ -209,12 +209,20 @@ class GatewayParent(Strict):
 
 
 class GatewayClusterSettings(Strict):
-    """Everything under `gateway.kubernetes`."""
+    """Everything under `gateway.kubernetes`: the Gateway the routes attach to, where its Envoy proxies run (the
+    predictors' NetworkPolicy admits them), and the listener's body and time limits."""
 
     parent: GatewayParent
     hostnames: list[str] = Field(default_factory=list)
-    # The header that carries the request body's model field, filled by Envoy AI Gateway's external processor.
-    model_header: str = "x-ai-eg-model"
+    # Envoy Gateway runs a Gateway's Envoy pods in its own namespace unless its deploy type is GatewayNamespace.
+    proxy_namespace: ObjectName = "envoy-gateway-system"
+    # Namespaces whose pods may reach the predictors too (a Prometheus scraping /metrics, say); none by default.
+    admit_namespaces: list[ObjectName] = Field(default_factory=list)
+    # The largest request body the Gateway's listener buffers (AI Gateway reads each body whole); None leaves the
+    # listener's ClientTrafficPolicy to you (Envoy Gateway's default buffer is 32 KiB).
+    max_body_kib: int | None = Field(1024, ge=1, le=1024 * 1024)
+    # How long a client may take to send its whole request.
+    body_timeout_seconds: int = Field(30, ge=1, le=3600)
 
     @field_validator("hostnames")
     @classmethod
@@ -222,11 +230,4 @@ class GatewayClusterSettings(Strict):
         for host in v:
             if len(host) > 253 or not DNS1123_SUBDOMAIN.match(host.removeprefix("*.")):
                 raise fail(f"'{host}' is not a DNS host name", "give lower-case hosts such as llm.example.com")
-        return v
-
-    @field_validator("model_header")
-    @classmethod
-    def _header(cls, v: str) -> str:
-        if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", v):
-            raise fail("is not a lower-case HTTP header name", "give a name such as x-ai-eg-model")
         return v

@@ -13,6 +13,7 @@ from vllm_fleet.k8s.component import (
     config_secret,
     register_manifest,
 )
+from vllm_fleet.k8s.gateway import listener_manifests
 from vllm_fleet.k8s.manifests import namespace_manifest
 from vllm_fleet.k8s.validation import CLUSTER_TARGET, CONFIG_NAMESPACE, SPEC_KEY, SPEC_SOURCE, cluster_settings
 from vllm_fleet.spec import Deployment, SpecError, SpecIssue, validate_spec
@@ -53,8 +54,11 @@ def run(data: Any, secret_value: SecretResolver = config_secret) -> dict[str, In
     components = {}
     for svc in dep.services:
         ns = namespaces.get(cluster_settings(svc).namespace)
-        args = InferenceServiceArgs(svc, secret_value, depends_on=[ns] if ns else [], gateway=dep.gateway)
+        args = InferenceServiceArgs(svc, secret_value, depends_on=[ns] if ns else [], gateway=dep.gateway,
+                                    services=dep.services)
         components[svc.name] = InferenceService(svc.name, args)
+    for manifest in listener_manifests(dep.gateway, dep.services):  # the Gateways' listeners, once each
+        register_manifest(manifest, secret_value)
     pulumi.export("services", {
         name: {"internal_url": c.internal_url, "openai_base_url": c.openai_base_url,
                "external_url": c.external_url, "served_model_name": c.served_model_name}

@@ -53,11 +53,12 @@ def stack_spec(path: Path) -> Any:
 
 
 def write(manifests: list[Manifest], out_dir: Path) -> list[Path]:
-    """One file per namespace-level group: namespaces, then one file per service."""
+    """One file per group: namespaces, then one file per service, then the Gateway listeners' limits."""
     out_dir.mkdir(parents=True, exist_ok=True)
     groups: dict[str, list[Manifest]] = {}
     for m in manifests:
-        group = "namespaces" if m["kind"] == "Namespace" else m["metadata"]["labels"]["vllm-fleet/service"]
+        labels = m["metadata"]["labels"]
+        group = "namespaces" if m["kind"] == "Namespace" else labels.get("vllm-fleet/service", "gateway")
         groups.setdefault(group, []).append(m)
     paths = []
     for i, (group, items) in enumerate(groups.items()):

@@ -64,27 +64,49 @@ def cluster_rules(dep: Deployment) -> Iterator[SpecIssue]:
         yield from _adapter_rules(svc, settings, at)
     yield from _shared_object_rules(parsed)
     if dep.gateway is not None:
-        yield from _gateway_rules(dep)
+        yield from _gateway_rules(dep, parsed)
 
 
-def _gateway_rules(dep: Deployment) -> Iterator[SpecIssue]:
-    """On a cluster the gateway block becomes Gateway API routes with Envoy Gateway policies (k8s/gateway.py)."""
+def _gateway_rules(dep: Deployment, parsed: dict[int, ClusterSettings]) -> Iterator[SpecIssue]:
+    """On a cluster the gateway block becomes Envoy AI Gateway routes with Envoy Gateway policies, and a
+    NetworkPolicy that admits only the Gateway's proxies to each predictor (k8s/gateway.py)."""
     assert dep.gateway is not None
     try:
         GatewayClusterSettings.model_validate(dep.gateway.kubernetes)
     except ValidationError as exc:
         yield from issues_from_validation_error(exc, ("gateway", "kubernetes"), model=GatewayClusterSettings)
+    for i, s in parsed.items():
+        if s.ingress is not None:
+            yield SpecIssue(f"services[{i}].kubernetes.ingress", show_value(s.ingress.host),
+                            "would reach the predictor beside the gateway, past its keys and scopes; the gateway's "
+                            "NetworkPolicy admits only the Gateway's proxies",
+                            "remove ingress: clients reach the model through the gateway")
+        if not s.is_standard:
+            yield SpecIssue(f"services[{i}].kubernetes.deployment_mode", show_value(s.deployment_mode),
+                            "routes through Knative's activator and ingress, which the gateway's NetworkPolicy "
+                            "does not admit, so the predictor could not be both closed and reached",
+                            "use deployment_mode: Standard behind the gateway")
     for i, svc in enumerate(dep.services):
         if svc.api_key is not None and svc.api_key.pulumi_config is None:
             yield SpecIssue(f"services[{i}].api_key", f"{{{svc.api_key.kind}: ...}}",
-                            "is the backend key the gateway injects; on a cluster it is written to a Secret in "
-                            "Envoy Gateway's format, which this program can do only from Pulumi config",
+                            "is the backend key the gateway injects; on a cluster it is written to the Secret AI "
+                            "Gateway's BackendSecurityPolicy reads, which this program can do only from Pulumi config",
                             "give {pulumi_config: KEY} (pulumi config set --secret KEY)")
+    ids: dict[str, int] = {}
     for i, client in enumerate(dep.gateway.clients):
-        if client.key.k8s_secret is None:
+        ref = client.key.k8s_secret
+        if ref is None:
             yield SpecIssue(f"gateway.clients[{i}].key", f"{{{client.key.kind}: ...}}",
                             "is checked by Envoy Gateway against an existing Secret, whose key names the client",
                             f"give {{k8s_secret: {{name: SECRET, key: {client.name}}}}}")
+        elif ref.key in ids:
+            # Envoy Gateway forwards the Secret's key as the client id; two clients with one id share a scope.
+            yield SpecIssue(f"gateway.clients[{i}].key.k8s_secret.key", show_value(ref.key),
+                            f"is the client id of gateway.clients[{ids[ref.key]}] too (Envoy Gateway names a "
+                            "client by its Secret key), so the two could not be told apart",
+                            f"store this client's key under its own Secret key, e.g. {client.name}")
+        else:
+            ids[ref.key] = i
 
 
 def _shared_object_rules(parsed: dict[int, ClusterSettings]) -> Iterator[SpecIssue]:

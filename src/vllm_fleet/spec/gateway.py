@@ -1,7 +1,7 @@
 """The spec's `gateway:` block: one OpenAI base URL for the fleet, in front of every service.
 
-The same block drives both targets: HAProxy on the VM fleet's gateway hosts, and a Gateway API HTTPRoute with an
-authorization policy on clusters. It names the client keys (by reference, each allowed a set of models and an
+The same block drives both targets: HAProxy on the VM fleet's gateway hosts, and Envoy AI Gateway routes with
+Envoy Gateway's policies on clusters. It names the client keys (by reference, each allowed a set of models and an
 optional request rate), TLS, the listener ports and how generate pools balance. Cross-field rules that need the
 services (a scope naming an unknown model, a port clash) are in `gateway_rules`.
 """
