@@ -30,6 +30,9 @@ BOOT_FLAGS = (
     "--tmpfs", "/run", "--tmpfs", "/run/lock",
     "--volume", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--cgroupns", "host",
     "--device-cgroup-rule", "a *:* rwm",
+    # What systemd's sysctl defaults set on a VM, which systemd-sysctl cannot set inside a container: a unix datagram
+    # socket (/dev/log, which HAProxy logs to) queues 512 messages, not the namespace's 10, past which they are lost.
+    "--sysctl", "net.unix.max_dgram_qlen=512",
 )
 
 
