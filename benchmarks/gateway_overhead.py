@@ -1,6 +1,7 @@
 """What the gateway costs, and what its prefix routing buys, on real vLLM CPU services in sandbox hosts.
 
-    python benchmarks/gateway_overhead.py [--prompts 200] [--concurrency 4] [--rounds 3] [--part both|overhead|prefix]
+    python benchmarks/gateway_overhead.py [--prompts 200] [--concurrency 4] [--rounds 3]
+                                          [--part both|overhead|prefix|isolated]
 
 Load comes from vLLM's own benchmark (`vllm.benchmarks.serve`, inside the deployed image), run in a container on the
 gateway host so that both paths start from the same place:
@@ -17,6 +18,13 @@ gateway host so that both paths start from the same place:
    from vLLM's own counters (vllm:prefix_cache_hits / vllm:prefix_cache_queries, read with prometheus_client's
    parser), and the ratio. With a cache that holds every opening, round robin would hit almost as often: each
    replica would keep every opening after its first miss.
+3. isolated (not part of `both`): the gateway's own cost, with no vLLM. A fast stand-in backend (nginx answering a
+   short completion-sized JSON) on the gateway host; `wrk` (Debian's) sends the same POST at the same concurrency
+   (--concurrency x 8 connections) for --seconds, over TLS both ways: straight to nginx's own TLS listener (the
+   gateway's certificate), and through the gateway (TLS, key check, the Lua body reading, scope, route) to nginx's
+   plain one, in alternating rounds. Prints requests/s and latency p50/p99 per run and their medians, the ratio of
+   the two, the gateway's own time per request from HAProxy's log (%Ta - %Tr: everything but the backend's answer),
+   and the requests each serves per second of its CPU (HAProxy's, nginx's): what sizes a gateway host.
 """
 
 from __future__ import annotations
@@ -219,23 +227,125 @@ def prefix_affinity(workdir: Path, a: str, hosts: dict[str, tuple[str, str]], ar
         print(f"ratio prefix/round_robin: {rates['prefix'] / rates['round_robin']:.2f}")
 
 
+STANDIN = """
+server {{
+  listen {internal}:8000;
+  location = /health {{ return 200 "ok"; }}
+  location / {{ default_type application/json; return 200 '{reply}'; }}
+}}
+server {{
+  listen {public}:9443 ssl;
+  ssl_certificate /etc/haproxy/vllm-fleet/gateway.pem;
+  ssl_certificate_key /etc/haproxy/vllm-fleet/gateway.pem;
+  ssl_protocols TLSv1.2 TLSv1.3;
+  keepalive_requests 100000;
+  location / {{ default_type application/json; return 200 '{reply}'; }}
+}}
+"""
+REPLY = ('{"id":"cmpl-0","object":"chat.completion","model":"tiny-chat","choices":[{"index":0,"message":'
+         '{"role":"assistant","content":"A short answer of about the size a chat turn has."},"finish_reason":"stop"}]}')
+REQUEST = ('{"model":"tiny-chat","messages":[{"role":"system","content":"You are terse."},'
+           '{"role":"user","content":"Say something short about gateways."}],"max_tokens":16}')
+# wrk's Lua script; the key is in the file (mode 600 on the host), not on wrk's command line.
+WRK_SCRIPT = """wrk.method = "POST"
+wrk.body = '%s'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %s"
+"""
+
+
+def sh(name: str, script: str, check: bool = True) -> str:
+    return subprocess.run(["docker", "exec", name, "bash", "-c", script], capture_output=True, text=True,
+                          check=check).stdout
+
+
+def cpu_seconds(name: str, process: str) -> float:
+    """User + system CPU seconds of every process of that name on the host (from /proc, in clock ticks)."""
+    out = sh(name, f"for p in $(pgrep -x {process}); do cut -d' ' -f14,15 /proc/$p/stat; done; getconf CLK_TCK")
+    *rows, tick = out.split()
+    return sum(int(v) for v in rows) / int(tick)
+
+
+def wrk(name: str, url: str, connections: int, seconds: int) -> dict[str, float]:
+    out = sh(name, f"wrk -t1 -c{connections} -d{seconds}s --latency -s /root/bench.lua {url}")
+    figures = {"rps": float(out.split("Requests/sec:")[1].split()[0])}
+    for label, key in (("50%", "p50_ms"), ("99%", "p99_ms")):
+        value = out.split(f" {label}")[1].split()[0]
+        scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+        unit = next(u for u in ("us", "ms", "s") if value.endswith(u))
+        figures[key] = float(value[: -len(unit)]) * scale[unit]
+    figures["requests"] = float(out.split(" requests in ")[0].split()[-1])
+    return figures
+
+
+def isolated(workdir: Path, a: str, hosts: dict[str, tuple[str, str]], archive: Path, ns: argparse.Namespace) -> None:
+    public, internal = hosts[a]
+    sh(a, "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null")
+    deploy(workdir, {a: hosts[a]}, a, "prefix", "gateway", archive)  # the gateway alone: no vLLM runs
+    conf = STANDIN.format(internal=internal, public=public, reply=REPLY)
+    subprocess.run(["docker", "exec", "-i", a, "bash", "-c", "cat > /etc/nginx/sites-enabled/default && "
+                    "systemctl restart nginx"], input=conf, text=True, check=True)
+    subprocess.run(["docker", "exec", "-i", a, "bash", "-c", "umask 077; cat > /root/bench.lua"],
+                   input=WRK_SCRIPT % (REQUEST, CLIENT_KEY), text=True, check=True)
+    time.sleep(5)  # the gateway's health checks find the stand-in up
+    connections = ns.concurrency * 8
+    paths = {"direct": ("nginx", f"https://{public}:9443/v1/chat/completions"),
+             "through gateway": ("haproxy", f"https://{public}:8443/v1/chat/completions")}
+    wrk(a, paths["through gateway"][1], connections, 3)  # warm-up; also checks the key and route pass
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in paths}
+    print(f"\nstand-in backend, TLS both ways, {connections} connections, {ns.seconds} s a run, "
+          f"{ns.rounds} rounds in alternating order")
+    print(f"{'run':<18} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9} {'req/CPU-s':>10}")
+    for i in range(ns.rounds):
+        for name in (list(paths) if i % 2 == 0 else list(reversed(paths))):
+            process, url = paths[name]
+            since = sh(a, "date +%s").strip()
+            cpu = cpu_seconds(a, process)
+            result = wrk(a, url, connections, ns.seconds)
+            result["per_cpu_s"] = result["requests"] / max(cpu_seconds(a, process) - cpu, 1e-9)
+            if name == "through gateway":
+                log = sh(a, f"journalctl -q -t haproxy --no-pager -o cat --since @{since}")
+                own = sorted(int(t[4]) - int(t[3]) for t in (line.split()[4].split("/") for line in log.splitlines()
+                             if " 200 " in line and line.count("/") >= 4) if len(t) == 5 and t[3] != "-1")
+                result["own_p50_ms"] = float(own[len(own) // 2]) if own else float("nan")
+                result["own_p99_ms"] = float(own[int(len(own) * 0.99)]) if own else float("nan")
+                result["own_mean_ms"] = statistics.fmean(own) if own else float("nan")
+            runs[name].append(result)
+            print(f"{name + ' #' + str(i + 1):<18} {result['rps']:9.0f} {result['p50_ms']:9.2f} "
+                  f"{result['p99_ms']:9.2f} {result['per_cpu_s']:10.0f}", flush=True)
+    med = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in runs.items()}
+    d, g = med["direct"], med["through gateway"]
+    print(f"{'median direct':<18} {d['rps']:9.0f} {d['p50_ms']:9.2f} {d['p99_ms']:9.2f} {d['per_cpu_s']:10.0f}")
+    print(f"{'median gateway':<18} {g['rps']:9.0f} {g['p50_ms']:9.2f} {g['p99_ms']:9.2f} {g['per_cpu_s']:10.0f}")
+    print(f"throughput gateway/direct: {g['rps'] / d['rps']:.2f}; "
+          f"latency p50 added: {g['p50_ms'] - d['p50_ms']:.2f} ms")
+    print(f"HAProxy's own time per request (%Ta - %Tr, ms): p50 {g['own_p50_ms']:.0f}, p99 {g['own_p99_ms']:.0f}, "
+          f"mean {g['own_mean_ms']:.3f}")
+    print(f"per CPU-second: HAProxy {g['per_cpu_s']:.0f} requests (TLS, key, body reading, routing); "
+          f"nginx {d['per_cpu_s']:.0f} (TLS and the answer)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--prompts", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3, help="direct/gateway pairs, in alternating order")
-    parser.add_argument("--part", choices=("both", "overhead", "prefix"), default="both")
+    parser.add_argument("--part", choices=("both", "overhead", "prefix", "isolated"), default="both")
+    parser.add_argument("--seconds", type=int, default=10, help="isolated: the length of each wrk run")
     ns = parser.parse_args()
     ensure_engine()
     tag, _ = ensure_host_image()
     image, _ = ensure_vllm_image()
     models, archive = generate(image), save_archive(image)
     run = uuid.uuid4().hex[:6]
-    names = [f"vf-gwbench-{run}-a"] + ([f"vf-gwbench-{run}-b"] if ns.part != "overhead" else [])
+    names = [f"vf-gwbench-{run}-a"] + ([f"vf-gwbench-{run}-b"] if ns.part in ("both", "prefix") else [])
     workdir = Path(tempfile.mkdtemp(prefix="vf-gwbench-"))
     try:
         hosts = {n: host(n, tag, models, archive) for n in names}
         a = names[0]
+        if ns.part == "isolated":
+            isolated(workdir, a, hosts, archive, ns)
+            return
         if ns.part != "prefix":
             t = time.monotonic()
             deploy(workdir, {a: hosts[a]}, a, "prefix", "gateway,serve,smoke", archive)
