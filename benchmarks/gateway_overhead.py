@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +172,14 @@ def hit_rate(internals: list[str], run: Any, label: str) -> float:
     return hits / queries if queries else 0.0
 
 
+def alternating(names: list[str], rounds: int) -> Iterator[tuple[int, str]]:
+    """(round, path) for every path of every round, every other round in reverse, so that neither path always runs
+    on a warmer or a quieter machine."""
+    for i in range(rounds):
+        for name in names if i % 2 == 0 else list(reversed(names)):
+            yield i, name
+
+
 FIGURES = ("median_ttft_ms", "p99_ttft_ms", "median_e2el_ms", "p99_e2el_ms", "request_throughput")
 
 
@@ -193,12 +202,11 @@ def overhead(workdir: Path, a: str, hosts: dict[str, tuple[str, str]], ns: argpa
     print(f"\n{ns.prompts} requests, 64 tokens in, 16 out, {ns.concurrency} at a time, same backend, "
           f"{ns.rounds} rounds in alternating order")
     print(f"{'run':<18} {'TTFT p50':>9} {'TTFT p99':>9} {'E2E p50':>9} {'E2E p99':>9} {'req/s':>9}  (ms)")
-    for i in range(ns.rounds):
-        for name in (list(paths) if i % 2 == 0 else list(reversed(paths))):
-            url, key = paths[name]
-            result = bench(a, workdir, url, key, f"{name.split()[0]}-{i}", load)
-            runs[name].append(result)
-            print(row(f"{name} #{i + 1}", result), flush=True)
+    for i, name in alternating(list(paths), ns.rounds):
+        url, key = paths[name]
+        result = bench(a, workdir, url, key, f"{name.split()[0]}-{i}", load)
+        runs[name].append(result)
+        print(row(f"{name} #{i + 1}", result), flush=True)
     direct, through = medians(runs["direct"]), medians(runs["through gateway"])
     print(row("median direct", direct))
     print(row("median gateway", through))
@@ -296,23 +304,22 @@ def isolated(workdir: Path, a: str, hosts: dict[str, tuple[str, str]], archive: 
     print(f"\nstand-in backend, TLS both ways, {connections} connections, {ns.seconds} s a run, "
           f"{ns.rounds} rounds in alternating order")
     print(f"{'run':<18} {'req/s':>9} {'p50 ms':>9} {'p99 ms':>9} {'req/CPU-s':>10}")
-    for i in range(ns.rounds):
-        for name in (list(paths) if i % 2 == 0 else list(reversed(paths))):
-            process, url = paths[name]
-            since = sh(a, "date +%s").strip()
-            cpu = cpu_seconds(a, process)
-            result = wrk(a, url, connections, ns.seconds)
-            result["per_cpu_s"] = result["requests"] / max(cpu_seconds(a, process) - cpu, 1e-9)
-            if name == "through gateway":
-                log = sh(a, f"journalctl -q -t haproxy --no-pager -o cat --since @{since}")
-                own = sorted(int(t[4]) - int(t[3]) for t in (line.split()[4].split("/") for line in log.splitlines()
-                             if " 200 " in line and line.count("/") >= 4) if len(t) == 5 and t[3] != "-1")
-                result["own_p50_ms"] = float(own[len(own) // 2]) if own else float("nan")
-                result["own_p99_ms"] = float(own[int(len(own) * 0.99)]) if own else float("nan")
-                result["own_mean_ms"] = statistics.fmean(own) if own else float("nan")
-            runs[name].append(result)
-            print(f"{name + ' #' + str(i + 1):<18} {result['rps']:9.0f} {result['p50_ms']:9.2f} "
-                  f"{result['p99_ms']:9.2f} {result['per_cpu_s']:10.0f}", flush=True)
+    for i, name in alternating(list(paths), ns.rounds):
+        process, url = paths[name]
+        since = sh(a, "date +%s").strip()
+        cpu = cpu_seconds(a, process)
+        result = wrk(a, url, connections, ns.seconds)
+        result["per_cpu_s"] = result["requests"] / max(cpu_seconds(a, process) - cpu, 1e-9)
+        if name == "through gateway":
+            log = sh(a, f"journalctl -q -t haproxy --no-pager -o cat --since @{since}")
+            own = sorted(int(t[4]) - int(t[3]) for t in (line.split()[4].split("/") for line in log.splitlines()
+                         if " 200 " in line and line.count("/") >= 4) if len(t) == 5 and t[3] != "-1")
+            result["own_p50_ms"] = float(own[len(own) // 2]) if own else float("nan")
+            result["own_p99_ms"] = float(own[int(len(own) * 0.99)]) if own else float("nan")
+            result["own_mean_ms"] = statistics.fmean(own) if own else float("nan")
+        runs[name].append(result)
+        print(f"{name + ' #' + str(i + 1):<18} {result['rps']:9.0f} {result['p50_ms']:9.2f} "
+              f"{result['p99_ms']:9.2f} {result['per_cpu_s']:10.0f}", flush=True)
     med = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in runs.items()}
     d, g = med["direct"], med["through gateway"]
     print(f"{'median direct':<18} {d['rps']:9.0f} {d['p50_ms']:9.2f} {d['p99_ms']:9.2f} {d['per_cpu_s']:10.0f}")
