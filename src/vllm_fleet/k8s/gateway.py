@@ -62,9 +62,10 @@ def routed_models(svc: Service, gw: Gateway) -> list[str]:
             if any(client_scope(c, [m]) for c in gw.clients)]
 
 
-def route_names(svc: Service, gw: Gateway) -> list[str]:
-    """The service's AIGatewayRoutes, one per 15 routed model names: `<service>-gateway`, `<service>-gateway-2`..."""
-    count = -(-len(routed_models(svc, gw)) // RULES_PER_ROUTE)
+def route_names(svc: Service, gw: Gateway, models: list[str] | None = None) -> list[str]:
+    """The service's AIGatewayRoutes, one per 15 routed model names (`models`, when the caller has them already):
+    `<service>-gateway`, `<service>-gateway-2`..."""
+    count = -(-len(routed_models(svc, gw) if models is None else models) // RULES_PER_ROUTE)
     return [f"{svc.name}-gateway" + (f"-{i + 1}" if i else "") for i in range(count)]
 
 
@@ -82,6 +83,17 @@ def _meta(svc: Service, name: str) -> dict[str, Any]:
 
 def _settings(gw: Gateway) -> GatewayClusterSettings:
     return GatewayClusterSettings.model_validate(gw.kubernetes)
+
+
+def _gateway_ref(parent: GatewayParent, *, namespaced: bool) -> dict[str, Any]:
+    """A reference to the user's Gateway (its listener when `section_name` is set); a route's names its namespace,
+    a policy's is local to the Gateway's."""
+    ref: dict[str, Any] = {"group": GATEWAY_API_GROUP, "kind": "Gateway", "name": parent.name}
+    if namespaced and parent.namespace:
+        ref["namespace"] = parent.namespace
+    if parent.section_name:
+        ref["sectionName"] = parent.section_name
+    return ref
 
 
 def _gateway_namespace(parent: GatewayParent, svc: Service) -> str:
@@ -119,7 +131,7 @@ def service_gateway_manifests(svc: Service, gw: Gateway | None, services: Sequen
                   "type": "APIKey", "apiKey": {"secretRef": {"name": credential_secret_name(svc)}}}},
     ]
     fleet_models = sorted(callable_models(services))
-    for i, route in enumerate(route_names(svc, gw)):
+    for i, route in enumerate(route_names(svc, gw, models)):
         out += _route(svc, gw, s, route, models[i * RULES_PER_ROUTE:(i + 1) * RULES_PER_ROUTE], fleet_models)
     return out
 
@@ -137,13 +149,8 @@ def _route(svc: Service, gw: Gateway, s: GatewayClusterSettings, route: str, mod
            fleet_models: list[str]) -> list[Manifest]:
     """One AIGatewayRoute (a rule per model name, all to the service's backend) and the policies on the HTTPRoute
     AI Gateway generates from it, which has the same name."""
-    parent: dict[str, Any] = {"group": GATEWAY_API_GROUP, "kind": "Gateway", "name": s.parent.name}
-    if s.parent.namespace:
-        parent["namespace"] = s.parent.namespace
-    if s.parent.section_name:
-        parent["sectionName"] = s.parent.section_name
     spec: dict[str, Any] = {
-        "parentRefs": [parent],
+        "parentRefs": [_gateway_ref(s.parent, namespaced=True)],
         "rules": [{"matches": [{"headers": [{"type": "Exact", "name": MODEL_HEADER, "value": model}]}],
                    "backendRefs": [{"name": backend_name(svc)}],
                    "timeouts": {"request": f"{gw.request_timeout_seconds}s"}}
@@ -208,14 +215,12 @@ def listener_manifests(gw: Gateway | None, services: Sequence[Service]) -> list[
         return []
     out: list[Manifest] = []
     for namespace in dict.fromkeys(_gateway_namespace(s.parent, svc) for svc in services):
-        target: dict[str, Any] = {"group": GATEWAY_API_GROUP, "kind": "Gateway", "name": s.parent.name}
-        if s.parent.section_name:
-            target["sectionName"] = s.parent.section_name
         out.append({
             "apiVersion": ENVOY_GATEWAY, "kind": "ClientTrafficPolicy",
             "metadata": {"name": f"{s.parent.name}-vllm-fleet-limits", "namespace": namespace,
                          "labels": {**MANAGED_BY, "vllm-fleet/part": "gateway"}},
-            "spec": {"targetRefs": [target], "connection": {"bufferLimit": f"{s.max_body_kib}Ki"},
+            "spec": {"targetRefs": [_gateway_ref(s.parent, namespaced=False)],
+                     "connection": {"bufferLimit": f"{s.max_body_kib}Ki"},
                      "timeout": {"http": {"requestReceivedTimeout": f"{s.body_timeout_seconds}s"}}},
         })
     return out
