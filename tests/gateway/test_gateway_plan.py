@@ -192,3 +192,41 @@ def test_the_gateway_maps_send_an_adapter_to_its_base_pool_on_its_routes_only() 
     assert "/v1/chat/completions|chat-support pool_chat" in lines
     assert "/v1/completions|chat-support pool_chat" in lines
     assert not [ln for ln in lines if "chat-support" in ln and "embeddings" in ln]
+
+
+def with_ha(address: str = "10.0.0.100/24") -> dict:
+    spec = copy.deepcopy(SPEC)
+    spec["gateway"]["high_availability"] = {"virtual_address": address}
+    return spec
+
+
+def test_a_highly_available_gateway_plans_the_virtual_address_its_peers_and_a_certificate_naming_it() -> None:
+    gw = gateway({"h1": with_ha(), "h2": with_ha()}, {"h1": "192.168.7.1", "h2": "192.168.7.2"},
+                 {"h1": "10.0.0.1", "h2": "10.0.0.2"})
+    assert gw is not None and gw.high_availability is not None
+    ha = gw.high_availability
+    assert (ha.virtual_address, ha.prefix_length, ha.router_id, ha.peer_port) == ("10.0.0.100", 24, 51, 10000)
+    assert ha.peers == {"h1": "192.168.7.1", "h2": "192.168.7.2"}  # the internal addresses, not the public ones
+    assert "10.0.0.100" in gw.tls_names
+    assert gw.base_url == "https://10.0.0.100:8443"
+
+
+def test_a_highly_available_gateway_refuses_one_host_hosts_outside_its_network_and_no_internal_address() -> None:
+    with pytest.raises(InventoryError) as exc:
+        gateway({"h1": with_ha()}, None, {"h1": "10.0.0.1"})
+    assert [p for p, _ in issues(exc)] == ["group vllm_gateways"]
+    with pytest.raises(InventoryError) as exc:
+        gateway({"h1": with_ha(), "h2": with_ha()}, {"h1": "192.168.7.1"},
+                {"h1": "10.0.0.1", "h2": "10.0.0.2", "gw3": "gw3.example.com", "gw4": "10.0.9.4"})
+    found = issues(exc)
+    assert ("vllm_fleet_backend_address of h2",
+            "is where this gateway host's HAProxy shares its per-key rate counters with the others") in found
+    outside = [p for p, m in found if "is not an IPv4 address in 10.0.0.0/24" in m]
+    assert outside == ["vllm_fleet_address of gw3", "vllm_fleet_address of gw4"]
+
+
+def test_a_virtual_address_that_a_gateway_host_already_has_is_refused() -> None:
+    with pytest.raises(InventoryError) as exc:
+        gateway({"h1": with_ha("10.0.0.2/24"), "h2": with_ha("10.0.0.2/24")},
+                {"h1": "192.168.7.1", "h2": "192.168.7.2"}, {"h1": "10.0.0.1", "h2": "10.0.0.2"})
+    assert issues(exc) == [("gateway.high_availability.virtual_address", "is the address of gateway host h2")]

@@ -75,6 +75,12 @@ def _gateway_rules(dep: Deployment, parsed: dict[int, ClusterSettings]) -> Itera
         GatewayClusterSettings.model_validate(dep.gateway.kubernetes)
     except ValidationError as exc:
         yield from issues_from_validation_error(exc, ("gateway", "kubernetes"), model=GatewayClusterSettings)
+    if dep.gateway.high_availability is not None:
+        yield SpecIssue("gateway.high_availability.virtual_address",
+                        show_value(dep.gateway.high_availability.virtual_address),
+                        "is a VM fleet's virtual address (keepalived); on a cluster the Gateway's Service and Envoy "
+                        "Gateway's replicas of its proxy are what survive the loss of a node",
+                        "remove high_availability, and scale the Gateway's Envoy proxy with an EnvoyProxy resource")
     for i, s in parsed.items():
         if s.ingress is not None:
             yield SpecIssue(f"services[{i}].kubernetes.ingress", show_value(s.ingress.host),

@@ -126,6 +126,40 @@ class GatewayHealth(Strict):
     rise: int = Field(2, ge=1, le=10)
 
 
+class GatewayHighAvailability(Strict):
+    """Two or more gateway hosts behind one virtual address (VMs): keepalived moves the address between them with
+    VRRP over unicast, and HAProxy's peers share the per-key rate counters. The hosts are the inventory's
+    vllm_gateways group; each one's address must be an IPv4 address in `virtual_address`'s network."""
+
+    virtual_address: str = Field(description="the address clients use, with its prefix length: 10.0.0.100/24")
+    router_id: int = Field(51, ge=1, le=255, description="VRRP virtual router id, unique on the network segment")
+    peer_port: int = Field(10000, description="HAProxy peers port on each gateway host's internal address")
+
+    @field_validator("virtual_address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        try:
+            iface = ipaddress.ip_interface(v)
+        except ValueError:
+            raise fail("is not an IPv4 address with its prefix length",
+                       "give the address clients will use and its network's prefix, e.g. 10.0.0.100/24") from None
+        if "/" not in v or iface.version != 4:
+            raise fail("is not an IPv4 address with its prefix length",
+                       "give the address clients will use and its network's prefix, e.g. 10.0.0.100/24")
+        net = iface.network
+        if net.prefixlen < 31 and iface.ip in (net.network_address, net.broadcast_address):
+            raise fail(f"is the {'network' if iface.ip == net.network_address else 'broadcast'} address of {net}",
+                       f"pick a free host address inside {net}, e.g. {net.broadcast_address - 1}")
+        if iface.ip.is_loopback or iface.ip.is_multicast or iface.ip.is_unspecified or iface.ip.is_link_local:
+            raise fail("is not an address other hosts can reach", "give a free address on the gateway hosts' network")
+        return v
+
+    @field_validator("peer_port")
+    @classmethod
+    def _peer_port(cls, v: int) -> int:
+        return _port(v)
+
+
 class Gateway(Strict):
     port: int = 443
     metrics_port: int = Field(8404, description="internal listener for /metrics (scraping) and the stats page")
@@ -135,6 +169,8 @@ class Gateway(Strict):
     tls: GatewayTls = Field(default_factory=GatewayTls)
     health: GatewayHealth = Field(default_factory=GatewayHealth)
     request_timeout_seconds: int = Field(600, ge=1, le=86400)
+    high_availability: GatewayHighAvailability | None = Field(
+        None, description="VMs: one virtual address over two or more gateway hosts, with shared rate limits")
     kubernetes: dict[str, Any] = Field(default_factory=dict, description="cluster-only settings (parent Gateway, ...)")
 
     @field_validator("port", "metrics_port")
@@ -155,12 +191,20 @@ def gateway_rules(gateway: Gateway, services: Sequence[Service]) -> Iterator[Spe
     if gateway.port == gateway.metrics_port:
         yield SpecIssue(f"{at}.metrics_port", show_value(gateway.metrics_port), "is also the gateway's port",
                         "give the metrics listener its own port, e.g. 8404")
+    ha = gateway.high_availability
+    if ha is not None and ha.peer_port in (gateway.port, gateway.metrics_port):
+        yield SpecIssue(f"{at}.high_availability.peer_port", show_value(ha.peer_port),
+                        "is also one of the gateway's listener ports",
+                        "give HAProxy's peers their own port, e.g. 10000")
     models = callable_models(services)
     for svc in services:
         for field in ("port", "metrics_port"):
             if getattr(gateway, field) == svc.port:
                 yield SpecIssue(f"{at}.{field}", show_value(svc.port), f"is also the port of service '{svc.name}'",
                                 "give the gateway and each service their own ports")
+        if ha is not None and ha.peer_port == svc.port:
+            yield SpecIssue(f"{at}.high_availability.peer_port", show_value(svc.port),
+                            f"is also the port of service '{svc.name}'", "give HAProxy's peers their own port")
         if svc.api_key is None:
             yield SpecIssue(f"services[{services.index(svc)}].api_key", "(not set)",
                             "is needed behind a gateway: it is the key between the gateway and this backend",

@@ -181,7 +181,8 @@ def plan_fleet(found: Mapping[str, list[InventoryHost]], environ: Mapping[str, s
     try:
         gateways = found.get(GATEWAY_GROUP, [])
         pki_dir = str((gateways[0].variables.get(PKI_DIR_VAR) if gateways else None) or PKI_DIR)
-        gateway = fleet_gateway(plans, gateway_block, {g.host: g.address for g in gateways}, pki_dir)
+        gateway = fleet_gateway(plans, gateway_block, {g.host: g.address for g in gateways}, pki_dir,
+                                {g.host: str(g.variables.get(BACKEND_ADDRESS_VAR) or LOOPBACK) for g in gateways})
     except SpecError as exc:
         issues += exc.issues
     try:

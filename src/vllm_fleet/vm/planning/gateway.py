@@ -8,14 +8,15 @@ touched, naming the host, the field and the fix.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import ipaddress
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Literal
 
 from vllm_fleet.monitoring.rules import GATEWAY_FRONTEND
 from vllm_fleet.spec import Gateway, SpecError, SpecIssue
 from vllm_fleet.spec.errors import show_value
-from vllm_fleet.spec.gateway import HEALTH_ROUTE, MODELS_ROUTE, TASK_ROUTES, client_scope
+from vllm_fleet.spec.gateway import HEALTH_ROUTE, MODELS_ROUTE, TASK_ROUTES, GatewayHighAvailability, client_scope
 from vllm_fleet.vm.planning.plan import BACKEND_ADDRESS_VAR, LOOPBACK, HostPlan, PlanModel, probe_address
 
 GATEWAY_GROUP = "vllm_gateways"
@@ -57,6 +58,18 @@ class GatewayClientPlan(PlanModel):
     requests_per_minute: int | None = None
 
 
+class GatewayHaPlan(PlanModel):
+    """One virtual address over the gateway hosts (keepalived, VRRP with unicast peers), and HAProxy's peers
+    sharing the per-key rate counters between them over their internal addresses."""
+
+    virtual_address: str  # without its prefix length
+    prefix_length: int
+    router_id: int
+    peer_port: int
+    # Each gateway host's internal address, where its HAProxy peer listens.
+    peers: dict[str, str]
+
+
 class GatewayPlan(PlanModel):
     hosts: list[str]
     # Where clients reach each gateway host (vllm_fleet_address, ansible_host or its name): URLs and certificates.
@@ -84,6 +97,7 @@ class GatewayPlan(PlanModel):
     admin_socket: str = ADMIN_SOCKET
     # The controller directory of the generated CA (gateway_pki_dir of the first gateway host, else PKI_DIR).
     pki_dir: str = PKI_DIR
+    high_availability: GatewayHaPlan | None = None
 
     @property
     def ca_file(self) -> str:
@@ -92,18 +106,53 @@ class GatewayPlan(PlanModel):
 
     @property
     def base_url(self) -> str:
-        """The fleet's URL at the first gateway host (no /v1)."""
+        """The fleet's URL (no /v1): at the virtual address, else at the first gateway host."""
         scheme = "http" if self.tls_mode == "off" else "https"
-        return f"{scheme}://{self.addresses[self.hosts[0]]}:{self.port}"
+        ha = self.high_availability
+        return f"{scheme}://{ha.virtual_address if ha else self.addresses[self.hosts[0]]}:{self.port}"
     health_route: str = HEALTH_ROUTE
 
 
+def high_availability(ha: GatewayHighAvailability, gateway_hosts: Mapping[str, str],
+                      internal: Mapping[str, str]) -> Iterator[SpecIssue]:
+    """What keepalived and HAProxy's peers need of the gateway hosts: two or more, each with an IPv4 address in
+    the virtual address's network (VRRP's unicast peers, and the interface that takes the address) and an internal
+    address for the peers' rate counters."""
+    at = "gateway.high_availability"
+    vip = ipaddress.ip_interface(ha.virtual_address)
+    if len(gateway_hosts) < 2:
+        yield SpecIssue(f"group {GATEWAY_GROUP}", show_value(list(gateway_hosts)),
+                        f"has {len(gateway_hosts)} host(s); {at} moves one address between two or more",
+                        f"add a second gateway host to {GATEWAY_GROUP}, or remove high_availability")
+    for host, address in gateway_hosts.items():
+        try:
+            own = ipaddress.ip_address(address)
+        except ValueError:
+            own = None
+        if own is None or own not in vip.network:
+            yield SpecIssue(f"vllm_fleet_address of {host}", show_value(address),
+                            f"is not an IPv4 address in {vip.network}, the network of {at}.virtual_address; "
+                            "keepalived sends VRRP to this address and puts the virtual one on its interface",
+                            f"set vllm_fleet_address of {host} to its address in {vip.network}, or give a "
+                            "virtual_address in the gateway hosts' network")
+        elif own == vip.ip:
+            yield SpecIssue(f"{at}.virtual_address", show_value(ha.virtual_address),
+                            f"is the address of gateway host {host}",
+                            f"pick an address in {vip.network} that no host uses")
+        if len(gateway_hosts) > 1 and internal.get(host, LOOPBACK) == LOOPBACK:
+            yield SpecIssue(f"{BACKEND_ADDRESS_VAR} of {host}", "(not set: 127.0.0.1)",
+                            "is where this gateway host's HAProxy shares its per-key rate counters with the others",
+                            f"set {BACKEND_ADDRESS_VAR} of {host} to its address on the fleet's internal network")
+
+
 def fleet_gateway(plans: Mapping[str, HostPlan], gateway: Gateway | None,
-                  gateway_hosts: Mapping[str, str], pki_dir: str = PKI_DIR) -> GatewayPlan | None:
+                  gateway_hosts: Mapping[str, str], pki_dir: str = PKI_DIR,
+                  internal: Mapping[str, str] | None = None) -> GatewayPlan | None:
     """The gateway plan of a fleet from its one `gateway:` block, or None when there is neither the block nor a
     gateway host.
 
-    gateway_hosts: each gateway host's inventory name and the address clients reach it at."""
+    gateway_hosts: each gateway host's inventory name and the address clients reach it at; internal: each one's
+    internal address (vllm_fleet_backend_address), where HAProxy's peers listen."""
     issues: list[SpecIssue] = []
     if gateway is None:
         if gateway_hosts:
@@ -163,6 +212,9 @@ def fleet_gateway(plans: Mapping[str, HostPlan], gateway: Gateway | None,
                 issues.append(SpecIssue(f"adapter {adapter} of model {pool.model}", show_value(adapter),
                                         f"is also a model name of {names[adapter]} elsewhere in the fleet",
                                         "give every adapter a model name no other model or adapter has"))
+    ha = gateway.high_availability
+    if ha is not None:
+        issues += high_availability(ha, gateway_hosts, internal or {})
     if issues:
         raise SpecError(issues, "inventory")
     every_model = sorted(names)
@@ -171,11 +223,20 @@ def fleet_gateway(plans: Mapping[str, HostPlan], gateway: Gateway | None,
                                  requests_per_minute=c.requests_per_minute) for c in gateway.clients]
     routes = sorted({r for pool in pools.values() for r in pool.routes})
     tls = gateway.tls
+    ha_plan = None
+    if ha is not None:
+        vip = ipaddress.ip_interface(ha.virtual_address)
+        ha_plan = GatewayHaPlan(virtual_address=str(vip.ip), prefix_length=vip.network.prefixlen,
+                                router_id=ha.router_id, peer_port=ha.peer_port,
+                                peers={h: (internal or {})[h] for h in gateway_hosts})
     return GatewayPlan(
         hosts=list(gateway_hosts), addresses=dict(gateway_hosts), port=gateway.port,
         metrics_port=gateway.metrics_port, tls_mode=tls.mode,
-        tls_min_version=tls.min_version, tls_names=list(tls.names), tls_certificate=tls.certificate,
+        tls_min_version=tls.min_version, tls_certificate=tls.certificate,
+        # Clients reach a highly available gateway at its virtual address: the certificate names it too.
+        tls_names=list(dict.fromkeys([*tls.names, *([ha_plan.virtual_address] if ha_plan else [])])),
         tls_key_ref=tls.key.model_dump(exclude_none=True) if tls.key else None,
         health_interval_seconds=gateway.health.interval_seconds, health_fall=gateway.health.fall,
         health_rise=gateway.health.rise, request_timeout_seconds=gateway.request_timeout_seconds,
-        pools=[pools[m] for m in sorted(pools)], clients=clients, routes=routes, models=every_model, pki_dir=pki_dir)
+        pools=[pools[m] for m in sorted(pools)], clients=clients, routes=routes, models=every_model, pki_dir=pki_dir,
+        high_availability=ha_plan)
