@@ -64,6 +64,21 @@ def service(name: str, task: str, port: int, *, model: str | None = None, **engi
     }
 
 
+@functools.cache
+def virtual_address() -> str:
+    """The serving world's gateway address when two hosts serve it: a spare address of the sandbox network."""
+    from vllm_fleet.sandbox.hosts import spare_address
+
+    return spare_address()
+
+
+def highly_available(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec with its gateway block served by every gateway host at `virtual_address()`."""
+    if not spec.get("gateway"):
+        return spec
+    return {**spec, "gateway": {**spec["gateway"], "high_availability": {"virtual_address": virtual_address()}}}
+
+
 @dataclass
 class ServingHost:
     name: str
@@ -110,14 +125,20 @@ class ServingHost:
     def inventory(self, spec: dict[str, Any], extra_vars: dict[str, Any] | None = None,
                   others: Sequence[ServingHost] = (), others_spec: dict[str, Any] | None = None) -> Path:
         """This host (the gateway host too, when the spec has a gateway block) and `others` serving beside it,
-        with `others_spec` as their own spec when given."""
+        with `others_spec` as their own spec when given. With others and a gateway block, every host is a gateway
+        host, behind one virtual address (gateway.high_availability at `virtual_address()`)."""
+        gateways = [self, *others] if spec.get("gateway") else []
+        if len(gateways) > 1:
+            spec = highly_available(spec)
+            others_spec = highly_available(others_spec) if others_spec else None
         hosts = {h.name: {**h.host_vars(), **(extra_vars or {})} for h in (self, *others)}
         for h in others if others_spec else ():
             hosts[h.name]["vllm_fleet_spec"] = others_spec
         # Grafana's apt repository is out of reach here: its install path is checked by rendering.
         return write_inventory(
             self.workdir / f"inv-{uuid.uuid4().hex[:6]}.yml", hosts, spec,
-            gateways={self.name: None, "vars": {"gateway_pki_dir": str(self.pki)}} if spec.get("gateway") else None,
+            gateways=({h.name: None for h in gateways} | {"vars": {"gateway_pki_dir": str(self.pki)}}
+                      if gateways else None),
             monitoring=({self.name: None, "vars": {"monitoring_grafana": False}}
                         if spec.get("monitoring") is not None else None))
 

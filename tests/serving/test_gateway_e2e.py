@@ -17,14 +17,24 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from tests.worlds import CLIENT_KEYS, FLEET_SPEC, KEY, MODELS_MOUNT, WEBHOOK_TOKEN, ServingHost, chat_service
+from tests.worlds import (
+    CLIENT_KEYS,
+    FLEET_SPEC,
+    GATEWAY_PORT,
+    KEY,
+    MODELS_MOUNT,
+    WEBHOOK_TOKEN,
+    ServingHost,
+    chat_service,
+    virtual_address,
+)
 from vllm_fleet.sandbox.tiny_models import lessons
 
 pytestmark = [pytest.mark.world, pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(3600)]
@@ -48,10 +58,11 @@ def ca(host: ServingHost) -> str:
 
 
 def gw(host: ServingHost, path: str, body: dict | None = None, key: str | None = APP, method: str | None = None,
-       timeout: float = 120) -> tuple[int, Any]:
+       timeout: float = 120, url: str | None = None) -> tuple[int, Any]:
+    """A request through the gateway at `host` (or at `url`, e.g. the virtual address), verified with its CA."""
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    resp = requests.request(method or ("POST" if body is not None else "GET"), host.gateway_url + path, json=body,
-                            headers=headers, verify=ca(host), timeout=timeout)
+    resp = requests.request(method or ("POST" if body is not None else "GET"), (url or host.gateway_url) + path,
+                            json=body, headers=headers, verify=ca(host), timeout=timeout)
     try:
         return resp.status_code, resp.json()
     except ValueError:
@@ -315,11 +326,14 @@ def test_requests_beyond_a_keys_rate_limit_get_429_and_others_200(gateway: Servi
 
 
 class Clients:
-    """Threads sending chat completions through the gateway, each request a conversation of its own (so the prefix
-    hash spreads them over the replicas), until stopped. A result is the HTTP status or the exception's name."""
+    """Threads sending chat completions through the gateway (at `url`, else the host's), each request a
+    conversation of its own (so the prefix hash spreads them over the replicas), until stopped. A result is the HTTP
+    status or the exception's name; `events` holds each request's (start, end, result) on the monotonic clock. A
+    client whose request failed without an answer waits 0.2 s before the next, as a client's retry loop would."""
 
-    def __init__(self, host: ServingHost, threads: int = 4, pause: float = 0.0) -> None:
-        self.host, self.results, self._stop, self.pause = host, [], threading.Event(), pause
+    def __init__(self, host: ServingHost, threads: int = 4, pause: float = 0.0, url: str | None = None) -> None:
+        self.host, self.results, self._stop, self.pause, self.url = host, [], threading.Event(), pause, url
+        self.events: list[tuple[float, float, int | str]] = []
         self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)]
 
     def _run(self, worker: int) -> None:
@@ -329,12 +343,14 @@ class Clients:
             body = {"model": "tiny-chat", "max_tokens": 2,
                     "messages": [{"role": "system", "content": f"Conversation {worker}-{n}"},
                                  {"role": "user", "content": "Be brief."}]}
+            start = time.monotonic()
             try:
-                status: int | str = gw(self.host, "/v1/chat/completions", body, timeout=120)[0]
+                status: int | str = gw(self.host, "/v1/chat/completions", body, timeout=120, url=self.url)[0]
             except requests.RequestException as exc:
                 status = type(exc).__name__
+            self.events.append((start, time.monotonic(), status))
             self.results.append(status)
-            self._stop.wait(self.pause)
+            self._stop.wait(self.pause if isinstance(status, int) else max(self.pause, 0.2))
 
     def __enter__(self) -> Clients:
         for t in self._threads:
@@ -376,9 +392,17 @@ CHAT_ONLY_SPEC: dict[str, Any] = {"services": [chat_service()],
                                   "gateway": FLEET_SPEC["gateway"], "monitoring": FLEET_SPEC["monitoring"]}
 
 
+def holders(hosts: Sequence[ServingHost], address: str) -> list[str]:
+    """The hosts that have `address` on an interface."""
+    return [h.name for h in hosts
+            if f" {address}/" in h.exec("ip", "-4", "-o", "addr", "show", check=False).stdout]
+
+
 @pytest.fixture(scope="module")
 def two_replicas(gateway: ServingHost, second_serving_host: ServingHost) -> ServingHost:
-    """tiny-chat on a second host too: the gateway's chat pool has two replicas."""
+    """tiny-chat on a second host too: the gateway's chat pool has two replicas. From here on both hosts are
+    gateway hosts too, behind one virtual address (keepalived), sharing the per-key rates (HAProxy's peers): one of
+    them holds the address, and the certificate each serves names it."""
     if "tiny-chat" not in {s["name"] for s in FLEET_SPEC["services"]}:
         pytest.skip("VLLM_FLEET_E2E_ONLY leaves out tiny-chat")
     result = gateway.deploy(FLEET_SPEC, others=[second_serving_host], others_spec=CHAT_ONLY_SPEC,
@@ -386,6 +410,10 @@ def two_replicas(gateway: ServingHost, second_serving_host: ServingHost) -> Serv
     assert result["ok"], result["output"][-6000:]
     servers = server_stats(gateway, "pool_tiny-chat")
     assert len(servers) == 2 and all(s["status"] == "UP" for s in servers.values()), servers
+    vip = virtual_address().split("/")[0]
+    assert len(holders([gateway, second_serving_host], vip)) == 1
+    assert result["gateway"]["urls"] == [f"https://{vip}:{GATEWAY_PORT}/v1"], result["gateway"]
+    assert gw(gateway, "/health", url=f"https://{vip}:{GATEWAY_PORT}")[0] == 200  # verified against the CA
     return second_serving_host
 
 
@@ -418,6 +446,54 @@ def test_every_turn_of_a_conversation_goes_to_one_replica_and_conversations_spre
             used.add(first)
         spread[kind] = len(used)
     assert spread == {"ascii": 2, "escaped": 2}, spread
+
+
+def test_a_key_at_its_rate_limit_on_one_gateway_host_gets_429_on_the_other(gateway: ServingHost,
+                                                                           two_replicas: ServingHost) -> None:
+    """limited's 5 requests a minute hold across the gateway hosts: HAProxy's peers share its count."""
+    first = [gw(gateway, "/v1/models", key=LIMITED)[0] for _ in range(7)]
+    assert 200 in first and first[-1] == 429, first
+    time.sleep(0.5)  # a peer pushes each update at once; this leaves it time to arrive
+    other = f"https://{two_replicas.address}:{GATEWAY_PORT}"
+    assert [gw(gateway, "/v1/models", key=LIMITED, url=other)[0] for _ in range(3)] == [429] * 3
+    assert gw(gateway, "/v1/models", key=APP, url=other)[0] == 200  # another key is not limited there
+
+
+def test_stopping_the_active_gateway_moves_its_address_and_no_request_fails_after_the_move(
+        gateway: ServingHost, two_replicas: ServingHost) -> None:
+    """HAProxy stopped on the gateway host holding the virtual address, under a 4-thread client loop at that
+    address: keepalived's check fails there and the other host takes the address. Requests in flight at the stop,
+    and those sent before the address moved, may fail; none sent after it moved does. The address stays where it
+    moved when the first host's HAProxy is back (no second switch)."""
+    hosts = {h.name: h for h in (gateway, two_replicas)}
+    vip = virtual_address().split("/")[0]
+    (active,) = holders(list(hosts.values()), vip)
+    (standby,) = set(hosts) - {active}
+    try:
+        with Clients(gateway, threads=4, url=f"https://{vip}:{GATEWAY_PORT}") as clients:
+            clients.wait_for(20)
+            stopped_at = time.monotonic()
+            hosts[active].exec("systemctl", "stop", "haproxy")  # returns once HAProxy has exited
+            down_at = time.monotonic()
+            while holders(list(hosts.values()), vip) != [standby]:
+                assert time.monotonic() < stopped_at + 60, holders(list(hosts.values()), vip)
+                time.sleep(0.05)
+            moved_at = time.monotonic()
+            clients.wait_for(len(clients.results) + 100)
+        events = list(clients.events)
+    finally:
+        hosts[active].exec("systemctl", "start", "haproxy")
+    during = [e for e in events if e[0] < moved_at and e[1] > stopped_at]
+    failed_during = [e[2] for e in during if e[2] != 200]
+    after = [e[2] for e in events if e[0] >= moved_at]
+    print(f"gateway failover: HAProxy on {active} took {down_at - stopped_at:.2f} s to stop and the address moved "
+          f"{moved_at - down_at:.2f} s after it had; "
+          f"{len(during)} requests in flight or sent meanwhile, {len(failed_during)} failed "
+          f"({sorted(set(map(str, failed_during)))}); {len(after)} sent after the move, "
+          f"{sum(1 for s in after if s != 200)} failed")
+    assert len(after) >= 100 and [s for s in after if s != 200] == []
+    time.sleep(4)  # the first host's check passes again (rise 2) and it is a backup: the address stays
+    assert holders(list(hosts.values()), vip) == [standby]
 
 
 def test_stopping_one_replicas_container_fails_no_request_of_a_client_loop(gateway: ServingHost,

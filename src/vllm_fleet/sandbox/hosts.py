@@ -8,6 +8,7 @@ machines where `--privileged` is refused (see tests/README.md).
 from __future__ import annotations
 
 import fcntl
+import ipaddress
 import json
 import os
 import subprocess
@@ -79,6 +80,15 @@ def inspect(name: str) -> dict | None:
 def gateway(network: str = NETWORK) -> str:
     """This machine's address on the sandbox network, where the hosts reach its services."""
     return _docker("network", "inspect", network, "--format", "{{(index .IPAM.Config 0).Gateway}}").stdout.strip()
+
+
+def spare_address(network: str = NETWORK) -> str:
+    """An address of the sandbox network's subnet that Docker gives no container (it hands addresses out from the
+    bottom): the subnet's last host address, with its prefix length, e.g. 172.18.255.254/16. A gateway's virtual
+    address in the serving world."""
+    subnet = _docker("network", "inspect", network, "--format", "{{(index .IPAM.Config 0).Subnet}}").stdout.strip()
+    net = ipaddress.ip_network(subnet)
+    return f"{net[-2]}/{net.prefixlen}"
 
 
 def use_apt_cache(name: str, network: str = NETWORK) -> None:
