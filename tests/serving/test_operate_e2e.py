@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.serving.test_gateway_e2e import CHAT_ONLY_SPEC, Clients
-from tests.worlds import CLIENT_KEYS, FLEET_SPEC, KEY, ServingHost
+from tests.worlds import CLIENT_KEYS, FLEET_SPEC, KEY, ServingHost, virtual_address
 
 pytestmark = [pytest.mark.world, pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -129,6 +129,10 @@ def test_down_removes_the_fleet_keeps_the_weights_and_a_second_down_changes_noth
         assert states == ["inactive"], (host.name, states)
     assert first.exec("systemctl", "is-active", "haproxy", "prometheus", "prometheus-alertmanager",
                       check=False).stdout.split() == ["inactive"] * 3
+    for host in (first, second):  # both are gateway hosts, behind the virtual address: nothing holds it now
+        assert host.exec("systemctl", "is-active", "haproxy", "keepalived", check=False).stdout.split() == [
+            "inactive"] * 2, host.name
+        assert virtual_address().split("/")[0] not in host.exec("ip", "-4", "-o", "addr", "show").stdout
     assert first.exec("test", "-d", fetched, check=False).returncode == 0  # weights kept
     adapters = "/var/lib/vllm-fleet/adapters/tiny-chat"  # tiny-chat's adapter, copied there by the weights stage
     assert first.exec("test", "-d", adapters, check=False).returncode == 0
