@@ -11,13 +11,16 @@ gateway host so that both paths start from the same place:
    --rounds rounds (direct, gateway, gateway, direct, ...) so that neither path always runs on a warmer or a
    quieter machine. Prints TTFT and end-to-end latency p50/p99 and request throughput per run, their medians per
    path, and gateway/direct ratios of the medians.
-2. prefix affinity: two replicas behind the gateway, each with a KV cache too small for every conversation
-   opening (--num-gpu-blocks-override) but large enough for half of them; a multi-turn-like workload (vLLM's
-   prefix_repetition dataset: many long shared openings, each followed by short turns, shuffled) once with
-   `balance: prefix` and once with `balance: round_robin`. Prints the prefix-cache hit rate over both replicas,
+2. prefix affinity: a multi-turn-like workload (vLLM's prefix_repetition dataset: many long shared openings, each
+   followed by short turns, shuffled), first on one replica whose KV cache holds every opening (the ceiling: what
+   any routing can reach), then on two replicas behind the gateway whose caches (--num-gpu-blocks-override) hold
+   half of the openings each, with `balance: prefix` unbounded, prefix with its load bound
+   (`prefix_load_bound`, HAProxy's hash-balance-factor) and round robin. Prints the prefix-cache hit rate of each,
    from vLLM's own counters (vllm:prefix_cache_hits / vllm:prefix_cache_queries, read with prometheus_client's
-   parser), and the ratio. With a cache that holds every opening, round robin would hit almost as often: each
-   replica would keep every opening after its first miss.
+   parser), as a ratio of the ceiling. Then, per policy, a skewed workload: one opening in half of the requests,
+   the rest spread over the others, sent at a fixed rate (the ceiling run's throughput, Poisson arrivals) instead
+   of a closed loop, so that a replica given more than its share queues: TTFT p50/p99 per policy and the p99 as a
+   ratio of round robin's.
 3. isolated (not part of `both`): the gateway's own cost, with no vLLM. A fast stand-in backend (nginx answering a
    short completion-sized JSON) on the gateway host; `wrk` (Debian's) sends the same POST at the same concurrency
    (--concurrency x 8 connections) for --seconds, over TLS both ways: straight to nginx's own TLS listener (the
@@ -39,6 +42,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -60,14 +64,19 @@ BENCH = ("import argparse, sys; from vllm.benchmarks.serve import add_cli_args, 
          "p = argparse.ArgumentParser(); add_cli_args(p); main(p.parse_args(sys.argv[1:]))")
 
 
-# The prefix workload: OPENINGS shared openings of OPENING_TOKENS tokens, TURNS turns each. A replica's KV cache
-# holds CACHE_BLOCKS blocks of BLOCK tokens (5,760 tokens): room for the requests running and about 40 openings, so
-# the share of the openings prefix routing gives one replica fits in its cache (with room for the hash's imbalance),
-# and all of them, which round robin gives each replica, do not.
-OPENINGS, OPENING_TOKENS, TURNS, BLOCK, CACHE_BLOCKS = 64, 128, 8, 32, 180  # CPU attention: blocks of a multiple of 32
+# The prefix workload: OPENINGS shared openings of OPENING_TOKENS tokens, TURNS turns each. Each of two replicas'
+# KV caches holds CACHE_BLOCKS blocks of BLOCK tokens (4,800 tokens): half of the openings (32 x 4 blocks) and the
+# requests running (4 x 5 blocks), so the half that prefix routing gives a replica about fits, and all of them, which
+# round robin gives each replica, do not. The ceiling's one replica has twice that: every opening fits.
+OPENINGS, OPENING_TOKENS, TURNS, BLOCK, CACHE_BLOCKS = 64, 128, 8, 32, 150  # CPU attention: blocks of a multiple of 32
+LOAD_BOUND = 150  # prefix_load_bound's default
+# The workloads send raw prompts (/v1/completions), whose opening the gateway knows only as their first
+# gateway_prefix_bytes. The tiny model's tokenizer spends about a byte a token, so an opening of 128 tokens is about
+# 128 bytes: the default 256 would take in each request's own suffix and spread one opening's turns over the replicas.
+PREFIX_BYTES = 64
 
 
-def spec(balance: str, cache_blocks: int | None = None) -> dict[str, Any]:
+def spec(balance: str, cache_blocks: int | None = None, load_bound: int | None = None) -> dict[str, Any]:
     extra = ["--block-size", str(BLOCK), "--num-gpu-blocks-override", str(cache_blocks)] if cache_blocks else []
     return {"services": [{
         "name": "tiny-chat", "task": "generate", "storage_uri": f"file://{MODELS}/tiny-chat", "image": IMAGE,
@@ -75,7 +84,7 @@ def spec(balance: str, cache_blocks: int | None = None) -> dict[str, Any]:
         "env": {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": "1"},
         "engine": {"max_model_len": 256, "gpu_memory_utilization": 0.15, "enforce_eager": True,
                    "enable_prefix_caching": True, "extra_args": extra}}],
-        "gateway": {"port": 8443, "balance": balance, "clients": [
+        "gateway": {"port": 8443, "balance": balance, "prefix_load_bound": load_bound, "clients": [
             {"name": "bench", "key": {"env": "BENCH_CLIENT_KEY"}, "models": ["*"]}]}}
 
 
@@ -88,12 +97,14 @@ def host(name: str, tag: str, models: Path, archive: Path) -> tuple[str, str]:
 
 
 def deploy(workdir: Path, hosts: dict[str, tuple[str, str]], gateway: str, balance: str, tags: str,
-           archive: Path, cache_blocks: int | None = None) -> None:
+           archive: Path, cache_blocks: int | None = None, load_bound: int | None = LOAD_BOUND) -> None:
     inv = write_inventory(
         workdir / f"hosts-{uuid.uuid4().hex[:6]}.yml",
         {name: cpu_host(public, internal, image_archive=f"{IMAGES}/{archive.name}")
          for name, (public, internal) in hosts.items()},
-        spec(balance, cache_blocks), gateways={gateway: None, "vars": {"gateway_pki_dir": str(workdir / "pki")}})
+        spec(balance, cache_blocks, load_bound),
+        gateways={gateway: None,
+                  "vars": {"gateway_pki_dir": str(workdir / "pki"), "gateway_prefix_bytes": PREFIX_BYTES}})
     env = {**os.environ, "BENCH_BACKEND_KEY": BACKEND_KEY, "BENCH_CLIENT_KEY": CLIENT_KEY}
     proc = subprocess.run([sys.executable, "-m", "vllm_fleet", "deploy", "-i", str(inv), "--json", "--tags", tags],
                           capture_output=True, text=True, env=env, check=False)
@@ -213,26 +224,69 @@ def overhead(workdir: Path, a: str, hosts: dict[str, tuple[str, str]], ns: argpa
     print(f"{'ratio gw/direct':<18} " + " ".join(f"{through[k] / direct[k]:9.2f}" for k in FIGURES), flush=True)
 
 
+def skewed(a: str, workdir: Path, url: str, label: str, rate: float) -> dict[str, float]:
+    """One opening in half of the requests: two of vLLM's benchmarks at once, each at half of `rate` (Poisson
+    arrivals): the random dataset, whose requests all share one 128-token prefix (the hot opening), and the
+    prefix_repetition workload over the other openings. Returns TTFT p50 and p99 over the requests of both."""
+    half = f"{rate / 2:.2f}"
+    hot = ["--dataset-name", "random", "--random-prefix-len", str(OPENING_TOKENS), "--random-input-len", "16",
+           "--random-output-len", "4", "--ignore-eos", "--num-prompts", str(OPENINGS * TURNS // 2), "--seed", "7",
+           "--request-rate", half, "--save-detailed"]
+    rest = ["--dataset-name", "prefix_repetition", "--prefix-repetition-prefix-len", str(OPENING_TOKENS),
+            "--prefix-repetition-suffix-len", "16", "--prefix-repetition-num-prefixes", str(OPENINGS - 1),
+            "--prefix-repetition-output-len", "4", "--num-prompts", str(OPENINGS * TURNS // 2), "--seed", "101",
+            "--request-rate", half, "--save-detailed"]
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(lambda args: bench(a, workdir, url, CLIENT_KEY, f"{label}-{args[1]}", args[0]),
+                             [(hot, "hot"), (rest, "rest")]))
+    ttfts = sorted(t * 1000 for r in runs for t in r["ttfts"] if t)
+    return {"p50": statistics.median(ttfts), "p99": ttfts[min(len(ttfts) - 1, int(len(ttfts) * 0.99))],
+            "requests": float(len(ttfts))}
+
+
 def prefix_affinity(workdir: Path, a: str, hosts: dict[str, tuple[str, str]], archive: Path,
                     ns: argparse.Namespace) -> None:
-    public_a = hosts[a][0]
+    url = f"https://{hosts[a][0]}:8443"
+    turns = ["--dataset-name", "prefix_repetition", "--prefix-repetition-prefix-len", str(OPENING_TOKENS),
+             "--prefix-repetition-suffix-len", "16", "--prefix-repetition-num-prefixes", str(OPENINGS),
+             "--prefix-repetition-output-len", "4", "--num-prompts", str(OPENINGS * TURNS),
+             "--seed", "100", "--max-concurrency", str(ns.concurrency)]
+    rates: dict[str, float] = {}
+    runs: dict[str, dict[str, Any]] = {}
+
+    def uniform(label: str, internals: list[str]) -> None:
+        def run() -> None:
+            runs[label] = bench(a, workdir, url, CLIENT_KEY, f"prefix-{label.replace(' ', '-')}", turns)
+        rates[label] = hit_rate(internals, run, label)
+
+    # The ceiling: one replica whose cache holds every opening.
+    deploy(workdir, {a: hosts[a]}, a, "prefix", "gateway,serve", archive, cache_blocks=2 * CACHE_BLOCKS)
+    fresh_caches({a: hosts[a]})
+    uniform("ceiling", [hosts[a][1]])
+    rate = runs["ceiling"]["request_throughput"]
+    skew: dict[str, dict[str, float]] = {}
     internals = [internal for _, internal in hosts.values()]
-    rates = {}
-    for balance in ("prefix", "round_robin"):
-        deploy(workdir, hosts, a, balance, "gateway,serve", archive, cache_blocks=CACHE_BLOCKS)
+    for label, balance, bound in (("prefix", "prefix", None), ("bounded prefix", "prefix", LOAD_BOUND),
+                                  ("round robin", "round_robin", None)):
+        deploy(workdir, hosts, a, balance, "gateway,serve", archive, cache_blocks=CACHE_BLOCKS, load_bound=bound)
         fresh_caches(hosts)
-        turns = ["--dataset-name", "prefix_repetition", "--prefix-repetition-prefix-len", str(OPENING_TOKENS),
-                 "--prefix-repetition-suffix-len", "16", "--prefix-repetition-num-prefixes", str(OPENINGS),
-                 "--prefix-repetition-output-len", "4", "--num-prompts", str(OPENINGS * TURNS),
-                 "--seed", "100", "--max-concurrency", str(ns.concurrency)]
-        rates[balance] = hit_rate(internals, lambda b=balance, t=turns: bench(
-            a, workdir, f"https://{public_a}:8443", CLIENT_KEY, f"prefix-{b}", t), balance)
-    print(f"\n2 replicas, KV cache {CACHE_BLOCKS} blocks of {BLOCK} tokens each; {OPENINGS} shared openings of "
-          f"{OPENING_TOKENS} tokens x {TURNS} turns, shuffled ({OPENINGS * TURNS} requests)")
-    for balance, rate in rates.items():
-        print(f"prefix-cache hit rate, balance {balance:<12} {rate:6.1%}")
-    if rates["round_robin"]:
-        print(f"ratio prefix/round_robin: {rates['prefix'] / rates['round_robin']:.2f}")
+        uniform(label, internals)
+        skew[label] = skewed(a, workdir, url, f"skewed-{label.replace(' ', '-')}", rate)
+        print(f"{label:<14} skewed: {skew[label]['requests']:.0f} requests, TTFT p50 {skew[label]['p50']:.1f} ms, "
+              f"p99 {skew[label]['p99']:.1f} ms", flush=True)
+    print(f"\n{OPENINGS} shared openings of {OPENING_TOKENS} tokens x {TURNS} turns, shuffled "
+          f"({OPENINGS * TURNS} requests, {ns.concurrency} at a time); the ceiling: one replica whose KV cache holds "
+          f"every opening ({2 * CACHE_BLOCKS} blocks of {BLOCK} tokens); the others: two replicas of "
+          f"{CACHE_BLOCKS} blocks (half the openings) each. Skewed: one opening in half of the requests, "
+          f"sent at {rate:.2f} requests/s (the ceiling run's throughput), Poisson arrivals.")
+    print(f"{'policy':<16} {'hit rate':>9} {'/ceiling':>9} {'skewed TTFT p50':>16} {'p99':>9} {'p99/rr':>7}")
+    rr = skew["round robin"]["p99"]
+    for label, hit in rates.items():
+        if label == "ceiling":
+            print(f"{label:<16} {hit:9.1%} {1:9.2f}")
+            continue
+        print(f"{label:<16} {hit:9.1%} {hit / rates['ceiling']:9.2f} {skew[label]['p50']:13.1f} ms "
+              f"{skew[label]['p99']:9.1f} {skew[label]['p99'] / rr:7.2f}")
 
 
 STANDIN = """

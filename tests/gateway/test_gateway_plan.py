@@ -230,3 +230,13 @@ def test_a_virtual_address_that_a_gateway_host_already_has_is_refused() -> None:
         gateway({"h1": with_ha("10.0.0.2/24"), "h2": with_ha("10.0.0.2/24")},
                 {"h1": "192.168.7.1", "h2": "192.168.7.2"}, {"h1": "10.0.0.1", "h2": "10.0.0.2"})
     assert issues(exc) == [("gateway.high_availability.virtual_address", "is the address of gateway host h2")]
+
+
+def test_generate_pools_carry_the_prefix_load_bound_and_other_pools_none() -> None:
+    gw = gateway({"h1": SPEC}, None, {"h1": "10.0.0.1"})
+    assert gw is not None
+    assert {p.model: p.load_bound for p in gw.pools} == {"chat": 150, "embed": None}
+    unbounded = copy.deepcopy(SPEC)
+    unbounded["gateway"]["prefix_load_bound"] = None
+    gw = gateway({"h1": unbounded}, None, {"h1": "10.0.0.1"})
+    assert gw is not None and {p.model: p.load_bound for p in gw.pools} == {"chat": None, "embed": None}

@@ -165,6 +165,11 @@ class Gateway(Strict):
     metrics_port: int = Field(8404, description="internal listener for /metrics (scraping) and the stats page")
     balance: Literal["prefix", "least_conn", "round_robin"] = Field(
         "prefix", description="generate pools: prefix sends a conversation to the replica holding its prefix cache")
+    prefix_load_bound: int | None = Field(
+        150,
+        description="balance prefix (VMs): no replica takes more than this percent of the pool's average requests in "
+                    "flight; past it a conversation goes to the next replica on the hash ring (bounded-load "
+                    "consistent hashing). null: an unbounded hash")
     clients: list[GatewayClient] = Field(min_length=1)
     tls: GatewayTls = Field(default_factory=GatewayTls)
     health: GatewayHealth = Field(default_factory=GatewayHealth)
@@ -177,6 +182,15 @@ class Gateway(Strict):
     @classmethod
     def _ports(cls, v: int) -> int:
         return _port(v)
+
+    @field_validator("prefix_load_bound")
+    @classmethod
+    def _load_bound(cls, v: int | None) -> int | None:
+        if v is not None and not 101 <= v <= 1000:
+            raise fail("is not above 100: it is a percent of the pool's average load, and some replica is always "
+                       "at or above the average" if v <= 100 else "is above 1000 percent, where it would never act",
+                       "give a percent from 101 to 1000, e.g. 150 (the default), or null for an unbounded hash")
+        return v
 
     def secret_refs(self) -> dict[str, SecretRef]:
         refs = {f"clients[{i}].key": c.key for i, c in enumerate(self.clients)}

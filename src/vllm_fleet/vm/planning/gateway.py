@@ -44,6 +44,8 @@ class GatewayPool(PlanModel):
     routes: list[str]
     backend: str
     balance: Literal["prefix", "least_conn", "round_robin"]
+    # balance prefix: the percent of the pool's average requests in flight a replica takes at most (None: unbounded).
+    load_bound: int | None = None
     servers: list[GatewayServer]
     # The services' api_key reference: the key the gateway sends to these backends (never a client key).
     key_ref: dict[str, str]
@@ -184,6 +186,7 @@ def fleet_gateway(plans: Mapping[str, HostPlan], gateway: Gateway | None,
                 pools[svc.served_model_name] = GatewayPool(
                     model=svc.served_model_name, task=svc.task, routes=list(TASK_ROUTES[svc.task]),
                     backend=svc.gateway_backend, balance=gateway.balance if svc.task == "generate" else "least_conn",
+                    load_bound=gateway.prefix_load_bound if svc.task == "generate" else None,
                     servers=[server], key_ref=key_ref, adapters=adapters)
                 continue
             if pool.adapters != adapters:
