@@ -75,6 +75,12 @@ def _gateway_rules(dep: Deployment, parsed: dict[int, ClusterSettings]) -> Itera
         GatewayClusterSettings.model_validate(dep.gateway.kubernetes)
     except ValidationError as exc:
         yield from issues_from_validation_error(exc, ("gateway", "kubernetes"), model=GatewayClusterSettings)
+    for field in ("balance", "prefix_load_bound"):
+        if field in dep.gateway.model_fields_set:
+            yield SpecIssue(f"gateway.{field}", show_value(getattr(dep.gateway, field)),
+                            "acts on the VM gateway (HAProxy) only; on a cluster requests reach a predictor through "
+                            "its Service, which does not balance by prefix, so the setting would be silently ignored",
+                            f"remove gateway.{field} from the cluster's spec")
     if dep.gateway.high_availability is not None:
         yield SpecIssue("gateway.high_availability.virtual_address",
                         show_value(dep.gateway.high_availability.virtual_address),
