@@ -178,11 +178,13 @@ def plan_fleet(found: Mapping[str, list[InventoryHost]], environ: Mapping[str, s
     monitoring_block, more = fleet_block("monitoring", {h: d.monitoring for h, d in deployments.items()})
     issues += more
     gateway = monitoring = None
+    # Every host's internal address (the gateway's peers listen there too).
+    internal = {h.host: str(h.variables.get(BACKEND_ADDRESS_VAR) or LOOPBACK)
+                for group in GROUPS for h in found.get(group, [])}
     try:
         gateways = found.get(GATEWAY_GROUP, [])
         pki_dir = str((gateways[0].variables.get(PKI_DIR_VAR) if gateways else None) or PKI_DIR)
-        gateway = fleet_gateway(plans, gateway_block, {g.host: g.address for g in gateways}, pki_dir,
-                                {g.host: str(g.variables.get(BACKEND_ADDRESS_VAR) or LOOPBACK) for g in gateways})
+        gateway = fleet_gateway(plans, gateway_block, {g.host: g.address for g in gateways}, pki_dir, internal)
     except SpecError as exc:
         issues += exc.issues
     try:
@@ -195,8 +197,6 @@ def plan_fleet(found: Mapping[str, list[InventoryHost]], environ: Mapping[str, s
         raise InventoryError([SpecError(issues, "inventory")])
     models = sorted({s.served_model_name for p in plans.values() for s in p.services}
                     | {a.name for p in plans.values() for s in p.services for a in s.adapters})
-    internal = {h.host: str(h.variables.get(BACKEND_ADDRESS_VAR) or LOOPBACK)
-                for group in GROUPS for h in found.get(group, [])}
     return FleetPlan(hosts=plans, internal_addresses=internal, gateway=gateway, monitoring=monitoring,
                      models=models)
 

@@ -153,8 +153,8 @@ def fleet_gateway(plans: Mapping[str, HostPlan], gateway: Gateway | None,
     """The gateway plan of a fleet from its one `gateway:` block, or None when there is neither the block nor a
     gateway host.
 
-    gateway_hosts: each gateway host's inventory name and the address clients reach it at; internal: each one's
-    internal address (vllm_fleet_backend_address), where HAProxy's peers listen."""
+    gateway_hosts: each gateway host's inventory name and the address clients reach it at; internal: the hosts'
+    internal addresses (vllm_fleet_backend_address, else loopback), where HAProxy's peers listen."""
     issues: list[SpecIssue] = []
     if gateway is None:
         if gateway_hosts:
