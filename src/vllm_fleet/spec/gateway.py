@@ -206,19 +206,19 @@ def gateway_rules(gateway: Gateway, services: Sequence[Service]) -> Iterator[Spe
         yield SpecIssue(f"{at}.metrics_port", show_value(gateway.metrics_port), "is also the gateway's port",
                         "give the metrics listener its own port, e.g. 8404")
     ha = gateway.high_availability
-    if ha is not None and ha.peer_port in (gateway.port, gateway.metrics_port):
-        yield SpecIssue(f"{at}.high_availability.peer_port", show_value(ha.peer_port),
-                        "is also one of the gateway's listener ports",
-                        "give HAProxy's peers their own port, e.g. 10000")
+    ports = {"port": gateway.port, "metrics_port": gateway.metrics_port}
+    if ha is not None:
+        ports["high_availability.peer_port"] = ha.peer_port
+        if ha.peer_port in (gateway.port, gateway.metrics_port):
+            yield SpecIssue(f"{at}.high_availability.peer_port", show_value(ha.peer_port),
+                            "is also one of the gateway's listener ports",
+                            "give HAProxy's peers their own port, e.g. 10000")
     models = callable_models(services)
     for svc in services:
-        for field in ("port", "metrics_port"):
-            if getattr(gateway, field) == svc.port:
+        for field, port in ports.items():
+            if port == svc.port:
                 yield SpecIssue(f"{at}.{field}", show_value(svc.port), f"is also the port of service '{svc.name}'",
                                 "give the gateway and each service their own ports")
-        if ha is not None and ha.peer_port == svc.port:
-            yield SpecIssue(f"{at}.high_availability.peer_port", show_value(svc.port),
-                            f"is also the port of service '{svc.name}'", "give HAProxy's peers their own port")
         if svc.api_key is None:
             yield SpecIssue(f"services[{services.index(svc)}].api_key", "(not set)",
                             "is needed behind a gateway: it is the key between the gateway and this backend",
