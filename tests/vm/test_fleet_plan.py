@@ -37,7 +37,7 @@ def test_the_facts_carry_each_part_and_survive_the_trip_through_plain_data() -> 
     plan = fleet({"h1": SPEC}, None, {"h1": "10.0.0.1"})
     facts = plan.facts()
     assert set(facts) == {"vllm_fleet_host_plans", "vllm_fleet_gateway_plan", "vllm_fleet_monitoring_plan",
-                          "vllm_fleet_models", "vllm_fleet_internal_addresses"}
+                          "vllm_fleet_models", "vllm_fleet_internal_addresses", "vllm_fleet_listeners"}
     assert facts["vllm_fleet_monitoring_plan"] is None and facts["vllm_fleet_gateway_plan"]["port"] == 8443
     dumped = yaml.safe_load(yaml.safe_dump(json.loads(json.dumps(plan.model_dump(mode="json")))))
     assert FleetPlan.model_validate(dumped) == plan

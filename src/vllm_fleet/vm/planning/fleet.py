@@ -23,6 +23,7 @@ from vllm_fleet.vm.planning.gateway import (
     GatewayPlan,
     fleet_gateway,
 )
+from vllm_fleet.vm.planning.listeners import Listener, fleet_listeners, trusted_sources
 from vllm_fleet.vm.planning.monitoring import (
     MONITORING_GROUP,
     MONITORING_PLAN_VAR,
@@ -115,6 +116,8 @@ class FleetPlan(PlanModel):
     gateway: GatewayPlan | None = None
     monitoring: MonitoringPlan | None = None
     models: list[str]
+    # Every listener of every host: where it binds, who may reach it (the firewall's sources), how it authenticates.
+    listeners: list[Listener] = []
 
     def facts(self) -> dict[str, Any]:
         """The plan as the facts the roles read (vllm_fleet_plan, each host's own, is set from `host_plans`)."""
@@ -124,6 +127,7 @@ class FleetPlan(PlanModel):
             MONITORING_PLAN_VAR: self.monitoring.model_dump(mode="json") if self.monitoring else None,
             "vllm_fleet_models": list(self.models),
             "vllm_fleet_internal_addresses": dict(self.internal_addresses),
+            "vllm_fleet_listeners": [x.model_dump(mode="json") for x in self.listeners],
         }
 
 
@@ -178,9 +182,14 @@ def plan_fleet(found: Mapping[str, list[InventoryHost]], environ: Mapping[str, s
     monitoring_block, more = fleet_block("monitoring", {h: d.monitoring for h, d in deployments.items()})
     issues += more
     gateway = monitoring = None
-    # Every host's internal address (the gateway's peers listen there too).
-    internal = {h.host: str(h.variables.get(BACKEND_ADDRESS_VAR) or LOOPBACK)
-                for group in GROUPS for h in found.get(group, [])}
+    # Every host of the fleet, serving, gateway or monitoring, and its internal address (where the gateway's
+    # metrics and peers, the exporters, Prometheus and Alertmanager listen).
+    every = {h.host: h for group in GROUPS for h in found.get(group, [])}
+    internal = {name: str(h.variables.get(BACKEND_ADDRESS_VAR) or LOOPBACK) for name, h in every.items()}
+    trusted: dict[str, list[str]] = {}
+    for name, h in every.items():
+        trusted[name], bad = trusted_sources(name, h.variables)
+        issues += bad
     try:
         gateways = found.get(GATEWAY_GROUP, [])
         pki_dir = str((gateways[0].variables.get(PKI_DIR_VAR) if gateways else None) or PKI_DIR)
@@ -188,17 +197,19 @@ def plan_fleet(found: Mapping[str, list[InventoryHost]], environ: Mapping[str, s
     except SpecError as exc:
         issues += exc.issues
     try:
-        every = {h.host: exporter_host(h.variables, h.address) for group in GROUPS for h in found.get(group, [])}
         monitoring = fleet_monitoring(plans, monitoring_block, gateway,
-                                      [m.host for m in found.get(MONITORING_GROUP, [])], every)
+                                      [m.host for m in found.get(MONITORING_GROUP, [])],
+                                      {name: exporter_host(h.variables, h.address) for name, h in every.items()})
     except SpecError as exc:
         issues += exc.issues
     if issues:
         raise InventoryError([SpecError(issues, "inventory")])
     models = sorted({s.served_model_name for p in plans.values() for s in p.services}
                     | {a.name for p in plans.values() for s in p.services for a in s.adapters})
+    listeners = fleet_listeners(plans, gateway, monitoring, {name: h.address for name, h in every.items()}, internal,
+                                trusted, {name: h.variables for name, h in every.items()})
     return FleetPlan(hosts=plans, internal_addresses=internal, gateway=gateway, monitoring=monitoring,
-                     models=models)
+                     models=models, listeners=listeners)
 
 
 def plan_from_hostvars(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, list[str]],
