@@ -119,8 +119,14 @@ class ServingHost:
         return sorted(self.docker("ps", "-a", "--format", "{{.Names}}").stdout.split())
 
     def host_vars(self) -> dict[str, Any]:
+        """The host's variables. The machine the tests run on is the operators' machine: its address on the
+        internal network is a trusted source of every host's firewall (tests call backends and metrics from it);
+        the outsider host of tests/serving/test_network_scan_e2e.py is not."""
+        from vllm_fleet.sandbox.hosts import INTERNAL_NETWORK, gateway
+
         return sandbox_inventory.cpu_host(self.address, self.backend_address,
-                                          image_archive=f"{IMAGES_MOUNT}/vllm-cpu-0.32.0.tar")
+                                          image_archive=f"{IMAGES_MOUNT}/vllm-cpu-0.32.0.tar",
+                                          vllm_fleet_trusted_sources=[gateway(INTERNAL_NETWORK)])
 
     def inventory(self, spec: dict[str, Any], extra_vars: dict[str, Any] | None = None,
                   others: Sequence[ServingHost] = (), others_spec: dict[str, Any] | None = None) -> Path:
