@@ -19,6 +19,8 @@ from vllm_fleet.spec.model import SecretRef, Strict
 if TYPE_CHECKING:
     from vllm_fleet.spec.model import Service
 
+# The one user of Prometheus's, Alertmanager's and the node exporter's basic auth (web.config).
+MONITORING_USER = "vllm-fleet"
 # Prometheus's duration syntax for --storage.tsdb.retention.time, one unit.
 RETENTION = re.compile(r"^[1-9][0-9]*(h|d|w|y)$")
 # The latency objectives each task has a vLLM metric for: pooling models produce no tokens one by one.
@@ -61,6 +63,14 @@ class Alertmanager(Strict):
 
 
 class Monitoring(Strict):
+    """The fleet's Prometheus, Alertmanager and exporters. Prometheus, Alertmanager and the node exporter take
+    basic auth (user MONITORING_USER) over TLS from the fleet's internal CA; Grafana a login."""
+
+    password: SecretRef | None = Field(
+        None, description=f"the password of user {MONITORING_USER!r} on Prometheus, Alertmanager and the node "
+        "exporter, by reference (VMs); unset: generated once on the controller")
+    grafana_admin_password: SecretRef | None = Field(
+        None, description="Grafana's admin password, by reference (VMs); unset: generated once on the controller")
     scrape_interval_seconds: int = Field(15, ge=1, le=300)
     retention: Annotated[str, matching(RETENTION, "is not a Prometheus retention",
                                        "give a number and one unit, e.g. 15d, 72h or 8w")] = Field(
@@ -73,8 +83,9 @@ class Monitoring(Strict):
     dcgm_exporter_port: int = Field(9400, ge=1024, le=65535)
 
     def secret_refs(self) -> dict[str, SecretRef]:
-        hook = self.alertmanager.webhook_url
-        return {"alertmanager.webhook_url": hook} if hook else {}
+        refs = {"alertmanager.webhook_url": self.alertmanager.webhook_url, "password": self.password,
+                "grafana_admin_password": self.grafana_admin_password}
+        return {path: ref for path, ref in refs.items() if ref is not None}
 
     def ports(self) -> dict[str, int]:
         return {f: getattr(self, f) for f in ("prometheus_port", "alertmanager_port", "node_exporter_port",

@@ -23,7 +23,7 @@ from vllm_fleet.monitoring.rules import (
     alert_rules,
 )
 from vllm_fleet.spec import Monitoring, SpecError, SpecIssue
-from vllm_fleet.spec.monitoring import ServiceSlo
+from vllm_fleet.spec.monitoring import MONITORING_USER, ServiceSlo
 from vllm_fleet.vm.planning.gateway import GatewayPlan
 from vllm_fleet.vm.planning.plan import (
     BACKEND_ADDRESS_VAR,
@@ -72,6 +72,12 @@ class MonitoringPlan(PlanModel):
     grafana_datasource_uid: str = DATASOURCE_UID
     webhook_ref: dict[str, str] | None = None
     repeat_interval_minutes: int
+    # Basic auth over TLS (the fleet's internal CA) on these jobs' listeners: Prometheus scrapes them as `user`.
+    secured_jobs: list[str] = [JOB_NODE, JOB_PROMETHEUS, JOB_ALERTMANAGER]
+    user: str = MONITORING_USER
+    # The password and Grafana's admin password by reference; None: generated once on the controller.
+    password_ref: dict[str, str] | None = None
+    grafana_password_ref: dict[str, str] | None = None
 
 
 def exporter_host(variables: Mapping[str, Any], address: str) -> ExporterHost:
@@ -149,4 +155,7 @@ def fleet_monitoring(plans: Mapping[str, HostPlan], block: Monitoring | None, ga
         dcgm_fields=[list(f) for f in DCGM_FIELDS],
         rules=alert_rules(block, {name: slo for name, (_, slo) in slos.items()}), dashboards=all_dashboards(),
         webhook_ref=hook.model_dump(exclude_none=True) if hook else None,
-        repeat_interval_minutes=block.alertmanager.repeat_interval_minutes)
+        repeat_interval_minutes=block.alertmanager.repeat_interval_minutes,
+        password_ref=block.password.model_dump(exclude_none=True) if block.password else None,
+        grafana_password_ref=(block.grafana_admin_password.model_dump(exclude_none=True)
+                              if block.grafana_admin_password else None))
