@@ -37,9 +37,10 @@ def plan(hosts: dict[str, dict[str, Any]], gateways: list[str], monitoring: list
 
 def readme_fleet() -> FleetPlan:
     """The README's fleet: two GPU hosts serving chat and embed, both gateway hosts behind one virtual address,
-    the first the monitoring host (Grafana on)."""
-    return plan({"h1": {"vllm_fleet_backend_address": "192.168.7.1"},
-                 "h2": {"vllm_fleet_backend_address": "192.168.7.2"}}, ["h1", "h2"], ["h1"])
+    the first the monitoring host (Grafana on), weights copied between them (peer fan-out)."""
+    return plan({"h1": {"vllm_fleet_backend_address": "192.168.7.1", "model_weights_fanout": "peer"},
+                 "h2": {"vllm_fleet_backend_address": "192.168.7.2", "model_weights_fanout": "peer"}},
+                ["h1", "h2"], ["h1"])
 
 
 def of(listeners: list[Listener], host: str, kind: str) -> list[Listener]:
@@ -63,6 +64,14 @@ def test_backends_admit_the_gateway_and_monitoring_hosts_and_canaries_only_their
     assert [(x.address, x.port, x.sources) for x in of(listeners, "h2", "vllm")] == [
         ("192.168.7.2", 8000, both), ("192.168.7.2", 8001, both)]
     assert [(x.port, x.sources) for x in of(listeners, "h2", "vllm_canary")] == [(18000, []), (18001, [])]
+
+
+def test_the_weights_peer_server_admits_the_serving_hosts_only_with_peer_fan_out() -> None:
+    listeners = readme_fleet().listeners
+    assert [(x.host, x.port, x.sources) for x in listeners if x.kind == "weights_peer"] == [
+        (h, 8931, ["10.0.0.1", "192.168.7.1", "10.0.0.2", "192.168.7.2"]) for h in ("h1", "h2")]
+    direct = plan({"h1": {}}, ["h1"], [], spec=SPEC)
+    assert not [x for x in direct.listeners if x.kind == "weights_peer"]
 
 
 def test_metrics_listeners_admit_the_monitoring_host_only() -> None:
@@ -134,3 +143,30 @@ def test_bad_trusted_sources_are_refused_naming_the_host_and_the_value(given: An
     path, value, said = found[0]
     assert path == "vllm_fleet_trusted_sources of h1" and problem in said
     assert (given if isinstance(given, str) else given[0]) in value
+
+
+def test_validate_listeners_prints_every_listener_of_the_inventorys_fleet(tmp_path: Path) -> None:
+    """`vllm-fleet validate -i INVENTORY --listeners`: the user's own fleet, before anything is deployed."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from vllm_fleet.cli import app
+    from vllm_fleet.sandbox.inventory import write_inventory
+
+    hosts = {"h1": {"ansible_host": "10.0.0.1", "vllm_fleet_backend_address": "192.168.7.1",
+                    "vllm_fleet_trusted_sources": ["10.9.0.5"]},
+             "h2": {"ansible_host": "10.0.0.2", "vllm_fleet_backend_address": "192.168.7.2"}}
+    inv = write_inventory(tmp_path / "hosts.yml", hosts, HA_SPEC, connection="ssh", gateways={"h1": None, "h2": None},
+                          monitoring={"h1": None})
+    result = CliRunner().invoke(app, ["validate", "-i", str(inv), "--listeners", "--json"])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)["listeners"]
+    node = next(x for x in shown if (x["host"], x["kind"]) == ("h1", "node_exporter"))
+    assert (node["address"], node["port"], node["sources"]) == ("192.168.7.1", 9100,
+                                                                ["10.0.0.1", "192.168.7.1", "10.9.0.5"])
+    assert {x["kind"] for x in shown} == set(KINDS) - {"weights_peer"}  # no peer fan-out in this inventory
+    table = CliRunner().invoke(app, ["validate", "-i", str(inv), "--listeners"])
+    assert table.exit_code == 0 and "the fleet's listeners" in table.stdout and "HAProxy's peers" in table.stdout
+    plain = CliRunner().invoke(app, ["validate", "-i", str(inv), "--json"])
+    assert "listeners" not in json.loads(plain.stdout)

@@ -13,6 +13,7 @@ from vllm_fleet.cli.options import InventoryOpt, JsonOpt, LimitOpt, spec_failure
 from vllm_fleet.cli.output import ExitStatus, emit_json, err, out, plain
 from vllm_fleet.spec import SpecError, Target, load_spec_file, validate_spec
 from vllm_fleet.vm.planning.inventory import SERVE_GROUP, InventoryError, check_inventory, group_hosts
+from vllm_fleet.vm.planning.listeners import Listener
 
 # validate, plan and deploy; the root app (cli/app.py) takes them in.
 vm_app = typer.Typer()
@@ -25,12 +26,16 @@ def validate(
     target: Annotated[Target, typer.Option(help="what the spec file is for")] = Target.VM,
     limit: LimitOpt = None,
     as_json: JsonOpt = False,
+    listeners: Annotated[bool, typer.Option(
+        "--listeners", help="with --inventory: every listener of the fleet, who may reach it, how it authenticates"
+    )] = False,
 ) -> None:
     """Check a spec and/or an inventory. Contacts nothing; exit code 2 on bad input."""
     if inventory is None and spec is None:
         plain("give --inventory and/or --spec")
         raise typer.Exit(ExitStatus.BAD_INPUT)
     checked: dict[str, list[str]] = {}
+    opened: list[Listener] = []
     try:
         if spec is not None:
             if not spec.exists():
@@ -46,15 +51,29 @@ def validate(
             for host, host_plan in fleet.hosts.items():
                 if host in shown:
                     checked[host] = [svc.name for svc in host_plan.services]
+            opened = fleet.listeners if listeners else []
     except SpecError as exc:
         spec_failure([exc], as_json)
     except InventoryError as exc:
         spec_failure(exc.errors, as_json)
     if as_json:
-        emit_json({"ok": True, "checked": checked})
+        emit_json({"ok": True, "checked": checked}
+                  | ({"listeners": [x.model_dump(mode="json") for x in opened]} if listeners else {}))
     else:
         for where, names in checked.items():
             err.print(f"[green]ok[/green] {where}: {', '.join(names)}")
+        if opened:
+            out.print(_listener_table(opened))
+
+
+def _listener_table(listeners: list[Listener]) -> Table:
+    table = Table(title="the fleet's listeners", expand=False)
+    for col in ("host", "listener", "binds", "port", "admits", "authentication"):
+        table.add_column(col)
+    for x in listeners:
+        admits = "anyone" if x.sources is None else ", ".join(x.sources) or "the host itself"
+        table.add_row(x.host, x.name, x.address, str(x.port) if x.port else "VRRP", admits, x.auth)
+    return table
 
 
 def _progress_table(result: Any) -> Table:

@@ -22,6 +22,10 @@ TRUSTED_SOURCES_VAR = "vllm_fleet_trusted_sources"
 # The vllm_server role's default: a canary listens at its service's port plus this, beside the running container.
 CANARY_PORT_OFFSET_VAR = "vllm_server_canary_port_offset"
 CANARY_PORT_OFFSET = 10000
+# The model_weights role's peer fan-out: the source host serves a completed revision to the others for a while.
+FANOUT_VAR = "model_weights_fanout"
+PEER_PORT_VAR = "model_weights_peer_port"
+PEER_PORT = 8931
 GRAFANA_VAR = "monitoring_grafana"
 GRAFANA_PORT_VAR = "monitoring_grafana_port"
 GRAFANA_PORT = 3000
@@ -49,6 +53,8 @@ KINDS: dict[str, Kind] = {k: Kind(*v) for k, v in {
              "gateway hosts", "none: the firewall"),
     "vllm": ("a vLLM service", "serving hosts", "internal address", "gateway and monitoring hosts",
              "API key on /v1 only; the firewall"),
+    "weights_peer": ("the weights' peer server (model_weights_fanout: peer)", "serving hosts, in the weights stage",
+                     "its default address", "serving hosts", "none: the firewall"),
     "vllm_canary": ("a vLLM service's canary (rolling update)", "serving hosts", "internal address",
                     "its own host", "API key on /v1 only; the firewall"),
     "prometheus": ("Prometheus", "monitoring hosts", "internal address", "monitoring hosts",
@@ -138,6 +144,11 @@ def fleet_listeners(plans: Mapping[str, HostPlan], gateway: GatewayPlan | None, 
                 name=f"vLLM {svc.name}")
             add(host, "vllm_canary", plan.backend_address, svc.port + offset, None if open_services else [],
                 name=f"vLLM {svc.name} (canary)")
+    serving = list(plans)
+    for host in serving:
+        weights = variables.get(host, {})
+        if str(weights.get(FANOUT_VAR, "direct")) == "peer":
+            add(host, "weights_peer", ALL_INTERFACES, int(weights.get(PEER_PORT_VAR, PEER_PORT)), addresses(serving))
     if gateway:
         for host in gateway.hosts:
             add(host, "gateway", ALL_INTERFACES, gateway.port, None)
