@@ -36,10 +36,13 @@ CLIENT_KEYS = {"E2E_CLIENT_APP": "e2e-client-app-3b9d27f1", "E2E_CLIENT_CHAT": "
 # The monitoring block of the e2e fleet: quick scrapes and short alert windows, and Alertmanager's receiver (its URL
 # carries a token, so the spec names it by reference: AlertReceiver below serves it).
 MONITORING = {"scrape_interval_seconds": 5, "alerts": {"down_minutes": 1},
-              "alertmanager": {"webhook_url": {"env": "E2E_ALERT_WEBHOOK"}}}
+              "alertmanager": {"webhook_url": {"env": "E2E_ALERT_WEBHOOK"}},
+              "password": {"env": "E2E_MONITORING_PASSWORD"}}
+# The monitoring user's password (Prometheus, Alertmanager, the node exporters), by reference.
+MONITORING_PASSWORD = "e2e-monitoring-5d17ab3c90"
 WEBHOOK_TOKEN = "e2e-webhook-4c1a9e70d2"
 # Environment every deploy gets besides the keys: the receiver's URL once the session has one.
-RUN_ENV: dict[str, str] = {}
+RUN_ENV: dict[str, str] = {"E2E_MONITORING_PASSWORD": MONITORING_PASSWORD}
 GATEWAY_PORT = 8443
 GATEWAY = {
     "port": GATEWAY_PORT, "metrics_port": 8404, "tls": {"mode": "generated"},
@@ -96,6 +99,11 @@ class ServingHost:
         ledger.record("engine_starts", started, test=test, host=self.name)
 
     @property
+    def monitoring_pki(self) -> Path:
+        """The controller directory of the fleet's internal CA (monitoring_pki_dir): Prometheus's CA."""
+        return self.workdir / "monitoring-pki"
+
+    @property
     def pki(self) -> Path:
         """The controller directory of the gateway's generated CA (gateway_pki_dir)."""
         return self.workdir / "pki"
@@ -126,7 +134,8 @@ class ServingHost:
 
         return sandbox_inventory.cpu_host(self.address, self.backend_address,
                                           image_archive=f"{IMAGES_MOUNT}/vllm-cpu-0.32.0.tar",
-                                          vllm_fleet_trusted_sources=[gateway(INTERNAL_NETWORK)])
+                                          vllm_fleet_trusted_sources=[gateway(INTERNAL_NETWORK)],
+                                          monitoring_pki_dir=str(self.monitoring_pki))
 
     def inventory(self, spec: dict[str, Any], extra_vars: dict[str, Any] | None = None,
                   others: Sequence[ServingHost] = (), others_spec: dict[str, Any] | None = None) -> Path:

@@ -30,6 +30,7 @@ from tests.worlds import (
     GATEWAY_PORT,
     KEY,
     MODELS_MOUNT,
+    MONITORING_PASSWORD,
     WEBHOOK_TOKEN,
     ServingHost,
     chat_service,
@@ -689,15 +690,16 @@ def moto_origin() -> Iterator[str]:
     server.stop()
 
 
-def test_a_full_vvv_deploy_leaks_no_client_key_backend_key_hf_token_s3_key_or_webhook(
+def test_a_full_vvv_deploy_leaks_no_client_key_backend_key_hf_token_s3_key_webhook_or_monitoring_password(
         gateway: ServingHost, two_replicas: ServingHost, vllm_world: tuple[str, Path, Path], moto_origin: str,
         tmp_path: Path) -> None:
     """Every stage at -vvv, with every kind of secret in use: the gateway's client keys and the backend key, the
     embed model and tiny-chat's adapter (on both hosts, read from the origin once) from private hub repos (HF
     token), the rerank model from S3 (access key and secret),
-    Alertmanager's webhook (a token in its URL). The CLI output, the ansible-runner artifacts, `docker inspect` of
-    every container, `ps` and the journal (HAProxy's and Alertmanager's logs included) on both hosts hold none of
-    them."""
+    Alertmanager's webhook (a token in its URL), the monitoring user's password (Prometheus's scrapes, every
+    host's web.config; the firewall and TLS stages run too). The CLI output, the ansible-runner artifacts,
+    `docker inspect` of every container, `ps` and the journal (HAProxy's and Alertmanager's logs included) on both
+    hosts hold none of them."""
     import boto3
 
     from tests.weights.hub import hub_repo_layout
@@ -778,7 +780,8 @@ def test_a_full_vvv_deploy_leaks_no_client_key_backend_key_hf_token_s3_key_or_we
     places["haproxy's log"] = "\n".join(haproxy_log(gateway, "2000-01-01"))
     assert places["haproxy's log"], "HAProxy logged nothing"
     secrets = {"backend key": KEY, **{f"client key {k}": v for k, v in CLIENT_KEYS.items()}, "HF token": HF_TOKEN,
-               "S3 access key": S3_KEY, "S3 secret": S3_SECRET, "alert webhook token": WEBHOOK_TOKEN}
+               "S3 access key": S3_KEY, "S3 secret": S3_SECRET, "alert webhook token": WEBHOOK_TOKEN,
+               "monitoring password": MONITORING_PASSWORD}
     leaks = [f"{what} in {where}" for where, text in places.items() for what, value in secrets.items()
              if value in text]
     print(f"searched {len(places)} places ({len(artifacts)} runner artifacts) for {len(secrets)} secrets: "

@@ -7,19 +7,18 @@ Runs after tests/serving/test_gateway_e2e.py in the session: the fleet is deploy
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 
 from tests.serving.test_gateway_e2e import CHAT_ONLY_SPEC, gw
-from tests.worlds import CHAT_SLO, FLEET_SPEC, AlertReceiver, ServingHost
+from tests.worlds import CHAT_SLO, FLEET_SPEC, MONITORING_PASSWORD, AlertReceiver, ServingHost
 from vllm_fleet.monitoring.dashboards import panel_queries, resolve
 from vllm_fleet.monitoring.rules import alert_rules
-from vllm_fleet.spec.monitoring import Monitoring, ServiceSlo
+from vllm_fleet.spec.monitoring import MONITORING_USER, Monitoring, ServiceSlo
 
 pytestmark = [pytest.mark.world, pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -27,12 +26,12 @@ PROMETHEUS_PORT = 9090
 
 
 def prometheus(host: ServingHost, path: str, **params: str) -> dict[str, Any]:
-    """Prometheus's HTTP API, from inside the monitoring host (it listens on the internal address only)."""
-    url = f"http://{host.backend_address}:{PROMETHEUS_PORT}{path}"
-    if params:
-        url += "?" + urllib.parse.urlencode(params)
-    out = host.exec("curl", "-sf", url)
-    data: dict[str, Any] = json.loads(out.stdout)
+    """Prometheus's HTTP API on the monitoring host's internal address, from this machine (a trusted source of the
+    firewall), as the monitoring user over TLS from the fleet's internal CA."""
+    resp = requests.get(f"https://{host.backend_address}:{PROMETHEUS_PORT}{path}", params=params, timeout=30,
+                        auth=(MONITORING_USER, MONITORING_PASSWORD), verify=host.monitoring_pki / "ca.pem")
+    resp.raise_for_status()
+    data: dict[str, Any] = resp.json()
     assert data["status"] == "success", data
     return data["data"]
 

@@ -25,6 +25,8 @@ from vllm_fleet.vm.planning.listeners import Listener
 pytestmark = [pytest.mark.world, pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(900)]
 
 CURL_REFUSED = 7  # curl's exit code for a refused connection (the firewall's TCP reset)
+# Listeners open only for a while: a canary during a rolling update, the weights' peer server during a copy.
+NOT_LISTENING_NOW = ("vllm_canary", "weights_peer")
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +87,8 @@ def test_from_an_outsider_every_listener_refuses_the_connection_or_answers_401(
         closed: FleetPlan, outsider: str, serving_host: ServingHost, second_serving_host: ServingHost) -> None:
     """Each listener of the plan, from the outsider and from this machine (a trusted source): a firewalled
     listener accepts this machine's connection and resets the outsider's, so the refusal is the firewall's and not
-    an absent listener's. A canary listens only during a rolling update: both are refused now."""
+    an absent listener's. A canary (a rolling update) and the weights' peer server (a copy) listen only for a
+    while: both are refused now."""
     hosts = {h.name: h for h in (serving_host, second_serving_host)}
     scanned = [x for x in closed.listeners if x.port is not None]
     assert {x.kind for x in scanned} >= {"gateway", "gateway_metrics", "gateway_peers", "vllm", "vllm_canary",
@@ -102,7 +105,7 @@ def test_from_an_outsider_every_listener_refuses_the_connection_or_answers_401(
         seen[f"{x.host} {x.name} {address}:{x.port}"] = (outside, inside)
         want[f"{x.host} {x.name} {address}:{x.port}"] = (
             ("HTTP 401", "accepted") if x.sources is None
-            else ("refused", "refused") if x.kind == "vllm_canary" else ("refused", "accepted"))
+            else ("refused", "refused") if x.kind in NOT_LISTENING_NOW else ("refused", "accepted"))
         print(f"  {x.host:<22} {x.name:<34} {address}:{x.port:<6} outsider: {outside:<9} trusted: {inside}")
     code, status = curl(outsider, f"https://{virtual_address()}:{closed.gateway.port if closed.gateway else 0}"
                                   "/v1/models")
@@ -156,3 +159,32 @@ def test_the_hosts_that_need_each_listener_still_reach_it(closed: FleetPlan, ser
     assert health and set(health.values()) == {"up"}, health
     assert gw(serving_host, "/v1/chat/completions", {"model": "tiny-chat", "max_tokens": 4, "messages": [
         {"role": "user", "content": "Hi"}]})[0] == 200
+
+
+def test_behind_the_firewall_the_monitoring_listeners_answer_401_without_the_password_over_tls_only(
+        closed: FleetPlan, serving_host: ServingHost) -> None:
+    """From this machine (a trusted source, past the firewall): Prometheus, Alertmanager and both node exporters
+    refuse a request without the monitoring user's password, or with a wrong one, and answer it with the right
+    one, over TLS from the fleet's internal CA; Prometheus's lifecycle API is off even to that user."""
+    import requests
+
+    from tests.worlds import MONITORING_PASSWORD
+    from vllm_fleet.spec.monitoring import MONITORING_USER
+
+    ca = serving_host.monitoring_pki / "ca.pem"
+    paths = {"prometheus": "/api/v1/status/config", "alertmanager": "/api/v2/status", "node_exporter": "/metrics"}
+    secured = [x for x in closed.listeners if x.kind in paths]
+    assert sorted(x.kind for x in secured) == ["alertmanager", "node_exporter", "node_exporter", "prometheus"]
+    seen: dict[str, tuple[int, ...]] = {}
+    for x in secured:
+        url = f"https://{x.address}:{x.port}{paths[x.kind]}"
+        seen[url] = tuple(requests.get(url, auth=auth, verify=ca, timeout=30).status_code for auth in (
+            None, (MONITORING_USER, "not-the-password"), (MONITORING_USER, MONITORING_PASSWORD)))
+    for url, codes in seen.items():
+        print(f"  {url:<52} no password: {codes[0]}, wrong password: {codes[1]}, monitoring user: {codes[2]}")
+    assert seen == dict.fromkeys(seen, (401, 401, 200))
+    prom = next(x for x in secured if x.kind == "prometheus")
+    for action in ("reload", "quit"):
+        resp = requests.post(f"https://{prom.address}:{prom.port}/-/{action}", verify=ca, timeout=30,
+                             auth=(MONITORING_USER, MONITORING_PASSWORD))
+        assert (resp.status_code, "not enabled" in resp.text) == (403, True), (action, resp.text)

@@ -118,8 +118,11 @@ def main() -> int:
     print(f"OpenAI base URL: {BASE_URL}\nCA to trust:     {CA_FILE}\nclient key:      {where}")
     status = subprocess.run([sys.executable, "-m", "vllm_fleet", "status", "-i", str(inventory)], env=env,
                             check=False)
-    print(f"Prometheus:      listens on {HOST}'s loopback, inside the fleet like every monitoring listener; from this "
-          f"machine: docker exec {HOST} curl -s 'http://127.0.0.1:9090/api/v1/query?query=up' (or /api/v1/alerts)\n"
+    generated = "~/.local/share/vllm-fleet/monitoring-pki/password"
+    print(f"Prometheus:      listens on {HOST}'s loopback, inside the fleet like every monitoring listener, over TLS "
+          f"with basic auth (user vllm-fleet, the password generated in {generated}); from this machine: "
+          f"printf 'user = \"vllm-fleet:%s\"' \"$(cat {generated})\" | docker exec -i {HOST} curl -s -K - "
+          "--cacert /etc/vllm-fleet/monitoring/ca.pem 'https://127.0.0.1:9090/api/v1/query?query=up'\n"
           "Grafana:         off here (monitoring_grafana: false in inventories/local/group_vars/vllm_monitoring.yml: "
           "its apt repository is out of reach from this machine)")
     log(f"done in {time.monotonic() - total:.0f}s; try: curl --cacert {CA_FILE} "
