@@ -38,6 +38,10 @@ CLIENT_KEYS = {"E2E_CLIENT_APP": "e2e-client-app-3b9d27f1", "E2E_CLIENT_CHAT": "
 MONITORING = {"scrape_interval_seconds": 5, "alerts": {"down_minutes": 1},
               "alertmanager": {"webhook_url": {"env": "E2E_ALERT_WEBHOOK"}},
               "password": {"env": "E2E_MONITORING_PASSWORD"}}
+# The weights stage's peer fan-out (the first host reads the origin, the other copies from it), as the gateway
+# e2e's last deploy (the full -vvv one) runs it: the fleet plan then lists the peer server among the listeners, so
+# every later step over both hosts plans with it too, or its firewall stage would change the rules back and forth.
+PEER_FANOUT = {"model_weights_fanout": "peer"}
 # The monitoring user's password (Prometheus, Alertmanager, the node exporters), by reference.
 MONITORING_PASSWORD = "e2e-monitoring-5d17ab3c90"
 WEBHOOK_TOKEN = "e2e-webhook-4c1a9e70d2"

@@ -31,6 +31,7 @@ from tests.worlds import (
     KEY,
     MODELS_MOUNT,
     MONITORING_PASSWORD,
+    PEER_FANOUT,
     WEBHOOK_TOKEN,
     ServingHost,
     chat_service,
@@ -742,7 +743,7 @@ def test_a_full_vvv_deploy_leaks_no_client_key_backend_key_hf_token_s3_key_webho
             # four; the canary path runs at -vvv in tests/serving/test_e2e_vllm.py.
             # Peer fan-out: the first host reads the origin, the other copies from it.
             extra_vars={"model_weights_wheelhouse": str(Path.home() / ".cache/vllm-fleet/fetch-wheels-test"),
-                        "vllm_server_update_strategy": "replace", "model_weights_fanout": "peer"})
+                        "vllm_server_update_strategy": "replace", **PEER_FANOUT})
         assert result["ok"], result["output"][-6000:]
         adapter_reads = sorted(r["uri"] for r in hub.requests()
                                if r["method"] == "GET" and "/e2e/tiny-chat-lora/resolve/" in r["uri"])

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from tests.serving.test_gateway_e2e import CHAT_ONLY_SPEC, gw
-from tests.worlds import CHAT_SLO, FLEET_SPEC, MONITORING_PASSWORD, AlertReceiver, ServingHost
+from tests.worlds import CHAT_SLO, FLEET_SPEC, MONITORING_PASSWORD, PEER_FANOUT, AlertReceiver, ServingHost
 from vllm_fleet.monitoring.dashboards import panel_queries, resolve
 from vllm_fleet.monitoring.rules import alert_rules
 from vllm_fleet.spec.monitoring import MONITORING_USER, Monitoring, ServiceSlo
@@ -39,10 +39,11 @@ def prometheus(host: ServingHost, path: str, **params: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def monitored(serving_host: ServingHost, second_serving_host: ServingHost, fleet: dict[str, Any]
               ) -> Iterator[ServingHost]:
-    """The monitoring stage once more over both hosts: it must change nothing. The second host's node exporter is
+    """The monitoring stage once more over both hosts, with the inventory of the last deploy (peer fan-out): it
+    must change nothing. The second host's node exporter is
     then stopped, so that ExporterDown fires while the other steps run, and started again at the end."""
     result = serving_host.deploy(FLEET_SPEC, tags="monitoring", others=[second_serving_host],
-                                 others_spec=CHAT_ONLY_SPEC)
+                                 others_spec=CHAT_ONLY_SPEC, extra_vars=PEER_FANOUT)
     assert result["ok"], result["output"][-6000:]
     changed = {h: result["hosts"][h]["changed"] for h in (serving_host.name, second_serving_host.name)}
     assert changed == {serving_host.name: 0, second_serving_host.name: 0}, changed

@@ -18,7 +18,7 @@ import pytest
 
 from tests.serving.test_gateway_e2e import CHAT_ONLY_SPEC, gw, server_stats
 from tests.serving.test_monitoring_e2e import prometheus
-from tests.worlds import FLEET_SPEC, ServingHost, virtual_address
+from tests.worlds import FLEET_SPEC, PEER_FANOUT, ServingHost, virtual_address
 from vllm_fleet.vm.planning.fleet import FleetPlan
 from vllm_fleet.vm.planning.listeners import Listener
 
@@ -31,16 +31,16 @@ NOT_LISTENING_NOW = ("vllm_canary", "weights_peer")
 
 @pytest.fixture(scope="module")
 def closed(serving_host: ServingHost, second_serving_host: ServingHost, fleet: dict[str, Any]) -> FleetPlan:
-    """The firewall stage once more over both hosts as the earlier steps left them: it must change nothing.
-    Returns the fleet plan the rules come from."""
+    """The firewall stage once more over both hosts as the earlier steps left them (peer fan-out, as the last
+    deploy ran): it must change nothing. Returns the fleet plan the rules come from."""
     from vllm_fleet.vm.planning.inventory import check_inventory
 
     result = serving_host.deploy(FLEET_SPEC, tags="firewall", others=[second_serving_host],
-                                 others_spec=CHAT_ONLY_SPEC)
+                                 others_spec=CHAT_ONLY_SPEC, extra_vars=PEER_FANOUT)
     assert result["ok"], result["output"][-6000:]
     changed = {h: result["hosts"][h]["changed"] for h in (serving_host.name, second_serving_host.name)}
     assert changed == {serving_host.name: 0, second_serving_host.name: 0}, changed
-    return check_inventory(serving_host.inventory(FLEET_SPEC, None, [second_serving_host], CHAT_ONLY_SPEC),
+    return check_inventory(serving_host.inventory(FLEET_SPEC, PEER_FANOUT, [second_serving_host], CHAT_ONLY_SPEC),
                            secrets=False)
 
 
