@@ -170,3 +170,20 @@ def test_validate_listeners_prints_every_listener_of_the_inventorys_fleet(tmp_pa
     assert table.exit_code == 0 and "the fleet's listeners" in table.stdout and "HAProxy's peers" in table.stdout
     plain = CliRunner().invoke(app, ["validate", "-i", str(inv), "--json"])
     assert "listeners" not in json.loads(plain.stdout)
+
+
+def test_a_port_variable_that_is_no_port_is_refused_naming_it() -> None:
+    with pytest.raises(InventoryError) as exc:
+        plan({"h1": {"model_weights_fanout": "peer", "model_weights_peer_port": "eighty"}}, ["h1"], [], spec=SPEC)
+    found = [(i.path, i.value) for e in exc.value.errors for i in e.issues]
+    assert found == [("model_weights_peer_port of h1", "'eighty'")]
+
+
+def test_hosts_reached_by_name_are_admitted_at_their_internal_address_only() -> None:
+    spec = {**SPEC, "monitoring": {}}
+    serving = {h: InventoryHost(h, spec, f"{h}.example", {"inventory_hostname": h,
+                                                          "vllm_fleet_backend_address": f"192.168.7.{i + 1}"})
+               for i, h in enumerate(("h1", "h2"))}
+    fleet = plan_fleet({SERVE_GROUP: list(serving.values()), GATEWAY_GROUP: list(serving.values()),
+                        MONITORING_GROUP: [serving["h1"]]}, ENV)
+    assert {tuple(x.sources or []) for x in fleet.listeners if x.kind == "vllm"} == {("192.168.7.1", "192.168.7.2")}

@@ -202,12 +202,15 @@ def plan_fleet(found: Mapping[str, list[InventoryHost]], environ: Mapping[str, s
                                       {name: exporter_host(h.variables, h.address) for name, h in every.items()})
     except SpecError as exc:
         issues += exc.issues
+    try:
+        listeners = fleet_listeners(plans, gateway, monitoring, {name: h.address for name, h in every.items()},
+                                    internal, trusted, {name: h.variables for name, h in every.items()})
+    except SpecError as exc:
+        issues += exc.issues
     if issues:
         raise InventoryError([SpecError(issues, "inventory")])
     models = sorted({s.served_model_name for p in plans.values() for s in p.services}
                     | {a.name for p in plans.values() for s in p.services for a in s.adapters})
-    listeners = fleet_listeners(plans, gateway, monitoring, {name: h.address for name, h in every.items()}, internal,
-                                trusted, {name: h.variables for name, h in every.items()})
     return FleetPlan(hosts=plans, internal_addresses=internal, gateway=gateway, monitoring=monitoring,
                      models=models, listeners=listeners)
 

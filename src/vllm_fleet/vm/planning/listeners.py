@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from vllm_fleet.spec.errors import SpecIssue, show_value
+from vllm_fleet.spec.errors import SpecError, SpecIssue, show_value
 from vllm_fleet.vm.planning.gateway import GatewayPlan
 from vllm_fleet.vm.planning.monitoring import MonitoringPlan
 from vllm_fleet.vm.planning.plan import ALL_INTERFACES, LOOPBACK, HostPlan, PlanModel
@@ -118,7 +118,10 @@ def fleet_listeners(plans: Mapping[str, HostPlan], gateway: GatewayPlan | None, 
     host's inventory variables (the canary port offset, Grafana)."""
 
     def addresses(names: Sequence[str]) -> list[str]:
-        seen = [a for h in names for a in (public[h], internal[h]) if a not in (LOOPBACK, ALL_INTERFACES)]
+        """The hosts' addresses a firewall can admit: IP literals (a host reached by a DNS name is admitted at its
+        internal address, from which it reaches the others' internal listeners), never loopback."""
+        seen = [a for h in names for a in (public[h], internal[h]) if a not in (LOOPBACK, ALL_INTERFACES)
+                and _is_ip(a)]
         return list(dict.fromkeys(seen))
 
     gateway_hosts = gateway.hosts if gateway else []
@@ -135,7 +138,7 @@ def fleet_listeners(plans: Mapping[str, HostPlan], gateway: GatewayPlan | None, 
                             reach=reach, auth=auth, sources=sources))
 
     for host, plan in plans.items():
-        offset = int(variables.get(host, {}).get(CANARY_PORT_OFFSET_VAR, CANARY_PORT_OFFSET))
+        offset = _port_var(host, variables.get(host, {}), CANARY_PORT_OFFSET_VAR, CANARY_PORT_OFFSET)
         # Without a gateway the services are the endpoint; vllm_fleet_direct_ports opens them on purpose.
         open_services = gateway is None or plan.backend_address == ALL_INTERFACES
         for svc in plan.services:
@@ -148,7 +151,8 @@ def fleet_listeners(plans: Mapping[str, HostPlan], gateway: GatewayPlan | None, 
     for host in serving:
         weights = variables.get(host, {})
         if str(weights.get(FANOUT_VAR, "direct")) == "peer":
-            add(host, "weights_peer", ALL_INTERFACES, int(weights.get(PEER_PORT_VAR, PEER_PORT)), addresses(serving))
+            add(host, "weights_peer", ALL_INTERFACES, _port_var(host, weights, PEER_PORT_VAR, PEER_PORT),
+                addresses(serving))
     if gateway:
         for host in gateway.hosts:
             add(host, "gateway", ALL_INTERFACES, gateway.port, None)
@@ -166,13 +170,33 @@ def fleet_listeners(plans: Mapping[str, HostPlan], gateway: GatewayPlan | None, 
             add(host, "alertmanager", internal[host], monitoring.alertmanager_port, scrapers)
             grafana = variables.get(host, {})
             if str(grafana.get(GRAFANA_VAR, True)).lower() not in ("false", "no", "0", "off"):
-                add(host, "grafana", internal[host], int(grafana.get(GRAFANA_PORT_VAR, GRAFANA_PORT)),
-                    None)
+                add(host, "grafana", internal[host], _port_var(host, grafana, GRAFANA_PORT_VAR, GRAFANA_PORT), None)
         for host in monitoring.node_hosts:
             add(host, "node_exporter", internal[host], monitoring.node_exporter_port, scrapers)
         for host in monitoring.dcgm_hosts:
             add(host, "dcgm_exporter", internal[host], monitoring.dcgm_exporter_port, scrapers)
     return out
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _port_var(host: str, variables: Mapping[str, Any], name: str, default: int) -> int:
+    """An inventory variable the listeners' ports come from, as a number; else SpecError naming it."""
+    value = variables.get(name, default)
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        port = -1
+    if not 0 < port < 65536:
+        raise SpecError([SpecIssue(f"{name} of {host}", show_value(value), "is not a port number (or offset)",
+                                   f"give a number from 1 to 65535, or leave it out for {default}")], "inventory")
+    return port
 
 
 def listener_table(listeners: Sequence[Listener]) -> str:
