@@ -133,6 +133,10 @@ def test_down_removes_the_fleet_keeps_the_weights_and_a_second_down_changes_noth
         assert host.exec("systemctl", "is-active", "haproxy", "keepalived", check=False).stdout.split() == [
             "inactive"] * 2, host.name
         assert virtual_address().split("/")[0] not in host.exec("ip", "-4", "-o", "addr", "show").stdout
+        # The firewall went with the listeners it guarded: no table, no unit left to load it at boot.
+        assert host.exec("nft", "list", "table", "inet", "vllm_fleet", check=False).returncode != 0, host.name
+        assert host.exec("test", "-e", "/etc/systemd/system/vllm-fleet-firewall.service",
+                         check=False).returncode != 0, host.name
     assert first.exec("test", "-d", fetched, check=False).returncode == 0  # weights kept
     adapters = "/var/lib/vllm-fleet/adapters/tiny-chat"  # tiny-chat's adapter, copied there by the weights stage
     assert first.exec("test", "-d", adapters, check=False).returncode == 0
