@@ -95,7 +95,7 @@ def test_from_an_outsider_every_listener_refuses_the_connection_or_answers_401(
                                          "prometheus", "alertmanager", "node_exporter"}
     seen: dict[str, tuple[str, str]] = {}
     want: dict[str, tuple[str, str]] = {}
-    print(f"\nscan of {len(scanned)} listeners from {outsider} (internal network, no group) and from this machine:")
+    print(f"\nscan: {len(scanned)} listeners from {outsider} (internal network, no group) and this machine (trusted)")
     for x in scanned:
         address = target(x, hosts)
         scheme = "https" if x.kind == "gateway" else "http"
@@ -106,10 +106,10 @@ def test_from_an_outsider_every_listener_refuses_the_connection_or_answers_401(
         want[f"{x.host} {x.name} {address}:{x.port}"] = (
             ("HTTP 401", "accepted") if x.sources is None
             else ("refused", "refused") if x.kind in NOT_LISTENING_NOW else ("refused", "accepted"))
-        print(f"  {x.host:<22} {x.name:<34} {address}:{x.port:<6} outsider: {outside:<9} trusted: {inside}")
+        print(f"scan: {x.host:<22} {x.name:<34} {address}:{x.port:<6} outsider: {outside:<9} trusted: {inside}")
     code, status = curl(outsider, f"https://{virtual_address()}:{closed.gateway.port if closed.gateway else 0}"
                                   "/v1/models")
-    print(f"  {'virtual address':<22} {'the gateway':<34} {virtual_address()} outsider: HTTP {status}")
+    print(f"scan: {'virtual address':<22} {'the gateway':<34} {virtual_address()} outsider: HTTP {status}")
     assert seen == want
     assert (code, status) == (0, "401")
 
@@ -135,7 +135,7 @@ def test_from_an_outsider_the_attacks_on_the_inside_fail(closed: FleetPlan, outs
         attacks[f"{host.name} /metrics"] = [f"http://{host.backend_address}:8000/metrics"]
     outcomes = {name: curl(outsider, *args) for name, args in attacks.items()}
     for name, (code, status) in outcomes.items():
-        print(f"  {name:<40} curl exit {code}, HTTP {status or '-'}")
+        print(f"scan: attack {name:<40} from the outsider: curl exit {code}, HTTP {status or '-'}")
     assert {name: code for name, (code, _) in outcomes.items()} == dict.fromkeys(attacks, CURL_REFUSED)
 
 
@@ -155,7 +155,7 @@ def test_the_hosts_that_need_each_listener_still_reach_it(closed: FleetPlan, ser
         if all(h == "up" for h in health.values()) or time.monotonic() > deadline:
             break
         time.sleep(2)
-    print(f"monitoring: {len(health)} targets, {sum(h == 'up' for h in health.values())} up")
+    print(f"monitoring: {len(health)} targets behind the firewall, {sum(h == 'up' for h in health.values())} up")
     assert health and set(health.values()) == {"up"}, health
     assert gw(serving_host, "/v1/chat/completions", {"model": "tiny-chat", "max_tokens": 4, "messages": [
         {"role": "user", "content": "Hi"}]})[0] == 200
@@ -181,7 +181,8 @@ def test_behind_the_firewall_the_monitoring_listeners_answer_401_without_the_pas
         seen[url] = tuple(requests.get(url, auth=auth, verify=ca, timeout=30).status_code for auth in (
             None, (MONITORING_USER, "not-the-password"), (MONITORING_USER, MONITORING_PASSWORD)))
     for url, codes in seen.items():
-        print(f"  {url:<52} no password: {codes[0]}, wrong password: {codes[1]}, monitoring user: {codes[2]}")
+        print(f"scan: {url:<52} from this machine: no password {codes[0]}, wrong password {codes[1]}, "
+              f"monitoring user {codes[2]}")
     assert seen == dict.fromkeys(seen, (401, 401, 200))
     prom = next(x for x in secured if x.kind == "prometheus")
     for action in ("reload", "quit"):
