@@ -40,7 +40,8 @@ def prometheus(host: ServingHost, path: str, **params: str) -> dict[str, Any]:
 def monitored(serving_host: ServingHost, second_serving_host: ServingHost, fleet: dict[str, Any]
               ) -> Iterator[ServingHost]:
     """The monitoring stage once more over both hosts, with the inventory of the last deploy (peer fan-out): it
-    must change nothing. The second host's node exporter is
+    must change nothing, the firewall stage it runs first included (tests/serving/test_network_scan_e2e.py scans
+    the rules this leaves). The second host's node exporter is
     then stopped, so that ExporterDown fires while the other steps run, and started again at the end."""
     result = serving_host.deploy(FLEET_SPEC, tags="monitoring", others=[second_serving_host],
                                  others_spec=CHAT_ONLY_SPEC, extra_vars=PEER_FANOUT)
