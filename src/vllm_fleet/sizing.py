@@ -1,20 +1,29 @@
-"""Auto-sizing: the tensor-parallel size and a max model length the KV cache can hold.
+"""Auto-sizing: the tensor-parallel size and a max model length the KV cache can hold, on one host or on an engine
+group of several hosts (pipeline parallel across them).
 
 Inputs are a model's config.json and the host's GPUs (the gpu_facts module: memory_total_mib per GPU, gpu_count).
 The rule (figures in roles/vllm_server/README.md):
 
 - weights = parameters x bytes per parameter; parameters are counted from the config (embeddings, attention with
-  its KV heads, a gated MLP); quantized linear layers take bits/8 bytes (GPTQ/AWQ int4 0.5, int8 and fp8 1),
-  embeddings and the LM head stay in 16 bits; plus 2 % for norms, biases and quantization scales.
-- per GPU, at tensor-parallel size t: budget = memory x gpu_memory_utilization - weights / t - overhead,
-  with overhead = 1.5 GiB (CUDA context, activations of a profiling batch, sampler buffers).
-- KV cache per token per GPU = 2 (K and V) x layers x ceil(kv_heads / t) x head_dim x 2 bytes (16-bit cache).
+  its KV heads or DeepSeek's multi-head latent attention, a gated MLP or mixture-of-experts layers with their
+  shared experts and leading dense layers); quantized linear layers take bits/8 bytes (GPTQ/AWQ int4 0.5, int8
+  and fp8 1), embeddings and the LM head stay in 16 bits; plus 2 % for norms, biases and quantization scales.
+- per GPU, at tensor-parallel size t and pipeline-parallel size p: budget = memory x gpu_memory_utilization -
+  weights / (t x p) - overhead, with overhead = 1.5 GiB (CUDA context, activations of a profiling batch, sampler
+  buffers).
+- KV cache per token per GPU = 2 (K and V) x ceil(layers / p) x ceil(kv_heads / t) x head_dim x 2 bytes (16-bit
+  cache); with latent attention, ceil(layers / p) x (kv_lora_rank + qk_rope_head_dim) x 2 bytes, on every
+  tensor-parallel rank (the latent cache is not split).
 - capacity = budget / KV per token. vLLM refuses to start unless one sequence of max_model_len fits.
 - t ranges over 1, 2, 4, 8 up to the GPUs given, with attention heads divisible by t and KV heads divisible by t
   (or t divisible by them). The smallest t whose capacity holds the target length (the asked max_model_len,
   else the model's max_position_embeddings) wins; when none does, the largest valid t is used with
   max_model_len = capacity rounded down to a multiple of 256, provided that is at least MIN_CONTEXT tokens.
 - Otherwise the model does not fit: refuse with the numbers.
+
+An engine group (`size_group`) follows vLLM's multi-node rule: tensor-parallel size = the GPUs of one node,
+pipeline-parallel size = the nodes. The smallest number of nodes whose capacity holds the target length wins; a
+model that one node holds needs no group.
 """
 
 from __future__ import annotations
@@ -51,6 +60,18 @@ class ModelShape:
     dtype_bytes: float
     linear_bytes: float
     tied: bool
+    # Mixture of experts: routed experts per MoE layer, each a gated MLP of moe_intermediate, plus shared ones;
+    # the first dense_layers layers (and every layer of a model without experts) have the dense MLP.
+    experts: int = 0
+    shared_experts: int = 0
+    moe_intermediate: int = 0
+    dense_layers: int = 0
+    # Multi-head latent attention (DeepSeek-V2/V3): its ranks and head sizes; kv_lora_rank 0 means plain attention.
+    q_lora_rank: int = 0
+    kv_lora_rank: int = 0
+    qk_nope_head_dim: int = 0
+    qk_rope_head_dim: int = 0
+    v_head_dim: int = 0
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> ModelShape:
@@ -73,15 +94,52 @@ class ModelShape:
             linear = 1.0
         else:
             linear = float(dtype_bytes)
-        return cls(hidden, layers, heads, kv, head_dim, int(cfg.get("intermediate_size") or 4 * hidden),
+        intermediate = int(cfg.get("intermediate_size") or 4 * hidden)
+        # DeepSeek: n_routed_experts, Qwen-MoE: num_experts, Mixtral: num_local_experts (its intermediate_size is
+        # the expert's).
+        experts = int(cfg.get("n_routed_experts") or cfg.get("num_experts") or cfg.get("num_local_experts") or 0)
+        dense = 0
+        if experts:
+            dense = int(cfg.get("first_k_dense_replace") or 0) + len(cfg.get("mlp_only_layers") or [])
+        return cls(hidden, layers, heads, kv, head_dim, intermediate,
                    int(cfg.get("vocab_size") or 32000), int(cfg.get("max_position_embeddings") or 4096),
-                   float(dtype_bytes), linear, bool(cfg.get("tie_word_embeddings", False)))
+                   float(dtype_bytes), linear, bool(cfg.get("tie_word_embeddings", False)),
+                   experts=experts, shared_experts=int(cfg.get("n_shared_experts") or 0),
+                   moe_intermediate=int(cfg.get("moe_intermediate_size") or intermediate) if experts else 0,
+                   dense_layers=min(dense, layers),
+                   q_lora_rank=int(cfg.get("q_lora_rank") or 0), kv_lora_rank=int(cfg.get("kv_lora_rank") or 0),
+                   qk_nope_head_dim=int(cfg.get("qk_nope_head_dim") or 0),
+                   qk_rope_head_dim=int(cfg.get("qk_rope_head_dim") or 0),
+                   v_head_dim=int(cfg.get("v_head_dim") or head_dim))
+
+    @property
+    def latent_attention(self) -> bool:
+        return self.kv_lora_rank > 0
+
+    @property
+    def attention_params(self) -> int:
+        """One layer's attention projections."""
+        if self.latent_attention:
+            qk = self.qk_nope_head_dim + self.qk_rope_head_dim
+            q = (self.hidden * self.q_lora_rank + self.q_lora_rank * self.heads * qk if self.q_lora_rank
+                 else self.hidden * self.heads * qk)
+            kv = (self.hidden * (self.kv_lora_rank + self.qk_rope_head_dim)
+                  + self.kv_lora_rank * self.heads * (self.qk_nope_head_dim + self.v_head_dim))
+            return q + kv + self.heads * self.v_head_dim * self.hidden
+        return self.hidden * self.heads * self.head_dim * 2 + self.hidden * self.kv_heads * self.head_dim * 2
+
+    @property
+    def mlp_params(self) -> int:
+        """Every layer's MLP: dense layers, and MoE layers with their routed and shared experts and router."""
+        dense = 3 * self.hidden * self.intermediate
+        if not self.experts:
+            return self.layers * dense
+        moe = (self.experts + self.shared_experts) * 3 * self.hidden * self.moe_intermediate + self.experts * self.hidden
+        return self.dense_layers * dense + (self.layers - self.dense_layers) * moe
 
     @property
     def linear_params(self) -> int:
-        attn = self.hidden * self.heads * self.head_dim * 2 + self.hidden * self.kv_heads * self.head_dim * 2
-        mlp = 3 * self.hidden * self.intermediate
-        return self.layers * (attn + mlp)
+        return self.layers * self.attention_params + self.mlp_params
 
     @property
     def embedding_params(self) -> int:
@@ -107,8 +165,12 @@ class ModelShape:
             + (self.intermediate + self.hidden)
         return int(max_loras * max_rank * widths * self.layers * self.dtype_bytes) // tp
 
-    def kv_bytes_per_token(self, tp: int, cache_bytes: int = 2) -> int:
-        return 2 * self.layers * math.ceil(self.kv_heads / tp) * self.head_dim * cache_bytes
+    def kv_bytes_per_token(self, tp: int, cache_bytes: int = 2, pp: int = 1) -> int:
+        """The KV cache one token takes on one GPU of a tp x pp engine (a pipeline stage holds ceil(layers / pp))."""
+        layers = math.ceil(self.layers / pp)
+        if self.latent_attention:
+            return layers * (self.kv_lora_rank + self.qk_rope_head_dim) * cache_bytes
+        return 2 * layers * math.ceil(self.kv_heads / tp) * self.head_dim * cache_bytes
 
 
 @dataclass(frozen=True)
@@ -120,19 +182,52 @@ class SizingResult:
     kv_gib_per_gpu: float
     params_billion: float
     lora_gib_per_gpu: float = 0.0
+    pipeline_parallel_size: int = 1
 
 
 def valid_tp(shape: ModelShape, tp: int) -> bool:
     return shape.heads % tp == 0 and (shape.kv_heads % tp == 0 or tp % shape.kv_heads == 0)
 
 
-def capacity(shape: ModelShape, tp: int, gpu_mib: int, utilization: float, lora: tuple[int, int] = (0, 0)
-             ) -> tuple[int, int]:
-    """(budget bytes for the KV cache per GPU, tokens it holds) at tensor-parallel size tp, after the weights, the
-    overhead and the LoRA slots (max_loras, max_lora_rank) vLLM reserves."""
-    budget = (int(gpu_mib * MIB * utilization) - shape.weight_bytes // tp - OVERHEAD_BYTES
-              - shape.lora_bytes(lora[0], lora[1], tp))
-    return budget, max(0, budget) // shape.kv_bytes_per_token(tp)
+def capacity(shape: ModelShape, tp: int, gpu_mib: int, utilization: float, lora: tuple[int, int] = (0, 0),
+             pp: int = 1) -> tuple[int, int]:
+    """(budget bytes for the KV cache per GPU, tokens it holds) at tensor-parallel size tp and pipeline-parallel
+    size pp, after the weights, the overhead and the LoRA slots (max_loras, max_lora_rank) vLLM reserves."""
+    budget = (int(gpu_mib * MIB * utilization) - shape.weight_bytes // (tp * pp) - OVERHEAD_BYTES
+              - shape.lora_bytes(lora[0], lora[1], tp) // pp)
+    return budget, max(0, budget) // shape.kv_bytes_per_token(tp, pp=pp)
+
+
+def _result(shape: ModelShape, tp: int, pp: int, length: int, tokens: int, lora: tuple[int, int]) -> SizingResult:
+    return SizingResult(tp, length, tokens, round(shape.weight_bytes / (tp * pp) / GIB, 2),
+                        round(tokens * shape.kv_bytes_per_token(tp, pp=pp) / GIB, 2), round(shape.params / 1e9, 2),
+                        round(shape.lora_bytes(*lora, tp) / pp / GIB, 2), pp)
+
+
+def _does_not_fit(shape: ModelShape, tp: int, pp: int, gpu_mib: int, utilization: float, target: int,
+                  lora: tuple[int, int], asked: bool) -> SizingError:
+    budget, tokens = capacity(shape, tp, gpu_mib, utilization, lora, pp)
+    usable = gpu_mib * MIB * utilization / GIB
+    weights = shape.weight_bytes / (tp * pp) / GIB
+    kv_need = target * shape.kv_bytes_per_token(tp, pp=pp) / GIB
+    lora_need = shape.lora_bytes(*lora, tp) / pp / GIB
+    lora_note = (f", plus {lora_need:.2f} GiB for {lora[0]} LoRA adapter slots of rank {lora[1]}"
+                 if lora[0] else "")
+    at = f"tensor-parallel size {tp}" + (f" x pipeline-parallel size {pp}" if pp > 1 else "")
+    return SizingError(
+        f"{shape.params / 1e9:.1f}B parameters need {weights:.1f} GiB of weights per GPU at {at}, "
+        f"plus {OVERHEAD_BYTES / GIB:.1f} GiB overhead{lora_note}, plus {kv_need:.2f} GiB of KV cache for "
+        f"{target} tokens; each GPU offers {usable:.1f} GiB ({gpu_mib} MiB x {utilization:g}), leaving "
+        f"{max(budget, 0) / GIB:.2f} GiB for {tokens} tokens of KV cache"
+        + ("" if asked else f" (at least {MIN_CONTEXT} needed)")
+    )
+
+
+def _target(shape: ModelShape, max_model_len: int | None) -> int:
+    if max_model_len and max_model_len > shape.max_positions:
+        raise SizingError(f"max_model_len {max_model_len} exceeds the model's max_position_embeddings "
+                          f"{shape.max_positions}")
+    return max_model_len or shape.max_positions
 
 
 def size(
@@ -144,14 +239,14 @@ def size(
     max_model_len: int | None = None,
     tensor_parallel_size: int | None = None,
     lora: tuple[int, int] = (0, 0),
+    pipeline_parallel_size: int = 1,
 ) -> SizingResult:
     """Choose (or check) the tensor-parallel size and the max model length; raise SizingError with numbers.
-    `lora` is (max_loras, max_lora_rank) of a service with adapters: the memory vLLM reserves for them."""
+    `lora` is (max_loras, max_lora_rank) of a service with adapters: the memory vLLM reserves for them. With a
+    pipeline_parallel_size p, gpu_count is the GPUs of one stage (the engine has p times as many)."""
     shape = ModelShape.from_config(config)
-    target = max_model_len or shape.max_positions
-    if max_model_len and max_model_len > shape.max_positions:
-        raise SizingError(f"max_model_len {max_model_len} exceeds the model's max_position_embeddings "
-                          f"{shape.max_positions}")
+    target = _target(shape, max_model_len)
+    pp = pipeline_parallel_size
     if tensor_parallel_size is not None:
         candidates = [tensor_parallel_size]
     else:
@@ -162,31 +257,61 @@ def size(
     if tensor_parallel_size is not None and not valid_tp(shape, tensor_parallel_size):
         raise SizingError(f"tensor_parallel_size {tensor_parallel_size} does not divide the model's "
                           f"{shape.heads} attention heads / {shape.kv_heads} KV heads")
-
-    def result(tp: int, length: int, tokens: int) -> SizingResult:
-        return SizingResult(tp, length, tokens, round(shape.weight_bytes / tp / GIB, 2),
-                            round(tokens * shape.kv_bytes_per_token(tp) / GIB, 2), round(shape.params / 1e9, 2),
-                            round(shape.lora_bytes(*lora, tp) / GIB, 2))
-
+    if pp > shape.layers:
+        raise SizingError(f"pipeline_parallel_size {pp} exceeds the model's {shape.layers} layers")
     for tp in candidates:
-        _, tokens = capacity(shape, tp, gpu_mib, utilization, lora)
+        _, tokens = capacity(shape, tp, gpu_mib, utilization, lora, pp)
         if tokens >= target:
-            return result(tp, target, tokens)
+            return _result(shape, tp, pp, target, tokens, lora)
     tp = candidates[-1]
-    budget, tokens = capacity(shape, tp, gpu_mib, utilization, lora)
+    _, tokens = capacity(shape, tp, gpu_mib, utilization, lora, pp)
     fitted = tokens // LEN_STEP * LEN_STEP
     if max_model_len is None and fitted >= MIN_CONTEXT:
-        return result(tp, fitted, tokens)
-    usable = gpu_mib * MIB * utilization / GIB
-    weights = shape.weight_bytes / tp / GIB
-    kv_need = target * shape.kv_bytes_per_token(tp) / GIB
-    lora_need = shape.lora_bytes(*lora, tp) / GIB
-    lora_note = (f", plus {lora_need:.2f} GiB for {lora[0]} LoRA adapter slots of rank {lora[1]}"
-                 if lora[0] else "")
-    raise SizingError(
-        f"{shape.params / 1e9:.1f}B parameters need {weights:.1f} GiB of weights per GPU at tensor-parallel size "
-        f"{tp}, plus {OVERHEAD_BYTES / GIB:.1f} GiB overhead{lora_note}, plus {kv_need:.2f} GiB of KV cache for "
-        f"{target} tokens; each GPU offers {usable:.1f} GiB ({gpu_mib} MiB x {utilization:g}), leaving "
-        f"{max(budget, 0) / GIB:.2f} GiB for {tokens} tokens of KV cache"
-        + ("" if max_model_len else f" (at least {MIN_CONTEXT} needed)")
-    )
+        return _result(shape, tp, pp, fitted, tokens, lora)
+    raise _does_not_fit(shape, tp, pp, gpu_mib, utilization, target, lora, max_model_len is not None)
+
+
+@dataclass(frozen=True)
+class GroupSizing:
+    """An engine group across `nodes` hosts: tensor parallel within a node, pipeline parallel across nodes."""
+
+    nodes: int
+    result: SizingResult
+
+    @property
+    def gpus_per_node(self) -> int:
+        return self.result.tensor_parallel_size
+
+
+def size_group(
+    config: Mapping[str, Any],
+    *,
+    gpu_mib: int,
+    gpus_per_node: int,
+    max_nodes: int,
+    utilization: float = 0.9,
+    max_model_len: int | None = None,
+    lora: tuple[int, int] = (0, 0),
+) -> GroupSizing:
+    """The fewest identical nodes (of `gpus_per_node` GPUs of `gpu_mib` each, at most `max_nodes`) whose engine
+    holds the target length (max_model_len, else the model's own), at tensor-parallel size = the largest valid
+    size within a node and pipeline-parallel size = the nodes. With no max_model_len asked and no group holding
+    the model's full length, the largest group is used with the length its KV cache holds (at least MIN_CONTEXT).
+    Raise SizingError with the numbers of the largest group when none serves it."""
+    shape = ModelShape.from_config(config)
+    target = _target(shape, max_model_len)
+    fitting = [t for t in TP_CHOICES if t <= gpus_per_node and valid_tp(shape, t)]
+    if not fitting:
+        raise SizingError(f"no tensor-parallel size fits a node: {gpus_per_node} GPU(s), {shape.heads} attention "
+                          f"heads, {shape.kv_heads} KV heads")
+    tp = fitting[-1]
+    for nodes in range(1, max(1, min(max_nodes, shape.layers)) + 1):
+        _, tokens = capacity(shape, tp, gpu_mib, utilization, lora, nodes)
+        if tokens >= target:
+            return GroupSizing(nodes, _result(shape, tp, nodes, target, tokens, lora))
+    nodes = max(1, min(max_nodes, shape.layers))
+    _, tokens = capacity(shape, tp, gpu_mib, utilization, lora, nodes)
+    fitted = tokens // LEN_STEP * LEN_STEP
+    if max_model_len is None and fitted >= MIN_CONTEXT:
+        return GroupSizing(nodes, _result(shape, tp, nodes, fitted, tokens, lora))
+    raise _does_not_fit(shape, tp, nodes, gpu_mib, utilization, target, lora, max_model_len is not None)

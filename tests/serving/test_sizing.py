@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vllm_fleet.sizing import MIN_CONTEXT, ModelShape, SizingError, capacity, size
+from vllm_fleet.sizing import MIN_CONTEXT, ModelShape, SizingError, capacity, size, size_group
 
 CONFIGS = Path(__file__).parent / "fixtures" / "model_configs"
 # memory.total as nvidia-smi reports it
@@ -137,3 +137,94 @@ def test_a_model_that_fits_alone_is_refused_with_more_adapter_slots_than_room() 
     size(cfg("llama-3.1-8b"), gpu_mib=GPU_MIB["L4"], gpu_count=1)
     with pytest.raises(SizingError, match=r"4\.25 GiB for 16 LoRA adapter slots of rank 64"):
         size(cfg("llama-3.1-8b"), gpu_mib=GPU_MIB["L4"], gpu_count=1, lora=(16, 64))
+
+
+# Models larger than one host: mixture-of-experts and latent attention counted from config.json, and engine groups
+# of identical nodes (tensor parallel within a node, pipeline parallel across nodes) sized on recorded nodes.
+SMI = Path(__file__).resolve().parents[1] / "prepare" / "fixtures" / "nvidia_smi"
+
+
+def recorded_node(name: str) -> tuple[int, int]:
+    """(GPUs, MiB per GPU) of a recorded node, read by the prepare stage's own nvidia-smi parser."""
+    from tests.prepare.conftest import load_module_utils
+
+    gpus = load_module_utils("gpu_smi").parse_query_gpu((SMI / name / "query-gpu.csv").read_text())
+    assert len({g["memory_total_mib"] for g in gpus}) == 1
+    return len(gpus), gpus[0]["memory_total_mib"]
+
+
+@pytest.mark.parametrize(("model", "billions"), [
+    ("deepseek-v3", 671.0), ("llama-3.1-405b", 405.8), ("qwen3-235b-a22b", 235.1)])
+def test_parameter_count_of_moe_latent_attention_and_405b_models_matches_the_published_size(model, billions):
+    assert ModelShape.from_config(cfg(model)).params / 1e9 == pytest.approx(billions, rel=0.005)
+
+
+def test_latent_attention_caches_one_latent_vector_per_layer_on_every_tensor_parallel_rank() -> None:
+    shape = ModelShape.from_config(cfg("deepseek-v3"))
+    assert shape.latent_attention
+    # (kv_lora_rank 512 + qk_rope_head_dim 64) x 61 layers x 2 bytes, whatever the tensor-parallel size
+    assert shape.kv_bytes_per_token(1) == shape.kv_bytes_per_token(8) == 576 * 61 * 2
+    assert shape.kv_bytes_per_token(8, pp=2) == 576 * 31 * 2
+
+
+def test_fp8_experts_take_one_byte_per_parameter_and_embeddings_two() -> None:
+    shape = ModelShape.from_config(cfg("deepseek-v3"))
+    assert shape.linear_bytes == 1.0
+    raw = shape.linear_params + shape.embedding_params * 2
+    assert shape.weight_bytes == int(raw * 1.02)
+
+
+# recorded node, model, nodes in the group, tensor-parallel size, context length chosen (the model's full length)
+GROUPS = """
+h100-sxm-x8        deepseek-v3      2  8  163840
+a100-sxm4-80gb-x8  deepseek-v3      2  8  163840
+h100-sxm-x8        llama-3.1-405b   2  8  131072
+a100-sxm4-80gb-x8  llama-3.1-405b   2  8  131072
+h100-sxm-x8        qwen3-235b-a22b  1  8  40960
+a100-sxm4-80gb-x8  qwen3-235b-a22b  1  8  40960
+"""
+
+
+@pytest.mark.parametrize(("node", "model", "nodes", "tp", "length"), [
+    (n, m, int(g), int(t), int(x)) for n, m, g, t, x in (row.split() for row in GROUPS.strip().splitlines())])
+def test_the_fewest_nodes_that_hold_the_full_context_form_the_group(node, model, nodes, tp, length) -> None:
+    gpus, mib = recorded_node(node)
+    group = size_group(cfg(model), gpu_mib=mib, gpus_per_node=gpus, max_nodes=4)
+    r = group.result
+    assert (group.nodes, r.tensor_parallel_size, r.pipeline_parallel_size, r.max_model_len) == (nodes, tp, nodes,
+                                                                                                  length)
+    assert r.kv_capacity_tokens >= length
+    shape = ModelShape.from_config(cfg(model))
+    if nodes > 1:  # one node fewer would not hold it
+        assert capacity(shape, tp, mib, 0.9, pp=nodes - 1)[1] < length
+    print(f"group sizing: {model} on {node}: {nodes} node(s), TP {tp} x PP {nodes}, max_model_len {length}, "
+          f"{r.weights_gib_per_gpu} GiB weights and {r.kv_gib_per_gpu} GiB KV cache per GPU")
+
+
+def test_a_model_one_node_cannot_hold_is_refused_by_single_host_sizing_with_its_numbers() -> None:
+    gpus, mib = recorded_node("h100-sxm-x8")
+    with pytest.raises(SizingError, match=r"GiB of weights per GPU at tensor-parallel size 8"):
+        size(cfg("llama-3.1-405b"), gpu_mib=mib, gpu_count=gpus)
+
+
+def test_pipeline_stages_divide_the_weights_and_the_kv_cache_per_gpu() -> None:
+    gpus, mib = recorded_node("a100-sxm4-80gb-x8")
+    one = size(cfg("llama-3.1-70b"), gpu_mib=mib, gpu_count=4, tensor_parallel_size=4)
+    two = size(cfg("llama-3.1-70b"), gpu_mib=mib, gpu_count=4, tensor_parallel_size=4, pipeline_parallel_size=2)
+    assert two.weights_gib_per_gpu == pytest.approx(one.weights_gib_per_gpu / 2, abs=0.01)
+    assert two.pipeline_parallel_size == 2 and two.kv_capacity_tokens > 2 * one.kv_capacity_tokens
+
+
+def test_no_group_of_the_nodes_available_is_refused_with_the_largest_groups_numbers() -> None:
+    gpus, mib = recorded_node("a100-sxm4-80gb-x8")
+    with pytest.raises(SizingError, match=r"GiB of weights per GPU at tensor-parallel size 8, plus"):
+        size_group(cfg("deepseek-v3"), gpu_mib=mib, gpus_per_node=gpus, max_nodes=1)
+    with pytest.raises(SizingError, match=r"96\.4 GiB of weights per GPU at tensor-parallel size 4 x "
+                                          r"pipeline-parallel size 2"):
+        size_group(cfg("llama-3.1-405b"), gpu_mib=mib, gpus_per_node=4, max_nodes=2)
+
+
+def test_an_asked_length_is_kept_and_a_group_is_sized_for_it() -> None:
+    gpus, mib = recorded_node("h100-sxm-x8")
+    group = size_group(cfg("llama-3.1-405b"), gpu_mib=mib, gpus_per_node=gpus, max_nodes=4, max_model_len=8192)
+    assert (group.nodes, group.result.max_model_len) == (2, 8192)
