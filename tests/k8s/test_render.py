@@ -87,3 +87,26 @@ def test_stack_file_without_a_spec_is_bad_input(tmp_path: Path) -> None:
     result = runner.invoke(app, ["k8s", "render", "--stack-config", str(stack)])
     assert result.exit_code == 2
     assert "vllm-fleet:spec" in result.output
+
+
+def test_an_engine_group_renders_kserves_multi_node_form_with_its_sizes_in_the_worker_spec_only() -> None:
+    isvc = next(m for m in render_cli(next(p for p in GOOD if p.stem == "multi-node-pvc-405b"))
+                if m["kind"] == "InferenceService")
+    predictor = isvc["spec"]["predictor"]
+    assert predictor["workerSpec"] == {"tensorParallelSize": 8, "pipelineParallelSize": 2}
+    assert predictor["model"]["runtime"] == "kserve-huggingfaceserver-multinode"
+    # KServe refuses the sizes given any other way; each pod (head and worker) holds one node's GPUs.
+    args = predictor["model"]["args"]
+    assert not {"--tensor-parallel-size", "--pipeline-parallel-size"} & set(args)
+    assert not any(e["name"] in ("TENSOR_PARALLEL_SIZE", "PIPELINE_PARALLEL_SIZE") for e in predictor["model"]["env"])
+    assert predictor["model"]["resources"]["limits"]["nvidia.com/gpu"] == "8"
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/autoscalerClass"] == "none"
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
+    assert "maxReplicas" not in predictor
+
+
+def test_a_service_on_one_node_renders_no_worker_spec() -> None:
+    for path in GOOD:
+        for m in render_cli(path):
+            if m["kind"] == "InferenceService" and path.stem != "multi-node-pvc-405b":
+                assert "workerSpec" not in m["spec"]["predictor"], path.name

@@ -21,7 +21,7 @@ from vllm_fleet.engine_args import (
     lora_modules_args,
     render_engine_args,
 )
-from vllm_fleet.k8s.model import ClusterSettings
+from vllm_fleet.k8s.model import MULTI_NODE_RUNTIME, ClusterSettings
 from vllm_fleet.k8s.validation import GCS_KEY, HF_KEY, MODELSCOPE_KEY, S3_KEYS, cluster_settings
 from vllm_fleet.spec.model import Accelerator, S3Credentials, SecretRef, Service
 from vllm_fleet.units import k8s_size
@@ -277,16 +277,21 @@ def _volumes(svc: Service, s: ClusterSettings) -> tuple[list[dict[str, Any]], li
     return volumes, mounts
 
 
+# The parallel sizes of an engine group: KServe's multi-node runtime takes them from predictor.workerSpec only.
+_GROUP_FLAGS = frozenset({"--tensor-parallel-size", "--pipeline-parallel-size"})
+
+
 def _runtime_args(svc: Service) -> list[str]:
     """The engine flags for KServe's huggingface runtime, which names the model with --model_name."""
     args = render_engine_args(svc, port=svc.port, model_path=MODEL_MOUNT)
+    dropped = _SERVER_FLAGS | (_GROUP_FLAGS if svc.nodes > 1 else frozenset())
     kept: list[str] = []
     skip = False
     for arg in args:
         if skip:
             skip = False
             continue
-        if arg in _SERVER_FLAGS:
+        if arg in dropped:
             skip = True
             continue
         kept.append(arg)
@@ -297,6 +302,8 @@ def inference_service(svc: Service, s: ClusterSettings, service_account: str | N
     annotations = {A_DEPLOYMENT_MODE: s.deployment_mode, **s.annotations}
     if s.autoscaler_class:
         annotations[A_AUTOSCALER_CLASS] = s.autoscaler_class
+    if svc.nodes > 1:  # KServe's multi-node form does not autoscale
+        annotations[A_AUTOSCALER_CLASS] = "none"
     volumes, mounts = _volumes(svc, s)
     container: dict[str, Any] = {
         "env": _env(svc, s),
@@ -344,11 +351,16 @@ def inference_service(svc: Service, s: ClusterSettings, service_account: str | N
         }]
     else:
         model: dict[str, Any] = {"modelFormat": {"name": s.model_format}}
-        if s.runtime:
-            model["runtime"] = s.runtime
+        if s.runtime or svc.nodes > 1:
+            model["runtime"] = s.runtime or MULTI_NODE_RUNTIME
         model["storageUri"] = svc.uri.kserve_uri(svc.effective_revision)
         model["args"] = _runtime_args(svc)
         predictor["model"] = {**model, **container}
+        if svc.nodes > 1:
+            # A head pod and nodes - 1 worker pods, each with the GPUs of one node (tensor parallel within it).
+            assert isinstance(svc.tensor_parallel_size, int)  # auto is refused for groups
+            predictor["workerSpec"] = {"tensorParallelSize": svc.tensor_parallel_size,
+                                       "pipelineParallelSize": svc.pipeline_parallel_size}
     predictor["volumes"] = volumes
     metadata = object_meta(svc, s, svc.name, annotations)
     metadata["labels"].update(s.labels)

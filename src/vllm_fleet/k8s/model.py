@@ -29,6 +29,9 @@ ResourceName = Annotated[str, matching(re.compile(r"^(?=.*/)" + LABEL_KEY.patter
 
 DeploymentMode = Literal["Standard", "Knative", "RawDeployment", "Serverless"]
 STANDARD_MODES = ("Standard", "RawDeployment")
+# KServe's ServingRuntime for its multi-node form (predictor.workerSpec): the huggingface server's vLLM on a Ray
+# head pod and worker pods.
+MULTI_NODE_RUNTIME = "kserve-huggingfaceserver-multinode"
 
 
 def _check_keys(mapping: dict[str, Any], what: str, example: str) -> None:

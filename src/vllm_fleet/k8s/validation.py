@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from pydantic import ValidationError
 
-from vllm_fleet.k8s.model import ClusterSettings, GatewayClusterSettings
+from vllm_fleet.k8s.model import MULTI_NODE_RUNTIME, ClusterSettings, GatewayClusterSettings
 from vllm_fleet.spec import Target, TargetRules
 from vllm_fleet.spec.errors import SpecIssue, issues_from_validation_error, show_value
 from vllm_fleet.spec.model import Accelerator, Deployment, SecretRef, Service
@@ -62,6 +62,8 @@ def cluster_rules(dep: Deployment) -> Iterator[SpecIssue]:
         yield from _credential_rules(svc, settings, at)
         yield from _mode_rules(svc, settings, at)
         yield from _adapter_rules(svc, settings, at)
+        if svc.nodes > 1:
+            yield from _group_rules(svc, settings, at)
     yield from _shared_object_rules(parsed)
     if dep.gateway is not None:
         yield from _gateway_rules(dep, parsed)
@@ -271,7 +273,7 @@ def _adapter_rules(svc: Service, s: ClusterSettings, at: str) -> Iterator[SpecIs
     credentials and one hub endpoint per InferenceService, and the vLLM server's own arguments to name them."""
     if not svc.adapters:
         return
-    if s.mode == "runtime":
+    if s.mode == "runtime" and svc.nodes == 1:  # a group's adapters: _group_rules
         yield SpecIssue(f"{at}.adapters", f"{len(svc.adapters)} adapter(s)",
                         "are set in mode runtime; KServe's huggingface runtime is not given vLLM's LoRA arguments "
                         "here", "use mode: container, or serve the adapters on VMs")
@@ -288,6 +290,37 @@ def _adapter_rules(svc: Service, s: ClusterSettings, at: str) -> Iterator[SpecIs
             yield SpecIssue(f"{here}.storage.endpoint", show_value(adapter.storage.endpoint),
                             "differs from the service's; a pod's storage initializer reads one hub endpoint",
                             "serve the adapter from the service's endpoint, or leave it out")
+
+
+def _group_rules(svc: Service, s: ClusterSettings, at: str) -> Iterator[SpecIssue]:
+    """An engine group on a cluster is KServe's multi-node form (predictor.workerSpec): the huggingface multi-node
+    runtime starts a head pod and nodes - 1 worker pods that read one ReadWriteMany volume, in Standard mode,
+    without autoscaling (KServe's documented limits)."""
+    k = f"{at}.kubernetes"
+    if s.mode != "runtime":
+        yield SpecIssue(f"{k}.mode", show_value(s.mode),
+                        f"is container on a service of nodes: {svc.nodes}; KServe spans nodes only through its "
+                        "multi-node runtime (a head pod and worker pods, predictor.workerSpec), not a container "
+                        "this program starts",
+                        f"set mode: runtime (runtime {MULTI_NODE_RUNTIME}, the default for a group)")
+    if not s.is_standard:
+        yield SpecIssue(f"{k}.deployment_mode", show_value(s.deployment_mode),
+                        "is not Standard; KServe's multi-node form runs in Standard (RawDeployment) mode only",
+                        "set deployment_mode: Standard")
+    if s.max_replicas not in (None, s.min_replicas) or s.scale_metric or s.autoscaler_class not in (None, "none"):
+        yield SpecIssue(f"{k}.max_replicas", show_value(s.max_replicas),
+                        "asks for autoscaling, which KServe's multi-node form does not have",
+                        "remove max_replicas, scale_metric and autoscaler_class; give the groups in min_replicas")
+    if svc.uri.scheme != "pvc":
+        yield SpecIssue(f"{at}.storage_uri", show_value(svc.storage_uri),
+                        f"is {svc.uri.scheme}://; the head and worker pods of KServe's multi-node form read the "
+                        "weights from one ReadWriteMany volume",
+                        "copy the weights to a ReadWriteMany PVC and give storage_uri: pvc://CLAIM/PATH")
+    if svc.adapters:
+        yield SpecIssue(f"{at}.adapters", show_value([a.name for a in svc.adapters]),
+                        "are fetched into the predictor's pod by the storage initializer, which KServe's "
+                        "multi-node worker pods do not run",
+                        "serve the adapters' base model on one node (nodes: 1) to use adapters on a cluster")
 
 
 def _mode_rules(svc: Service, s: ClusterSettings, at: str) -> Iterator[SpecIssue]:

@@ -236,6 +236,10 @@ class Service(Strict):
     tensor_parallel_size: int | Literal["auto"] = Field(
         1, description="a size, or auto: the plan picks the smallest that fits the host's GPUs (gpus is the pool)")
     pipeline_parallel_size: int = Field(1, ge=1)
+    nodes: int = Field(
+        1, ge=1, le=64,
+        description="hosts (or cluster nodes) one engine of this service spans: tensor parallel within a node, "
+                    "pipeline parallel across nodes; 1 serves it on one host")
     engine: Engine = Field(default_factory=Engine)
     port: int = 8000
     api_key: SecretRef | None = None

@@ -55,6 +55,9 @@ def source_rules(uri: StorageUri, revision: str | None, storage: Storage, at: st
 
 
 def _parallel_rules(svc: Service, at: str) -> Iterator[SpecIssue]:
+    if svc.nodes > 1:
+        yield from _group_rules(svc, at)
+        return
     if svc.tp_auto:
         auto = show_value(svc.tensor_parallel_size)
         if svc.accelerator is Accelerator.CPU:
@@ -84,6 +87,34 @@ def _parallel_rules(svc: Service, at: str) -> Iterator[SpecIssue]:
             f"({svc.pipeline_parallel_size}) = {world}, but {svc.gpu_count} GPU(s) are given",
             f"give gpus: {world}, or parallel sizes whose product is {svc.gpu_count}",
         )
+
+
+def _group_rules(svc: Service, at: str) -> Iterator[SpecIssue]:
+    """An engine group across `nodes` hosts: its parallel sizes take exactly its ranks, every GPU of every node
+    (one rank per node on CPU hosts)."""
+    per_node = svc.gpu_count if svc.accelerator is Accelerator.NVIDIA else 1
+    ranks = per_node * svc.nodes
+    rule = (f"tensor_parallel_size: {per_node} and pipeline_parallel_size: {svc.nodes} (the GPUs of one host, then "
+            f"the hosts), or tensor_parallel_size: {ranks} and pipeline_parallel_size: 1 on hosts joined by a fast "
+            "interconnect")
+    if svc.accelerator is Accelerator.NVIDIA and svc.gpu_count < 1:
+        yield SpecIssue(f"{at}.gpus", show_value(svc.gpus), f"gives each of the group's {svc.nodes} hosts no GPU",
+                        "give the GPUs each host of the group serves with, e.g. gpus: 8")
+    elif svc.accelerator is Accelerator.CPU and svc.gpu_count:
+        yield SpecIssue(f"{at}.gpus", show_value(svc.gpus), "asks for GPUs on accelerator cpu",
+                        "set gpus: 0, or accelerator: nvidia")
+    elif svc.tp_auto:
+        yield SpecIssue(f"{at}.tensor_parallel_size", show_value(svc.tensor_parallel_size),
+                        f"is auto on a service of nodes: {svc.nodes}, whose sizes follow from its hosts",
+                        f"give {rule}")
+    else:
+        assert isinstance(svc.tensor_parallel_size, int)
+        world = svc.tensor_parallel_size * svc.pipeline_parallel_size
+        if world != ranks:
+            each = f"{svc.gpu_count} GPU(s)" if svc.accelerator is Accelerator.NVIDIA else "one rank (cpu)"
+            yield SpecIssue(f"{at}.tensor_parallel_size", show_value(svc.tensor_parallel_size),
+                            f"x pipeline_parallel_size ({svc.pipeline_parallel_size}) = {world}, but the group has "
+                            f"{ranks} ranks: {svc.nodes} hosts of {each} each", f"give {rule}")
 
 
 def deployment_rules(dep: Deployment) -> Iterator[SpecIssue]:
