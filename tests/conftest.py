@@ -111,7 +111,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 # Lines a passing test prints that are figures for the log (secret searches, route probes, gate verdicts): shown in
 # every run.
-FIGURE_LINE = re.compile(r"^((searched|probed|failover:|rolling update:|monitoring:) \d+ |gate[a-z ]*: |scan: |group sizing: )")
+FIGURE_LINE = re.compile(r"^((searched|probed|failover:|rolling update:|monitoring:) \d+ |gate[a-z ]*: |scan: "
+                         r"|group sizing: )")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

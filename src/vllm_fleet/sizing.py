@@ -134,7 +134,8 @@ class ModelShape:
         dense = 3 * self.hidden * self.intermediate
         if not self.experts:
             return self.layers * dense
-        moe = (self.experts + self.shared_experts) * 3 * self.hidden * self.moe_intermediate + self.experts * self.hidden
+        experts = (self.experts + self.shared_experts) * 3 * self.hidden * self.moe_intermediate
+        moe = experts + self.experts * self.hidden  # the router: one score per expert
         return self.dense_layers * dense + (self.layers - self.dense_layers) * moe
 
     @property

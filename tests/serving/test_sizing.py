@@ -208,7 +208,7 @@ def test_a_model_one_node_cannot_hold_is_refused_by_single_host_sizing_with_its_
 
 
 def test_pipeline_stages_divide_the_weights_and_the_kv_cache_per_gpu() -> None:
-    gpus, mib = recorded_node("a100-sxm4-80gb-x8")
+    _, mib = recorded_node("a100-sxm4-80gb-x8")
     one = size(cfg("llama-3.1-70b"), gpu_mib=mib, gpu_count=4, tensor_parallel_size=4)
     two = size(cfg("llama-3.1-70b"), gpu_mib=mib, gpu_count=4, tensor_parallel_size=4, pipeline_parallel_size=2)
     assert two.weights_gib_per_gpu == pytest.approx(one.weights_gib_per_gpu / 2, abs=0.01)

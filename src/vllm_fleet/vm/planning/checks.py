@@ -20,7 +20,7 @@ from vllm_fleet.vm.planning.plan import GpuSummary, Settled, gpu_summary
 MIN_SHM_MIB = 160
 
 
-def _load_config(svc: Service, configs: Mapping[str, Any]) -> dict[str, Any] | None:
+def model_config(svc: Service, configs: Mapping[str, Any]) -> dict[str, Any] | None:
     """The model's config.json when the controller can see it: given in vllm_fleet_model_configs (a mapping or a
     path), or a file:// weights directory that exists on the controller."""
     given = configs.get(svc.name)
@@ -102,7 +102,7 @@ def serving_issues(dep: Deployment, variables: Mapping[str, Any], *, resolve_aut
             issues.append(SpecIssue(f"{at}.shm_size", show_value(svc.shm_size),
                                     f"is below the {MIN_SHM_MIB} MiB of shared memory vLLM needs to start",
                                     "give at least 1g (16g on multi-GPU hosts)"))
-        config = _load_config(svc, configs) if svc.accelerator.value == "nvidia" and gpus else None
+        config = model_config(svc, configs) if svc.accelerator.value == "nvidia" and gpus else None
         if svc.accelerator.value == "nvidia" and gpus:
             issues += _gpu_kind_issues(svc, at, gpus, config)
         if svc.tp_auto and (config is None or not gpus or not gpus.memory_mib):
@@ -127,7 +127,7 @@ def serving_issues(dep: Deployment, variables: Mapping[str, Any], *, resolve_aut
                                     f"asks for {svc.gpu_count} GPU(s) but the host has {count}",
                                     "lower tensor_parallel_size and gpus, or pick a larger host"))
             continue
-        if config is None or not gpus.memory_mib:
+        if config is None or not gpus.memory_mib or svc.nodes > 1:  # a group is sized by place_groups
             counted += svc.gpu_count
             continue
         pool = min(svc.gpu_count, count)

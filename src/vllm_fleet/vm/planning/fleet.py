@@ -23,6 +23,7 @@ from vllm_fleet.vm.planning.gateway import (
     GatewayPlan,
     fleet_gateway,
 )
+from vllm_fleet.vm.planning.groups import EngineGroup, ServingHost, place_groups
 from vllm_fleet.vm.planning.listeners import Listener, fleet_listeners, trusted_sources
 from vllm_fleet.vm.planning.monitoring import (
     MONITORING_GROUP,
@@ -179,6 +180,8 @@ def plan_fleet(found: Mapping[str, list[InventoryHost]], environ: Mapping[str, s
     if errors:
         raise InventoryError(errors)
     gateway_block, issues = fleet_block("gateway", {h: d.gateway for h, d in deployments.items()})
+    groups, more = place_groups([ServingHost(h.host, deployments[h.host], h.variables) for h in serving])
+    issues += more + [_not_started_yet(g) for g in groups]
     monitoring_block, more = fleet_block("monitoring", {h: d.monitoring for h, d in deployments.items()})
     issues += more
     gateway = monitoring = None
@@ -213,6 +216,19 @@ def plan_fleet(found: Mapping[str, list[InventoryHost]], environ: Mapping[str, s
                     | {a.name for p in plans.values() for s in p.services for a in s.adapters})
     return FleetPlan(hosts=plans, internal_addresses=internal, gateway=gateway, monitoring=monitoring,
                      models=models, listeners=listeners)
+
+
+def _not_started_yet(group: EngineGroup) -> SpecIssue:
+    """An engine group is placed, checked and sized, but the serve stage has no lifecycle for it yet (its leader
+    and headless followers, their health and rollout as one unit): refused before any host is touched."""
+    sized = f", max_model_len {group.max_model_len}" if group.max_model_len else ""
+    return SpecIssue(f"{SPEC_VAR}.services[{group.service}].nodes of host {group.leader}",
+                     str(len(group.members)),
+                     f"makes {group.name} an engine group across {', '.join(group.members)} (tensor_parallel_size "
+                     f"{group.tensor_parallel_size} x pipeline_parallel_size {group.pipeline_parallel_size}{sized}), "
+                     "which this version plans but does not start on VMs",
+                     "serve it on a cluster (vllm-fleet k8s render: KServe's multi-node form), or on one host "
+                     "(nodes: 1) where it fits")
 
 
 def plan_from_hostvars(hostvars: Mapping[str, Mapping[str, Any]], groups: Mapping[str, list[str]],
