@@ -67,9 +67,8 @@ def _num(value: Any, fmt: str = "{:g}") -> str:
 @ops_app.command()
 def status(inventory: InventoryOpt, limit: LimitOpt = None, as_json: JsonOpt = False) -> None:
     """Every service on every host: container, uptime, restarts, health, model and weights revision, requests
-    running and waiting, KV-cache usage, tokens/s, and the gateway's view; with high availability, the gateway host
-    holding the virtual address. Changes nothing; exit code 1 when any service is unhealthy, or the address is held
-    by no gateway host or by several (named on stderr)."""
+    running and waiting, KV-cache usage, tokens/s, and the gateway's view. Changes nothing; exit code 1 when any
+    service is unhealthy (named on stderr)."""
     from vllm_fleet.vm.play.status import address_problems, problems, with_gateway
     from vllm_fleet.vm.running.runner import run_playbook
 
@@ -84,8 +83,7 @@ def status(inventory: InventoryOpt, limit: LimitOpt = None, as_json: JsonOpt = F
     holders: dict[str, bool] = result.artifact.get("vllm_fleet_gateway_holders") or {}
     address = None if ha is None else {"virtual_address": ha.virtual_address,
                                        "holders": sorted(h for h, has in holders.items() if has)}
-    bad = problems(rows) + address_problems(ha.virtual_address if ha else None, holders,
-                                            fleet.gateway.hosts if fleet.gateway else [])
+    bad = problems(rows) + address_problems(ha.virtual_address if ha else None, holders)
     if as_json:
         emit_json({"ok": not bad, "services": rows, "gateway_address": address, "problems": bad})
     else:
