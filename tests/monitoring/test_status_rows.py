@@ -6,14 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from vllm_fleet.vm.planning.fleet import plan_for_host
-from vllm_fleet.vm.play.status import (
-    address_problems,
-    haproxy_servers,
-    metric_values,
-    problems,
-    service_row,
-    with_gateway,
-)
+from vllm_fleet.vm.play.status import haproxy_servers, metric_values, problems, service_row, with_gateway
 
 SPEC = {"services": [{"name": "chat", "storage_uri": "file:///m/chat", "accelerator": "cpu", "gpus": 0}]}
 CHAT = plan_for_host(SPEC, "10.0.0.1", host_name="h1").services[0]
@@ -64,18 +57,3 @@ def test_a_missing_container_and_a_stopped_backend_are_problems_naming_host_and_
     assert joined[1]["state"] == "missing" and joined[1]["tokens_per_second"] is None
     assert problems(joined) == ["chat on h2: container vllm-chat is missing; out of the gateway's rotation (DOWN)"]
     assert problems(with_gateway(rows[:1], {})) == []
-
-
-def test_the_gateways_virtual_address_held_by_exactly_one_host_is_no_problem() -> None:
-    assert address_problems("10.0.0.100", {"gw-a": False, "gw-b": True}) == []
-    assert address_problems(None, {}) == []  # no high availability: no address to hold
-
-
-def test_a_virtual_address_held_by_no_host_or_by_two_is_a_problem_naming_them() -> None:
-    assert address_problems("10.0.0.100", {"gw-a": False, "gw-b": False}) == [
-        "the gateway's virtual address 10.0.0.100 is held by no gateway host (of gw-a, gw-b)"]
-    assert address_problems("10.0.0.100", {}) == [
-        "the gateway's virtual address 10.0.0.100 is held by no gateway host (of none that answered)"]
-    assert address_problems("10.0.0.100", {"gw-b": True, "gw-a": True}) == [
-        "the gateway's virtual address 10.0.0.100 is held by 2 gateway hosts at once: gw-a, gw-b (their VRRP "
-        "messages do not reach each other)"]

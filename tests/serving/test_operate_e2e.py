@@ -33,8 +33,7 @@ def run(both: tuple[ServingHost, ServingHost], *args: str) -> Any:
 def test_status_of_the_healthy_fleet_exits_0_with_every_service_on_every_host(both: tuple[ServingHost, ServingHost]
                                                                                ) -> None:
     """Chat traffic through the gateway while `status` samples /metrics twice: tiny-chat's tokens/s is above 0
-    where requests ran, every row's restart count is Docker's own, and the gateway host holding the virtual
-    address is the one whose interface has it."""
+    where requests ran, and every row's restart count is Docker's own."""
     first, second = both
     with Clients(first, threads=1, pause=0.2) as clients:
         clients.wait_for(2)
@@ -56,15 +55,9 @@ def test_status_of_the_healthy_fleet_exits_0_with_every_service_on_every_host(bo
         assert chat["running"] is not None and chat["waiting"] is not None, chat
         assert 0 <= chat["kv_cache_usage"] <= 1 and chat["tokens_per_second"] is not None, chat
     assert max(chat["tokens_per_second"] for chat in chats) > 0, chats
-    # The gateway's virtual address, as each gateway host's own interfaces show it: held by exactly one.
-    vip = virtual_address()
-    holders = [h.name for h in both if h.exec("ip", "-o", "-4", "addr", "show", "to", vip).stdout.strip()]
-    assert len(holders) == 1 and report["gateway_address"] == {"virtual_address": vip, "holders": holders}, (
-        holders, report["gateway_address"])
     table = run(both, "status")
     assert table.returncode == 0, table.stderr[-3000:]
     assert all(h in table.stdout for h in ("host", "uptime", "KV cache", "tokens/s", "gateway", "tiny-rerank"))
-    assert f"gateway address {vip}: held by {holders[0]}" in table.stdout, table.stdout[-2000:]
     print(f"monitoring: {len(rows)} services in status, all healthy; tiny-chat tokens/s under "
           f"{len(clients.results)} requests: {[round(c['tokens_per_second'], 1) for c in chats]}")
 

@@ -69,23 +69,19 @@ def status(inventory: InventoryOpt, limit: LimitOpt = None, as_json: JsonOpt = F
     """Every service on every host: container, uptime, restarts, health, model and weights revision, requests
     running and waiting, KV-cache usage, tokens/s, and the gateway's view. Changes nothing; exit code 1 when any
     service is unhealthy (named on stderr)."""
-    from vllm_fleet.vm.play.status import address_problems, problems, with_gateway
+    from vllm_fleet.vm.play.status import problems, with_gateway
     from vllm_fleet.vm.running.runner import run_playbook
 
-    fleet, planned = _planned(inventory, as_json)
+    _, planned = _planned(inventory, as_json)
     result = run_playbook("status.yml", inventory, limit=limit, extravars=planned)
     if not result.ok:
         _failed_run(result, as_json)
     rows = with_gateway(result.artifact.get("vllm_fleet_status") or [],
                         result.artifact.get("vllm_fleet_gateway_view") or {})
     rows.sort(key=lambda r: (r["service"], r["host"]))
-    ha = fleet.gateway.high_availability if fleet.gateway else None
-    holders: dict[str, bool] = result.artifact.get("vllm_fleet_gateway_holders") or {}
-    address = None if ha is None else {"virtual_address": ha.virtual_address,
-                                       "holders": sorted(h for h, has in holders.items() if has)}
-    bad = problems(rows) + address_problems(ha.virtual_address if ha else None, holders)
+    bad = problems(rows)
     if as_json:
-        emit_json({"ok": not bad, "services": rows, "gateway_address": address, "problems": bad})
+        emit_json({"ok": not bad, "services": rows, "problems": bad})
     else:
         table = Table(title="vllm-fleet status")
         for col in ("host", "service", "model", "state", "uptime", "restarts", "health", "revision", "running",
@@ -97,9 +93,6 @@ def status(inventory: InventoryOpt, limit: LimitOpt = None, as_json: JsonOpt = F
                           _num(r["waiting"]), _num(r["kv_cache_usage"], "{:.0%}"),
                           _num(r["tokens_per_second"], "{:.1f}"), r["gateway"] or "-")
         out.print(table)
-        if address is not None:
-            out.print(f"gateway address {address['virtual_address']}: held by "
-                      f"{', '.join(address['holders']) or 'no gateway host'}", markup=False, highlight=False)
         for line in bad:
             plain(f"UNHEALTHY {line}")
     if bad:

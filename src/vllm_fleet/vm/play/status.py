@@ -104,19 +104,3 @@ def problems(rows: Sequence[dict[str, Any]]) -> list[str]:
         if why:
             found.append(f"{r['service']} on {r['host']}: {'; '.join(why)}")
     return found
-
-
-def address_problems(virtual_address: str | None, holders: Mapping[str, bool]) -> list[str]:
-    """Why the gateway's virtual address is not served by exactly one gateway host: held by none (every
-    keepalived down, or the address taken off), or by several at once (their VRRP messages do not reach each
-    other). `holders` is each gateway host that answered, and whether it holds the address."""
-    if virtual_address is None:
-        return []
-    held = sorted(h for h, has in holders.items() if has)
-    if not held:
-        return [f"the gateway's virtual address {virtual_address} is held by no gateway host "
-                f"(of {', '.join(sorted(holders)) or 'none that answered'})"]
-    if len(held) > 1:
-        return [f"the gateway's virtual address {virtual_address} is held by {len(held)} gateway hosts at once: "
-                f"{', '.join(held)} (their VRRP messages do not reach each other)"]
-    return []
