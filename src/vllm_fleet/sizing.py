@@ -279,10 +279,6 @@ class GroupSizing:
     nodes: int
     result: SizingResult
 
-    @property
-    def gpus_per_node(self) -> int:
-        return self.result.tensor_parallel_size
-
 
 def size_group(
     config: Mapping[str, Any],
@@ -306,13 +302,13 @@ def size_group(
         raise SizingError(f"no tensor-parallel size fits a node: {gpus_per_node} GPU(s), {shape.heads} attention "
                           f"heads, {shape.kv_heads} KV heads")
     tp = fitting[-1]
-    for nodes in range(1, max(1, min(max_nodes, shape.layers)) + 1):
+    largest = max(1, min(max_nodes, shape.layers))
+    for nodes in range(1, largest):
         _, tokens = capacity(shape, tp, gpu_mib, utilization, lora, nodes)
         if tokens >= target:
             return GroupSizing(nodes, _result(shape, tp, nodes, target, tokens, lora))
-    nodes = max(1, min(max_nodes, shape.layers))
-    _, tokens = capacity(shape, tp, gpu_mib, utilization, lora, nodes)
-    fitted = tokens // LEN_STEP * LEN_STEP
-    if max_model_len is None and fitted >= MIN_CONTEXT:
-        return GroupSizing(nodes, _result(shape, tp, nodes, fitted, tokens, lora))
-    raise _does_not_fit(shape, tp, nodes, gpu_mib, utilization, target, lora, max_model_len is not None)
+    # The largest group: single-host sizing's own rule at this pipeline size (the full length, else the length the
+    # KV cache holds, else the refusal with its numbers).
+    return GroupSizing(largest, size(config, gpu_mib=gpu_mib, gpu_count=gpus_per_node, utilization=utilization,
+                                     max_model_len=max_model_len, tensor_parallel_size=tp, lora=lora,
+                                     pipeline_parallel_size=largest))
