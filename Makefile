@@ -6,7 +6,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
-APT_PACKAGES := docker.io debootstrap nginx-light dpkg-dev apt-utils gnupg iproute2 python3-venv python3-pip git make
+APT_PACKAGES := docker.io debootstrap nginx-light dpkg-dev apt-utils gnupg iproute2 openssh-client python3-venv python3-pip git make
 # Node.js and npm (Debian's, unless some node is there already) run the published schema packages of the cluster
 # gateway's Gateway API and Envoy Gateway resources in tests/k8s.
 # Some machines' pip.conf lists index directories that do not exist; pip warns about each, at length.

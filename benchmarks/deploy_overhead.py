@@ -31,7 +31,7 @@ from pathlib import Path
 from vllm_fleet.sandbox.engine import ensure_engine
 from vllm_fleet.sandbox.hostimage import ensure_host_image
 from vllm_fleet.sandbox.hosts import HostSpec, host_down, host_up
-from vllm_fleet.sandbox.inventory import cpu_host, write_inventory
+from vllm_fleet.sandbox.inventory import cpu_host, write_sandbox_inventory
 from vllm_fleet.sandbox.tiny_models import generate
 from vllm_fleet.sandbox.vllm_image import ensure_vllm_image, save_archive
 
@@ -105,7 +105,7 @@ def main() -> None:
         load = time.monotonic() - t
         inv = workdir / "hosts.yml"
         # No gateway here: the services listen on the sandbox network, where this script polls them.
-        write_inventory(inv, {name: cpu_host(address, address)}, spec(ns.services))
+        write_sandbox_inventory(inv, {name: cpu_host(address, address)}, spec(ns.services))
         healthy: dict[int, float] = {}
         stop = threading.Event()
         t0 = time.monotonic()

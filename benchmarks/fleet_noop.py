@@ -29,7 +29,7 @@ from typing import Any
 from vllm_fleet.sandbox.engine import ensure_engine
 from vllm_fleet.sandbox.hostimage import ensure_host_image
 from vllm_fleet.sandbox.hosts import INTERNAL_NETWORK, HostSpec, address, host_down, host_up
-from vllm_fleet.sandbox.inventory import cpu_host, write_inventory
+from vllm_fleet.sandbox.inventory import cpu_host, write_sandbox_inventory
 from vllm_fleet.sandbox.tiny_models import generate
 from vllm_fleet.sandbox.vllm_image import ensure_vllm_image, save_archive
 
@@ -97,7 +97,7 @@ def main() -> None:
             internal = address(name, INTERNAL_NETWORK) if ns.layout == "fleet" else public
             hosts[name] = cpu_host(public, internal, image_archive=f"{IMAGES}/{archive.name}")
         first = names[0]
-        inv = write_inventory(
+        inv = write_sandbox_inventory(
             workdir / "hosts.yml", hosts, spec(ns.layout),
             gateways={first: None, "vars": {"gateway_pki_dir": str(workdir / "pki")}} if ns.layout == "fleet" else None,
             monitoring={first: None, "vars": {"monitoring_grafana": False}} if ns.layout == "fleet" else None)

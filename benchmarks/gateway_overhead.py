@@ -52,7 +52,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from vllm_fleet.sandbox.engine import ensure_engine
 from vllm_fleet.sandbox.hostimage import ensure_host_image
 from vllm_fleet.sandbox.hosts import INTERNAL_NETWORK, HostSpec, address, host_down, host_up
-from vllm_fleet.sandbox.inventory import cpu_host, write_inventory
+from vllm_fleet.sandbox.inventory import cpu_host, write_sandbox_inventory
 from vllm_fleet.sandbox.tiny_models import generate
 from vllm_fleet.sandbox.vllm_image import ensure_vllm_image, save_archive
 
@@ -98,7 +98,7 @@ def host(name: str, tag: str, models: Path, archive: Path) -> tuple[str, str]:
 
 def deploy(workdir: Path, hosts: dict[str, tuple[str, str]], gateway: str, balance: str, tags: str,
            archive: Path, cache_blocks: int | None = None, load_bound: int | None = LOAD_BOUND) -> None:
-    inv = write_inventory(
+    inv = write_sandbox_inventory(
         workdir / f"hosts-{uuid.uuid4().hex[:6]}.yml",
         {name: cpu_host(public, internal, image_archive=f"{IMAGES}/{archive.name}")
          for name, (public, internal) in hosts.items()},

@@ -37,7 +37,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from vllm_fleet.sandbox.engine import ensure_engine
 from vllm_fleet.sandbox.hostimage import ensure_host_image
 from vllm_fleet.sandbox.hosts import host_down
-from vllm_fleet.sandbox.inventory import cpu_host, write_inventory
+from vllm_fleet.sandbox.inventory import cpu_host, write_sandbox_inventory
 from vllm_fleet.sandbox.tiny_models import generate
 from vllm_fleet.sandbox.vllm_image import ensure_vllm_image, save_archive
 
@@ -62,7 +62,7 @@ def spec(interval: int) -> dict[str, Any]:
 
 
 def deploy(workdir: Path, name: str, public: str, internal: str, archive: Path, interval: int, tags: str) -> None:
-    inv = write_inventory(
+    inv = write_sandbox_inventory(
         workdir / f"hosts-{uuid.uuid4().hex[:6]}.yml",
         {name: cpu_host(public, internal, image_archive=f"{IMAGES}/{archive.name}")}, spec(interval),
         gateways={name: None, "vars": {"gateway_pki_dir": str(workdir / "pki")}},

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from vllm_fleet.sandbox.hosts import HostSpec, host_down, host_up  # noqa: E402
-from vllm_fleet.sandbox.inventory import write_inventory  # noqa: E402
+from vllm_fleet.sandbox.inventory import write_sandbox_inventory  # noqa: E402
 from vllm_fleet.vm.running.paths import ensure_collection_link  # noqa: E402
 
 REPO_SERVER = "prepbench-aptrepo"
@@ -39,7 +39,7 @@ mkdir -p /etc/vllm-fleet-test-fixture && echo h100-sxm-x8 > /etc/vllm-fleet-test
 
 
 def inventory(path: Path, hosts: list[str]) -> Path:
-    return write_inventory(path, hosts, group_vars={
+    return write_sandbox_inventory(path, hosts, group_vars={
         "vllm_fleet_nvidia": True,
         "docker_source": "distribution",
         "docker_install_compose": False,

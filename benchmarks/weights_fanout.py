@@ -23,9 +23,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.conftest import write_inventory  # noqa: E402
 from tests.weights.origins import make_model, start_nginx  # noqa: E402
 from tests.weights.test_role_world import gateway, weights_plan  # noqa: E402
+from vllm_fleet.sandbox.inventory import write_sandbox_inventory  # noqa: E402
 
 
 def run_role(inventory: Path, limit: list[str] | None = None) -> float:
@@ -77,7 +77,7 @@ def main() -> None:
                                    "gpus": 0}]}
 
         def inventory(hosts: list[str], fanout: str, the_spec: dict = spec) -> Path:
-            return write_inventory(work / f"inv-{fanout}-{len(hosts)}.yml", hosts, the_spec,
+            return write_sandbox_inventory(work / f"inv-{fanout}-{len(hosts)}.yml", hosts, the_spec,
                                    vllm_fleet_plan=weights_plan(the_spec),
                                    model_weights_fanout=fanout, model_weights_require_config=False,
                                    model_weights_wheelhouse=str(Path.home() / ".cache/vllm-fleet/fetch-wheels-test"))

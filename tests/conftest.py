@@ -14,7 +14,6 @@ import pytest
 
 from tests.worlds import (  # noqa: F401 - session fixtures
     LIVE_HOSTS,
-    SANDBOX_CONNECTION,
     alert_receiver,
     fleet,
     second_serving_host,
@@ -26,10 +25,6 @@ from vllm_fleet.sandbox.ledger import LEDGER_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("ANSIBLE_CONFIG", str(REPO / "ansible.cfg"))
-# Where the sandbox connection records what it asked docker again and why (tests/ansible_plugins/connection); set
-# once by the pytest process that starts the run, inherited by its parallel workers and every ansible-playbook.
-CONNECTION_LOG = "VLLM_FLEET_SANDBOX_CONNECTION_LOG"
-os.environ.setdefault(CONNECTION_LOG, os.path.join(tempfile.gettempdir(), f"vllm-fleet-connection-{os.getpid()}.log"))
 # This run's name for what it starts on a Docker engine another run may share (Molecule's instances and their
 # stand-in repositories: `${VLLM_FLEET_RUN:-local}` in the scenarios).
 os.environ.setdefault("VLLM_FLEET_RUN", f"r{os.getpid():x}")
@@ -121,11 +116,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     process that started the run reports: parallel workers send it their tests' reports."""
     if hasattr(terminalreporter.config, "workerinput"):
         return
-    connection_log = Path(os.environ[CONNECTION_LOG])
-    if connection_log.is_file() and connection_log.stat().st_size:
-        terminalreporter.section("what the sandbox connection asked docker again, and why")
-        for line in connection_log.read_text().splitlines():
-            terminalreporter.write_line(line)
     figures = [f"{report.nodeid.split('::')[-1]}: {line}"
                for report in terminalreporter.stats.get("passed", []) if isinstance(report, pytest.TestReport)
                for line in report.capstdout.splitlines() if FIGURE_LINE.match(line)]

@@ -20,12 +20,13 @@ import pytest
 
 from vllm_fleet.sandbox import inventory as sandbox_inventory
 
-# Sandbox hosts are reached through community.docker.docker_api with one retry (tests/ansible_plugins/connection);
-# every ansible process the tests start, directly or through the CLI, finds it on this path.
-SANDBOX_CONNECTION = "sandbox_docker_api"
-# The sandbox inventory writer (vllm_fleet.sandbox.inventory), with the tests' connection.
-write_inventory = functools.partial(sandbox_inventory.write_inventory, connection=SANDBOX_CONNECTION)
-os.environ["ANSIBLE_CONNECTION_PLUGINS"] = str(Path(__file__).resolve().parent / "ansible_plugins" / "connection")
+# Sandbox hosts are reached as production reaches its VMs: over SSH (Ansible's ssh connection, with pipelining and
+# ControlMaster from ansible.cfg), with the sandbox's key (vllm_fleet.sandbox.hosts.ssh_vars).
+SANDBOX_CONNECTION = "ssh"
+
+
+# The sandbox inventory writer (vllm_fleet.sandbox.inventory): each running sandbox host reached over SSH.
+write_inventory = sandbox_inventory.write_sandbox_inventory
 
 KEY = "e2e-key-7c41d0"  # the services' api_key: the key between the gateway and the backends
 MODELS_MOUNT = "/srv/vllm-fleet/seed-models"
@@ -201,10 +202,6 @@ class ServingHost:
         for gate in payload.get("gates") or []:
             ledger.record("bench_requests", gate.get("requests", 0), gate=gate.get("service"))
         payload["output"] = proc.stdout + proc.stderr
-        connection_log = Path(os.environ.get("VLLM_FLEET_SANDBOX_CONNECTION_LOG", "/nonexistent"))
-        if not payload.get("ok") and connection_log.is_file():
-            # A failure under no_log is censored: what the sandbox connection saw may explain it.
-            payload["output"] += "\nsandbox connection record:\n" + connection_log.read_text()[-3000:]
         return payload
 
 

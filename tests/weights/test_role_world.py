@@ -19,7 +19,8 @@ import pytest
 
 from tests.weights.conftest import REPO, S3_KEYS
 from tests.weights.origins import make_adapter, make_model, sandbox_gateway, start_nginx
-from tests.worlds import SANDBOX_CONNECTION, write_inventory
+from tests.worlds import write_inventory
+from vllm_fleet.sandbox.hosts import ssh_vars
 
 pytestmark = [pytest.mark.world, pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -213,7 +214,7 @@ def test_cache_mode_one_cache_host_reads_a_tls_origin_once_for_the_fleet(sandbox
                               model_weights_ca_bundle="/etc/ssl/private-origin-ca.pem",
                               model_weights_wheelhouse=str(Path.home() / ".cache/vllm-fleet/fetch-wheels-test"))
         data = yaml.safe_load(inv.read_text())
-        data["weights_cache"] = {"hosts": {cache: {"ansible_connection": SANDBOX_CONNECTION}}}
+        data["weights_cache"] = {"hosts": {cache: ssh_vars(cache)}}  # how the delegated tasks reach it
         inv.write_text(yaml.safe_dump(data, sort_keys=False))
 
         first = run_playbook(inv, env={})

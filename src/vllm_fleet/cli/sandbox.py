@@ -9,7 +9,7 @@ import typer
 
 from vllm_fleet.sandbox.engine import ensure_engine
 from vllm_fleet.sandbox.hostimage import ensure_host_image
-from vllm_fleet.sandbox.hosts import HostSpec, host_down, host_up
+from vllm_fleet.sandbox.hosts import SSH_KEY, HostSpec, host_down, host_up
 
 sandbox_app = typer.Typer(no_args_is_help=True, help=__doc__)
 
@@ -44,7 +44,7 @@ def up_cmd(
         spec = HostSpec(name=name, image=tag, publish=tuple(publish or ()), shm_size=shm_size,
                         mounts=tuple(volume or ()))
         addr, created = host_up(spec)
-        result[name] = {"address": addr, "created": created}
+        result[name] = {"address": addr, "created": created, "identity_file": str(SSH_KEY)}
     if as_json:
         typer.echo(json.dumps(result))
     else:

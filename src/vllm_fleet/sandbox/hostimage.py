@@ -21,7 +21,7 @@ REPOSITORY = "vllm-fleet/debian12-systemd"
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 
-# What a freshly rented cloud VM has: python for Ansible, systemd, sudo, apt's gpg.
+# What a freshly rented cloud VM has: an SSH server, python for Ansible, systemd, sudo, apt's gpg.
 PACKAGES = (
     "python3",
     "python3-apt",
@@ -35,6 +35,7 @@ PACKAGES = (
     "procps",
     "curl",
     "kmod",
+    "openssh-server",
 )
 
 # Units that make no sense in a container host and would keep it "degraded".

@@ -1,5 +1,5 @@
-"""Container "GPU VMs": systemd as PID 1, their own Docker engine, reachable by the Docker API connection
-(community.docker.docker_api, which reports a missing container as unreachable even with pipelining).
+"""Container "GPU VMs": systemd as PID 1, their own Docker engine and an SSH server, reached as a rented VM is: over
+SSH with a key (`ssh_vars`), the sandbox's own key pair, authorised on every host at its start.
 
 The flags are the ones measured to boot systemd and run Docker-in-Docker on
 machines where `--privileged` is refused (see tests/README.md).
@@ -48,6 +48,14 @@ class HostSpec:
     mounts: tuple[str, ...] = ()
     # More networks to join besides `network` (INTERNAL_NETWORK for a private backend network).
     networks: tuple[str, ...] = ()
+
+
+# The sandbox's SSH key pair, made once per machine (`ssh-keygen`); its public half is root's only authorised key on
+# every sandbox host.
+SSH_KEY = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vllm-fleet" / "sandbox-ssh" / "id_ed25519"
+# How the controller's ssh treats a sandbox host: containers of one image share its host keys and a removed host's
+# address is handed to the next one, so no known_hosts entry is kept or checked for them.
+SSH_OPTIONS = "-o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no -o IdentitiesOnly=yes -o LogLevel=ERROR"
 
 
 def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -123,7 +131,44 @@ def host_up(spec: HostSpec, boot_timeout: float = 90.0) -> tuple[str, bool]:
         _docker("start", spec.name)
     wait_for_systemd(spec.name, boot_timeout)
     use_apt_cache(spec.name, spec.network)
+    authorize_ssh_key(spec.name)
     return address(spec.name, spec.network), created
+
+
+def ensure_ssh_key() -> Path:
+    """The sandbox's private key, made on first use (lock-guarded: hosts start side by side)."""
+    SSH_KEY.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with (SSH_KEY.parent / "keygen.lock").open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        if not SSH_KEY.exists():
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "vllm-fleet-sandbox", "-f",
+                            str(SSH_KEY)], check=True, capture_output=True)
+    return SSH_KEY
+
+
+def authorize_ssh_key(name: str) -> None:
+    """Make the sandbox's public key root's authorised key on the host (as a cloud VM gets its key at first boot)."""
+    public = ensure_ssh_key().with_suffix(".pub").read_text()
+    subprocess.run(["docker", "exec", "-i", name, "sh", "-c",
+                    "umask 077 && mkdir -p /root/.ssh && cat > /root/.ssh/authorized_keys"],
+                   input=public, text=True, check=True, capture_output=True)
+
+
+def ssh_vars(name: str, network: str = NETWORK) -> dict[str, str]:
+    """How Ansible reaches the running host `name` over SSH: its address on `network`, the sandbox's key, and a
+    ControlMaster socket directory of this container's own (a later host given the same address never finds an
+    earlier host's master connection)."""
+    info = inspect(name)
+    if info is None:
+        raise RuntimeError(f"no sandbox host named {name}")
+    return {
+        "ansible_connection": "ssh",
+        "ansible_host": str(info["NetworkSettings"]["Networks"][network]["IPAddress"]),
+        "ansible_user": "root",
+        "ansible_ssh_private_key_file": str(ensure_ssh_key()),
+        "ansible_ssh_common_args": SSH_OPTIONS,
+        "ansible_control_path_dir": f"~/.ansible/cp/{info['Id'][:12]}",
+    }
 
 
 def wait_for_systemd(name: str, timeout: float) -> None:

@@ -1,10 +1,10 @@
 """The one writer of sandbox-host inventories, for the tests and the benchmarks.
 
-A sandbox host is a container of the test world's engine; Ansible reaches it through Docker's API (the benchmarks'
-`community.docker.docker_api`, or the tests' `sandbox_docker_api`, the same with the repeats a busy engine needs).
-`write_inventory` lays out the groups the collection reads (vllm_hosts, and vllm_gateways and vllm_monitoring when
-given) and `cpu_host` the variables of a CPU serving host: no NVIDIA roles, Debian's Docker, the vLLM image loaded
-from an archive on the host or already present.
+A sandbox host is a container of the test world's engine with an SSH server; Ansible reaches it as production
+reaches a VM, over SSH (`vllm_fleet.sandbox.hosts.ssh_vars`). `write_inventory` lays out the groups the collection
+reads (vllm_hosts, and vllm_gateways and vllm_monitoring when given), `write_sandbox_inventory` does so with each
+running sandbox host's address and key, and `cpu_host` gives the variables of a CPU serving host: no NVIDIA roles,
+Debian's Docker, the vLLM image loaded from an archive on the host or already present.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from typing import Any
 
 import yaml
 
-DOCKER_API = "community.docker.docker_api"
+from vllm_fleet.sandbox import hosts as sandbox_hosts
+
+SSH = "ssh"
 SERVE_GROUP, GATEWAY_GROUP, MONITORING_GROUP = "vllm_hosts", "vllm_gateways", "vllm_monitoring"
 
 
@@ -34,7 +36,7 @@ def cpu_host(address: str | None = None, backend_address: str | None = None, *, 
 
 
 def write_inventory(path: Path, hosts: Mapping[str, Mapping[str, Any]] | Iterable[str], spec: Any = None, *,
-                    connection: str = DOCKER_API, gateways: Mapping[str, Any] | None = None,
+                    connection: str = SSH, gateways: Mapping[str, Any] | None = None,
                     monitoring: Mapping[str, Any] | None = None, group_vars: Mapping[str, Any] | None = None,
                     **host_vars: Any) -> Path:
     """An inventory of serving hosts (names, or names with their own variables) reached through `connection`,
@@ -55,3 +57,14 @@ def write_inventory(path: Path, hosts: Mapping[str, Mapping[str, Any]] | Iterabl
             data[group] = {"hosts": members, **({"vars": dict(given["vars"])} if given.get("vars") else {})}
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+def write_sandbox_inventory(path: Path, hosts: Mapping[str, Mapping[str, Any] | None] | Iterable[str],
+                            spec: Any = None, **kwargs: Any) -> Path:
+    """`write_inventory` over SSH to sandbox hosts: each running one with its address, the sandbox's key and a
+    connection socket of its own (its own variables win); a name no host has is left as it is, a name that does
+    not resolve (an unreachable host)."""
+    named = hosts if isinstance(hosts, Mapping) else {name: {} for name in hosts}
+    reached = {name: {**(sandbox_hosts.ssh_vars(name) if sandbox_hosts.inspect(name) else {}), **(own or {})}
+               for name, own in named.items()}
+    return write_inventory(path, reached, spec, connection=SSH, **kwargs)
