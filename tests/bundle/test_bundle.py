@@ -85,8 +85,17 @@ def stand_in(kind: str, name: str, body: bytes) -> Any:
     return make
 
 
+def stand_in_debs(packages: dict[str, list[str]], work: Path, _log: Any) -> list[Staged]:
+    out = []
+    for name, stages in packages.items():
+        f = work / f"{name}_1.0_amd64.deb"
+        f.write_bytes(b"!<arch> stand-in " + name.encode())
+        out.append(bundles._item("deb", f.name, f"debs/{f.name}", f, "stand-in", stages))
+    return out
+
+
 STAND_INS = {"wheels": stand_in("wheel", "vllm_fleet-0.1.0-py3-none-any.whl", b"PK wheel stand-in"),
-             "image": stand_in("image", "img", b"image archive stand-in")}
+             "image": stand_in("image", "img", b"image archive stand-in"), "debs": stand_in_debs}
 
 
 def make(plan: FleetPlan, out: Path, gpg: tuple[Path, str, Path], **kwargs: Any) -> list[Staged]:
@@ -129,7 +138,11 @@ def test_a_bundle_of_a_fleet_verifies_against_its_key_and_holds_every_item_its_p
     bundle, plan, _ = made
     manifest = verify(bundle, gpg[2], plan=plan)
     kinds = sorted({i.kind for i in manifest.items})
-    assert kinds == ["collection", "image", "weights", "wheel"]
+    assert kinds == ["collection", "deb", "image", "weights", "wheel"]
+    debs = {i.identity.split("_", 1)[0]: i.needed_by for i in manifest.items if i.kind == "deb"}
+    # A fleet without a gateway or monitoring block installs neither's packages.
+    assert debs == {"docker.io": ["prepare (docker)"], "docker-compose": ["prepare (docker)"],
+                    "nftables": ["firewall"], "python3-venv": ["weights"], "python3-requests": ["serve"]}
     needs = {(n.kind, n.identity) for n in fleet_needs(plan)}
     assert {(i.kind, i.identity.split("#", 1)[0]) for i in manifest.items if i.kind in ("image", "weights")} == needs
     weights = {i.identity.rsplit("#", 1)[1] for i in manifest.items if i.kind == "weights"}
@@ -142,7 +155,7 @@ def test_a_bundle_of_a_fleet_verifies_against_its_key_and_holds_every_item_its_p
     assert names[:2] == [MANIFEST, SIGNATURE] and sorted(names[2:]) == sorted(i.path for i in manifest.items)
 
 
-@pytest.mark.parametrize("kind", ["collection", "wheel", "image", "weights"])
+@pytest.mark.parametrize("kind", ["collection", "wheel", "image", "weights", "deb"])
 def test_one_changed_byte_in_any_item_is_refused_naming_that_item(
         made: tuple[Path, FleetPlan, Path], gpg: tuple[Path, str, Path], tmp_path: Path, kind: str) -> None:
     bundle, _, _ = made
@@ -175,6 +188,20 @@ def test_a_bundle_lacking_a_model_the_spec_needs_is_refused_naming_the_model_and
     message = refused(bundle, gpg[2], plan=more)
     assert f"the bundle lacks weights file://{tmp_path / 'rerank'} (needed by services.rerank)" in message
     assert "chat" not in message
+
+
+def test_a_bundle_lacking_the_packages_of_a_gateway_the_spec_adds_is_refused_naming_each_package_and_stage(
+        made: tuple[Path, FleetPlan, Path], gpg: tuple[Path, str, Path], tmp_path: Path) -> None:
+    bundle, _, models = made
+    inv = write_inventory(tmp_path / "gw.yml", {"h1": {"ansible_host": "10.0.0.1"}}, {"services": [
+        {"port": 8000, **service("chat", f"file://{models / 'chat'}", api_key={"env": "CHAT_KEY"})},
+        {"port": 8001, **service("embed", f"file://{models / 'embed'}", task="embed", api_key={"env": "EMBED_KEY"})}],
+        "gateway": {"port": 8443, "clients": [{"name": "app", "key": {"env": "APP_KEY"}, "models": ["*"]}]}},
+        gateways={"h1": None})
+    message = refused(bundle, gpg[2], plan=check_inventory(inv, secrets=False))
+    assert "the bundle lacks the package haproxy (installed by gateway)" in message
+    assert "the bundle lacks the package lua-cjson (installed by gateway)" in message
+    assert "keepalived" not in message  # one gateway host: no high availability
 
 
 def test_a_manifest_changed_after_signing_or_signed_by_another_key_is_refused(

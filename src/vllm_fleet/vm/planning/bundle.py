@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Literal
 
@@ -119,12 +119,16 @@ def unpinned(plan: FleetPlan) -> list[SpecIssue]:
     return list(issues.values())
 
 
-def missing_needs(manifest: Manifest, plan: FleetPlan) -> list[str]:
-    """What the fleet needs that the manifest has no item for, each named with who needs it."""
+def missing_needs(manifest: Manifest, plan: FleetPlan, packages: Mapping[str, list[str]]) -> list[str]:
+    """What the fleet needs that the manifest has no item for, each named with who needs it: its images and
+    weights, the host `packages` its stages install (package name: stages), the collection and the wheels."""
     have = {(item.kind, item.identity.split("#", 1)[0]) for item in manifest.items}
     kinds = {item.kind for item in manifest.items}
     missing = [f"{need.kind} {need.identity} (needed by {', '.join(need.needed_by)})"
                for need in fleet_needs(plan) if (need.kind, need.identity) not in have]
+    debs = {item.identity.split("_", 1)[0] for item in manifest.items if item.kind == "deb"}
+    missing += [f"the package {name} (installed by {', '.join(stages)})"
+                for name, stages in packages.items() if name not in debs]
     missing += [f"the {kind} (needed by every fleet)" for kind in ("collection", "wheel") if kind not in kinds]
     return missing
 

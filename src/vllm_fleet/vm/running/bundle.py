@@ -179,6 +179,86 @@ def weights_items(need: Need, plan: WeightsPlan, work: Path, log: Log, token: st
             for f in sorted(p for p in root.rglob("*") if p.is_file())]
 
 
+# Debian 12's archive, as the hosts' own apt reads it (a mirror of it: --debian-mirror), and the keyring that signs it.
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+DEBIAN_SECURITY = "http://deb.debian.org/debian-security"
+DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+
+
+def _role_default(role: str, name: str, file: str = "defaults/main.yml") -> object:
+    import yaml
+
+    data = yaml.safe_load((collection_root() / "roles" / role / file).read_text()) or {}
+    return data[name]
+
+
+def host_packages(plan: FleetPlan) -> dict[str, list[str]]:
+    """The Debian 12 packages the fleet's stages install, each with the stages that install it, read from the roles'
+    own defaults (the lists the roles install from). Docker is Debian's own (docker_source: distribution): Docker's
+    and NVIDIA's repositories are not Debian's archive and are not bundled."""
+    wanted: dict[str, set[str]] = {}
+
+    def add(names: object, stage: str) -> None:
+        for name in names if isinstance(names, list) else []:
+            wanted.setdefault(str(name), set()).add(stage)
+
+    add(_role_default("docker", "_docker_distribution_packages", "vars/Debian.yml"), "prepare (docker)")
+    add(_role_default("docker", "_docker_distribution_compose_packages", "vars/Debian.yml"), "prepare (docker)")
+    add(_role_default("firewall", "firewall_packages"), "firewall")
+    venv = _role_default("model_weights", "model_weights_venv_packages")
+    add(venv.get("Debian") if isinstance(venv, dict) else None, "weights")
+    add(_role_default("vllm_server", "vllm_server_packages"), "serve")
+    if plan.gateway is not None:
+        add(_role_default("gateway", "gateway_packages"), "gateway")
+        if plan.gateway.high_availability is not None:
+            add(_role_default("gateway", "gateway_ha_packages"), "gateway (high availability)")
+    if plan.monitoring is not None:
+        add(_role_default("monitoring", "monitoring_exporter_packages"), "monitoring (exporters)")
+        add(_role_default("monitoring", "monitoring_packages"), "monitoring")
+    return {name: sorted(stages) for name, stages in sorted(wanted.items())}
+
+
+def deb_package(file_name: str) -> str:
+    """The package a .deb file holds, from its file name (name_version_arch.deb)."""
+    return file_name.split("_", 1)[0]
+
+
+def deb_items(packages: dict[str, list[str]], work: Path, log: Log, *, mirror: str = DEBIAN_MIRROR,
+              security: str = DEBIAN_SECURITY, arch: str = "amd64") -> list[Staged]:
+    """Every package and its whole dependency closure, downloaded by apt from Debian 12's archive (signature
+    checked against Debian's keyring) into a private apt state: as if nothing were installed, so that a host
+    missing any of them finds it in the bundle."""
+    if not Path(DEBIAN_KEYRING).is_file():
+        raise BundleError([f"Debian's archive keyring {DEBIAN_KEYRING} is not on this machine: install the "
+                           "debian-archive-keyring package (bundle create fetches Debian 12 packages with apt)"])
+    root = work / "apt"
+    for d in ("lists/partial", "archives/partial", "parts", "prefs"):
+        (root / d).mkdir(parents=True)
+    (root / "status").touch()
+    signed = f"[arch={arch} signed-by={DEBIAN_KEYRING}]"
+    (root / "sources.list").write_text(f"deb {signed} {mirror} bookworm main\n"
+                                       f"deb {signed} {mirror} bookworm-updates main\n"
+                                       f"deb {signed} {security} bookworm-security main\n")
+    options = ["-o", f"Dir::Etc::SourceList={root / 'sources.list'}", "-o", f"Dir::Etc::SourceParts={root / 'parts'}",
+               "-o", f"Dir::Etc::PreferencesParts={root / 'prefs'}", "-o", f"Dir::State::Lists={root / 'lists'}",
+               "-o", f"Dir::State::status={root / 'status'}", "-o", f"Dir::Cache::Archives={root / 'archives'}",
+               "-o", f"Dir::Cache={root}", "-o", f"APT::Architecture={arch}", "-o", f"APT::Architectures={arch}",
+               "-o", "Debug::NoLocking=1", "-o", "APT::Install-Recommends=false", "-q"]
+    log(f"resolving {len(packages)} Debian 12 packages and their dependencies with apt")
+    _run(["apt-get", *options, "update"], "apt-get update (Debian 12's archive)")
+    _run(["apt-get", *options, "install", "--download-only", "--yes", *packages], "apt-get install --download-only")
+    debs = sorted((root / "archives").glob("*.deb"))
+    got = {deb_package(d.name) for d in debs}
+    lost = [name for name in packages if name not in got]
+    if lost:
+        raise BundleError([f"apt downloaded no package {name} (needed by {', '.join(packages[name])})"
+                           for name in lost])
+    from urllib.parse import unquote
+
+    return [_item("deb", unquote(d.name), f"debs/{unquote(d.name)}", d, "hosts: the bundle's apt repository",
+                  packages.get(deb_package(d.name), ["a dependency"])) for d in debs]
+
+
 # ---- signing and writing --------------------------------------------------------------------------------------------
 
 def sign(manifest: Path, key: str, gnupg_home: Path | None = None) -> Path:
@@ -284,7 +364,7 @@ def verify(bundle: Path, key_file: Path, *, plan: FleetPlan | None = None, base:
                     _, base_problems = check_members(members, rest)
                 problems += [f"in {base.name}: {p}" for p in base_problems]
     if plan is not None:
-        problems += [f"the bundle lacks {m}" for m in missing_needs(manifest, plan)]
+        problems += [f"the bundle lacks {m}" for m in missing_needs(manifest, plan, host_packages(plan))]
     if problems:
         raise BundleError(problems)
     return manifest
@@ -338,6 +418,7 @@ def create(plan: FleetPlan, out: Path, *, key: str, gnupg_home: Path | None = No
         staged: list[Staged] = []
         staged += makers.get("collection", collection_items)(work, log)
         staged += makers.get("wheels", wheel_items)(work, log)
+        staged += makers.get("debs", deb_items)(host_packages(plan), work, log)
         for need in fleet_needs(plan):
             if need.kind == "image":
                 staged.append(makers.get("image", image_item)(need, work, log, reuse))  # type: ignore[arg-type]
