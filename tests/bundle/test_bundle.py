@@ -9,6 +9,7 @@ stand-ins here (a few bytes each: pip and `docker save` of the real ones are a w
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import shutil
@@ -73,7 +74,7 @@ def stand_in(kind: str, name: str, body: bytes) -> Any:
     """A maker of one small item of `kind` (the wheels' and the images' stand-ins)."""
 
     def make(*args: Any) -> Any:
-        work = next(a for a in args if isinstance(a, Path))
+        work = next(a for a in args if isinstance(a, Path) and a.is_dir())
         need = next((a for a in args if isinstance(a, Need)), None)
         f = work / f"{kind}-{name}"
         f.write_bytes(body)
@@ -376,3 +377,34 @@ def test_the_cli_refuses_to_bundle_an_unpinned_revision_with_exit_code_2_and_wri
     assert res.exit_code == 2
     assert "services.chat.revision: None is not a pinned commit" in res.output
     assert not out.exists() and not list(tmp_path.glob("fleet.bundle*"))
+
+
+def test_a_private_hub_model_is_bundled_at_its_commit_with_a_token_that_reaches_no_byte_of_the_bundle(
+        gpg: tuple[Path, str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.weights.hub import hub_repo_layout
+    from tests.weights.origins import make_model, start_nginx
+
+    token = "hf_bundleTokenDoNotLeak7781"
+    model = make_model(tmp_path / "src" / "private", weight_bytes=8192, seed=7)
+    www = tmp_path / "www"
+    hub = start_nginx(tmp_path / "nginx", www, extra=hub_repo_layout(www, "acme/private", model, COMMIT, token=token))
+    try:
+        plan = fleet(tmp_path, [service("chat", "hf://acme/private", revision=COMMIT, storage={
+            "endpoint": hub.url, "credentials": {"hf_token": {"env": "HF_BUNDLE_TOKEN"}}})])
+        monkeypatch.delenv("HF_BUNDLE_TOKEN", raising=False)
+        with pytest.raises(BundleError) as unset:
+            make(plan, tmp_path / "no-token.bundle", gpg)
+        assert "chat: its hub token is referenced as {'env': 'HF_BUNDLE_TOKEN'}" in str(unset.value)
+        monkeypatch.setenv("HF_BUNDLE_TOKEN", token)
+        out = tmp_path / "private.bundle"
+        make(plan, out, gpg)
+    finally:
+        hub.stop()
+    manifest = verify(out, gpg[2], plan=plan)
+    weights = {i.identity.rsplit("#", 1)[1]: i for i in manifest.items if i.kind == "weights"}
+    expected = {p.relative_to(model).as_posix(): p for p in model.rglob("*") if p.is_file()}
+    assert set(weights) == set(expected)
+    for name, item in weights.items():
+        assert item.identity == f"hf://acme/private@{COMMIT}#{name}"
+        assert item.sha256 == hashlib.sha256(expected[name].read_bytes()).hexdigest()
+    assert token.encode() not in out.read_bytes()

@@ -12,6 +12,7 @@ from vllm_fleet.cli.options import InventoryOpt, JsonOpt, spec_failure
 from vllm_fleet.cli.output import ExitStatus, emit_json, err, plain
 from vllm_fleet.vm.planning.bundle import BundleError
 from vllm_fleet.vm.planning.inventory import InventoryError, check_inventory
+from vllm_fleet.vm.running.bundle import DEBIAN_MIRROR, DEBIAN_SECURITY
 
 bundle_app = typer.Typer(no_args_is_help=True, help="Carry a fleet across an air gap: one signed, verified bundle.")
 
@@ -35,6 +36,9 @@ def create_cmd(
     since: Annotated[Path | None, typer.Option("--since", help="an earlier bundle: write only what changed")] = None,
     since_key: Annotated[Path | None, typer.Option(
         "--since-key", help="the public key the earlier bundle must verify against")] = None,
+    debian_mirror: Annotated[str, typer.Option(help="Debian 12's archive or your mirror of it")] = DEBIAN_MIRROR,
+    debian_security_mirror: Annotated[str, typer.Option(
+        help="Debian 12's security archive or your mirror of it")] = DEBIAN_SECURITY,
     as_json: JsonOpt = False,
 ) -> None:
     """Plan the fleet, make every item it needs at its pinned revision, sign the manifest, write one tar."""
@@ -44,7 +48,8 @@ def create_cmd(
         # Secret references are resolved here only to read private origins; no value goes into the bundle.
         fleet = check_inventory(inventory, secrets=True)
         manifest, staged = create(fleet, output, key=sign_key, gnupg_home=gnupg_home, since=since,
-                                  since_key=since_key, log=lambda m: err.print(f"[dim]{m}[/dim]"))
+                                  since_key=since_key, log=lambda m: err.print(f"[dim]{m}[/dim]"),
+                                  debian_mirror=debian_mirror, debian_security=debian_security_mirror)
     except InventoryError as exc:
         spec_failure(exc.errors, as_json)
         raise

@@ -179,7 +179,7 @@ def weights_items(need: Need, plan: WeightsPlan, work: Path, log: Log, token: st
             for f in sorted(p for p in root.rglob("*") if p.is_file())]
 
 
-# Debian 12's archive, as the hosts' own apt reads it (a mirror of it: --debian-mirror), and the keyring that signs it.
+# Debian 12's archive, as the hosts' own apt reads it (or a mirror: --debian-mirror), and the keyring that signs it.
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 DEBIAN_SECURITY = "http://deb.debian.org/debian-security"
 DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
@@ -395,8 +395,24 @@ def _reused(made: Staged, found: BundleItem | None) -> Staged:
     return made
 
 
+Maker = Callable[..., list[Staged]]
+
+
+def _hub_token(w: WeightsPlan) -> str | None:
+    """The hub token of a private repository, from the environment variable its reference names (the value is used
+    for the download only: it is in no item and no message)."""
+    ref = w.source.scheme == "hf" and w.secrets.hf_token
+    if not ref:
+        return None
+    if "env" not in ref or not os.environ.get(ref["env"]):
+        raise BundleError([f"{w.name}: its hub token is referenced as {ref}, which bundle create cannot read: give it "
+                           "as {env: NAME} with NAME set in this shell"])
+    return os.environ[ref["env"]]
+
+
 def create(plan: FleetPlan, out: Path, *, key: str, gnupg_home: Path | None = None, since: Path | None = None,
-           since_key: Path | None = None, log: Log = print, makers: dict[str, Callable[..., list[Staged]]] | None = None
+           since_key: Path | None = None, log: Log = print, makers: dict[str, Maker] | None = None,
+           debian_mirror: str = DEBIAN_MIRROR, debian_security: str = DEBIAN_SECURITY
            ) -> tuple[Manifest, list[Staged]]:
     """Plan-checked, made, signed and written; returns the manifest and what was staged (file None = reused)."""
     issues = unpinned(plan)
@@ -418,12 +434,16 @@ def create(plan: FleetPlan, out: Path, *, key: str, gnupg_home: Path | None = No
         staged: list[Staged] = []
         staged += makers.get("collection", collection_items)(work, log)
         staged += makers.get("wheels", wheel_items)(work, log)
-        staged += makers.get("debs", deb_items)(host_packages(plan), work, log)
+        if "debs" in makers:
+            staged += makers["debs"](host_packages(plan), work, log)
+        else:
+            staged += deb_items(host_packages(plan), work, log, mirror=debian_mirror, security=debian_security)
         for need in fleet_needs(plan):
             if need.kind == "image":
                 staged.append(makers.get("image", image_item)(need, work, log, reuse))  # type: ignore[arg-type]
             else:
-                staged += makers.get("weights", weights_items)(need, weights_by_identity[need.identity], work, log)
+                w = weights_by_identity[need.identity]
+                staged += makers.get("weights", weights_items)(need, w, work, log, _hub_token(w))
         staged = [_reused(s, reuse(s.item.kind, s.item.identity)) for s in staged]
         manifest = write_bundle(staged, out, fleet=fleet_digest(plan), key=key, gnupg_home=gnupg_home, since=base)
     return manifest, staged
