@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,22 +26,10 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from vllm_fleet.sandbox import aptcache  # noqa: E402
 from vllm_fleet.sandbox.inventory import write_inventory  # noqa: E402
+from vllm_fleet.sandbox.signing import forget, signing_key  # noqa: E402
 from vllm_fleet.sandbox.vllm_image import ensure_vllm_image  # noqa: E402
 from vllm_fleet.vm.planning.inventory import check_inventory  # noqa: E402
 from vllm_fleet.vm.running.bundle import create, verify  # noqa: E402
-
-
-def gpg_key(home: Path) -> tuple[str, Path]:
-    subprocess.run(["gpg", "--batch", "--homedir", str(home), "--passphrase", "", "--quick-generate-key",
-                    "vllm-fleet bundle benchmark <bench@example.invalid>", "ed25519", "sign", "never"],
-                   check=True, capture_output=True)
-    listed = subprocess.run(["gpg", "--homedir", str(home), "--with-colons", "--list-secret-keys"], check=True,
-                            capture_output=True, text=True).stdout
-    fingerprint = next(line.split(":")[9] for line in listed.splitlines() if line.startswith("fpr:"))
-    public = home / "signer.asc"
-    public.write_bytes(subprocess.run(["gpg", "--homedir", str(home), "--armor", "--export", fingerprint],
-                                      check=True, capture_output=True).stdout)
-    return fingerprint, public
 
 
 def synthetic_model(path: Path, size: int) -> None:
@@ -70,12 +57,11 @@ def main() -> None:
     ns = ap.parse_args()
     work = ns.work or Path(tempfile.mkdtemp(prefix="vllm-fleet-bundle-bench-"))
     home = Path(tempfile.mkdtemp(prefix="vfb"))
-    home.chmod(0o700)
     aptcache.ensure_apt_cache()
     os.environ["http_proxy"] = aptcache.url()  # Debian's packages through the machine's apt cache
     try:
         image, _ = ensure_vllm_image()
-        key, public = gpg_key(home)
+        key, public = signing_key(home, "vllm-fleet bundle benchmark <bench@example.invalid>")
         synthetic_model(work / "model", ns.model_bytes)
         inv = write_inventory(work / "hosts.yml", {"h1": {"ansible_host": "10.0.0.1"}}, {"services": [
             {"name": "chat", "storage_uri": f"file://{work / 'model'}", "accelerator": "cpu", "gpus": 0,
@@ -101,7 +87,7 @@ def main() -> None:
               f"({', '.join(i.path for i in written)}); size since/full {ratio:.5f}, "
               f"time since/full {again / made:.2f}")
     finally:
-        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False, capture_output=True)
+        forget(home)
         shutil.rmtree(home, ignore_errors=True)
         if ns.work is None:
             shutil.rmtree(work, ignore_errors=True)

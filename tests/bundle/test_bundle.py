@@ -13,7 +13,6 @@ import hashlib
 import io
 import json
 import shutil
-import subprocess
 import tarfile
 import tempfile
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from typing import Any
 import pytest
 
 from vllm_fleet.sandbox.inventory import write_inventory
+from vllm_fleet.sandbox.signing import forget, signing_key
 from vllm_fleet.vm.planning.bundle import ITEMS, MANIFEST, SIGNATURE, BundleError, Need, fleet_needs
 from vllm_fleet.vm.planning.fleet import FleetPlan
 from vllm_fleet.vm.planning.inventory import check_inventory
@@ -37,18 +37,9 @@ def gpg() -> Iterator[tuple[Path, str, Path]]:
     """(GnuPG home, the signing key's fingerprint, its public key file). The home's path is short: gpg-agent's
     socket lives in it."""
     home = Path(tempfile.mkdtemp(prefix="vfg"))
-    home.chmod(0o700)
-    subprocess.run(["gpg", "--batch", "--homedir", str(home), "--passphrase", "", "--quick-generate-key",
-                    "vllm-fleet bundle test <bundle@example.invalid>", "ed25519", "sign", "never"],
-                   check=True, capture_output=True)
-    listed = subprocess.run(["gpg", "--homedir", str(home), "--with-colons", "--list-secret-keys"], check=True,
-                            capture_output=True, text=True).stdout
-    fingerprint = next(line.split(":")[9] for line in listed.splitlines() if line.startswith("fpr:"))
-    public = home / "signer.asc"
-    public.write_bytes(subprocess.run(["gpg", "--homedir", str(home), "--armor", "--export", fingerprint],
-                                      check=True, capture_output=True).stdout)
+    fingerprint, public = signing_key(home, "vllm-fleet bundle test <bundle@example.invalid>")
     yield home, fingerprint, public
-    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False, capture_output=True)
+    forget(home)
     shutil.rmtree(home, ignore_errors=True)
 
 
@@ -214,16 +205,11 @@ def test_a_manifest_changed_after_signing_or_signed_by_another_key_is_refused(
 
     changed = rewrite(bundle, tmp_path / "changed.bundle", grow)
     assert f"{MANIFEST}'s signature does not verify against {gpg[2]}" in refused(changed, gpg[2])
-    other = tmp_path / "other.asc"
     home = Path(tempfile.mkdtemp(prefix="vfo"))
     try:
-        subprocess.run(["gpg", "--batch", "--homedir", str(home), "--passphrase", "", "--quick-generate-key",
-                        "someone else <else@example.invalid>", "ed25519", "sign", "never"], check=True,
-                       capture_output=True)
-        other.write_bytes(subprocess.run(["gpg", "--homedir", str(home), "--armor", "--export"], check=True,
-                                         capture_output=True).stdout)
+        other = shutil.copy(signing_key(home, "someone else <else@example.invalid>")[1], tmp_path / "other.asc")
     finally:
-        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False, capture_output=True)
+        forget(home)
         shutil.rmtree(home, ignore_errors=True)
     assert f"{MANIFEST}'s signature does not verify against {other}" in refused(bundle, other)
 

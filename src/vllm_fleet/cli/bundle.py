@@ -3,6 +3,8 @@ made on a connected machine and checked, byte for byte, on the controller that h
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -19,12 +21,19 @@ bundle_app = typer.Typer(no_args_is_help=True, help="Carry a fleet across an air
 KeyFileOpt = Annotated[Path, typer.Option("--key", help="the public key the bundle must be signed with (a file)")]
 
 
-def _refused(exc: BundleError, as_json: bool) -> None:
-    if as_json:
-        emit_json({"ok": False, "problems": exc.problems})
-    else:
-        plain(str(exc))
-    raise typer.Exit(ExitStatus.BAD_INPUT)
+@contextmanager
+def _refusals(as_json: bool) -> Iterator[None]:
+    """A refused inventory or bundle: every problem printed (or one JSON document), exit code 2."""
+    try:
+        yield
+    except InventoryError as exc:
+        spec_failure(exc.errors, as_json)
+    except BundleError as exc:
+        if as_json:
+            emit_json({"ok": False, "problems": exc.problems})
+        else:
+            plain(str(exc))
+        raise typer.Exit(ExitStatus.BAD_INPUT) from None
 
 
 @bundle_app.command("create")
@@ -44,18 +53,12 @@ def create_cmd(
     """Plan the fleet, make every item it needs at its pinned revision, sign the manifest, write one tar."""
     from vllm_fleet.vm.running.bundle import create
 
-    try:
+    with _refusals(as_json):
         # Secret references are resolved here only to read private origins; no value goes into the bundle.
         fleet = check_inventory(inventory, secrets=True)
         manifest, staged = create(fleet, output, key=sign_key, gnupg_home=gnupg_home, since=since,
                                   since_key=since_key, log=lambda m: err.print(f"[dim]{m}[/dim]"),
                                   debian_mirror=debian_mirror, debian_security=debian_security_mirror)
-    except InventoryError as exc:
-        spec_failure(exc.errors, as_json)
-        raise
-    except BundleError as exc:
-        _refused(exc, as_json)
-        raise
     written = [s.item for s in staged if s.file is not None]
     summary = {"ok": True, "bundle": str(output), "bytes": output.stat().st_size, "items": len(manifest.items),
                "written": len(written), "since": manifest.since.file if manifest.since else None}
@@ -81,15 +84,9 @@ def verify_cmd(
     nothing; exit code 2 on a refused bundle."""
     from vllm_fleet.vm.running.bundle import verify
 
-    try:
+    with _refusals(as_json):
         fleet = check_inventory(inventory, secrets=False) if inventory is not None else None
         manifest = verify(bundle, key, plan=fleet, base=base)
-    except InventoryError as exc:
-        spec_failure(exc.errors, as_json)
-        raise
-    except BundleError as exc:
-        _refused(exc, as_json)
-        raise
     if as_json:
         emit_json({"ok": True, "items": len(manifest.items), "created": manifest.created})
     else:
