@@ -374,23 +374,30 @@ def test_a_private_hub_model_is_bundled_at_its_commit_with_a_token_that_reaches_
     model = make_model(tmp_path / "src" / "private", weight_bytes=8192, seed=7)
     www = tmp_path / "www"
     hub = start_nginx(tmp_path / "nginx", www, extra=hub_repo_layout(www, "acme/private", model, COMMIT, token=token))
+    storage = {"endpoint": hub.url, "credentials": {"hf_token": {"env": "HF_BUNDLE_TOKEN"}}}
     try:
-        plan = fleet(tmp_path, [service("chat", "hf://acme/private", revision=COMMIT, storage={
-            "endpoint": hub.url, "credentials": {"hf_token": {"env": "HF_BUNDLE_TOKEN"}}})])
+        # The commit in the URI (hf://ORG/REPO:REV, KServe's spelling) as well as in the revision field.
+        plan = fleet(tmp_path, [service("chat", "hf://acme/private", revision=COMMIT, storage=storage),
+                                service("again", f"hf://acme/private:{COMMIT}", storage=storage)])
         monkeypatch.delenv("HF_BUNDLE_TOKEN", raising=False)
         with pytest.raises(BundleError) as unset:
             make(plan, tmp_path / "no-token.bundle", gpg)
-        assert "chat: its hub token is referenced as {'env': 'HF_BUNDLE_TOKEN'}" in str(unset.value)
+        for name in ("chat", "again"):
+            assert f"{name}: its hub token is referenced as {{'env': 'HF_BUNDLE_TOKEN'}}" in str(unset.value)
+        assert not (tmp_path / "no-token.bundle").exists()
         monkeypatch.setenv("HF_BUNDLE_TOKEN", token)
         out = tmp_path / "private.bundle"
         make(plan, out, gpg)
     finally:
         hub.stop()
     manifest = verify(out, gpg[2], plan=plan)
-    weights = {i.identity.rsplit("#", 1)[1]: i for i in manifest.items if i.kind == "weights"}
     expected = {p.relative_to(model).as_posix(): p for p in model.rglob("*") if p.is_file()}
-    assert set(weights) == set(expected)
-    for name, item in weights.items():
-        assert item.identity == f"hf://acme/private@{COMMIT}#{name}"
-        assert item.sha256 == hashlib.sha256(expected[name].read_bytes()).hexdigest()
+    for uri, entry in ((f"hf://acme/private@{COMMIT}", "services.chat"),
+                       (f"hf://acme/private:{COMMIT}@{COMMIT}", "services.again")):
+        weights = {i.identity.rsplit("#", 1)[1]: i for i in manifest.items
+                   if i.kind == "weights" and i.identity.startswith(uri + "#")}
+        assert set(weights) == set(expected), uri
+        for name, item in weights.items():
+            assert item.needed_by == [entry]
+            assert item.sha256 == hashlib.sha256(expected[name].read_bytes()).hexdigest()
     assert token.encode() not in out.read_bytes()

@@ -21,6 +21,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Literal
 
+from pydantic import ValidationError
+
 from vllm_fleet.spec import SpecIssue
 from vllm_fleet.vm.planning.fleet import FleetPlan
 from vllm_fleet.vm.planning.plan import PlanModel
@@ -99,8 +101,7 @@ def fleet_needs(plan: FleetPlan) -> list[Need]:
 
 
 def fleet_digest(plan: FleetPlan) -> str:
-    return hashlib.sha256(json.dumps([n.__dict__ for n in fleet_needs(plan)], sort_keys=True,
-                                     default=list).encode()).hexdigest()
+    return hashlib.sha256(json.dumps([n.__dict__ for n in fleet_needs(plan)], sort_keys=True).encode()).hexdigest()
 
 
 def unpinned(plan: FleetPlan) -> list[SpecIssue]:
@@ -218,8 +219,6 @@ def manifest_from(data: bytes) -> Manifest:
         raw = json.loads(data.decode("utf-8"), object_pairs_hook=no_duplicates)
     except (UnicodeDecodeError, ValueError) as exc:
         raise BundleError([f"{MANIFEST} is not JSON: {exc}"]) from None
-    from pydantic import ValidationError
-
     try:
         manifest = Manifest.model_validate(raw)
     except ValidationError as exc:

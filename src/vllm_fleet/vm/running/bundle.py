@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from vllm_fleet.spec import parse_storage_uri
 from vllm_fleet.vm.planning.bundle import (
     ITEMS,
     MANIFEST,
@@ -157,7 +158,7 @@ def weights_items(need: Need, plan: WeightsPlan, work: Path, log: Log, token: st
     elif source.scheme in ("hf",):
         from huggingface_hub import snapshot_download
 
-        snapshot_download(repo_id=source.uri.split("://", 1)[1].split("@", 1)[0], revision=source.revision,
+        snapshot_download(repo_id=parse_storage_uri(source.uri).repo_id, revision=source.revision,
                           allow_patterns=source.allow_patterns or None, ignore_patterns=source.ignore_patterns or None,
                           local_dir=str(root), token=token, endpoint=source.endpoint)
         shutil.rmtree(root / ".cache", ignore_errors=True)
@@ -428,6 +429,16 @@ def create(plan: FleetPlan, out: Path, *, key: str, gnupg_home: Path | None = No
     for host in plan.hosts.values():
         for w in host.weights:
             weights_by_identity.setdefault(weights_identity(w.source.uri, w.source.revision), w)
+    # Every hub token is read before anything is made: a reference this shell cannot read stops the run at once.
+    tokens: dict[str, str | None] = {}
+    unreadable: list[str] = []
+    for identity, w in weights_by_identity.items():
+        try:
+            tokens[identity] = _hub_token(w)
+        except BundleError as exc:
+            unreadable += exc.problems
+    if unreadable:
+        raise BundleError(unreadable)
     makers = makers or {}
     with tempfile.TemporaryDirectory(prefix="vllm-fleet-bundle-items-", dir=out.parent) as tmp:
         work = Path(tmp)
@@ -442,8 +453,8 @@ def create(plan: FleetPlan, out: Path, *, key: str, gnupg_home: Path | None = No
             if need.kind == "image":
                 staged.append(makers.get("image", image_item)(need, work, log, reuse))  # type: ignore[arg-type]
             else:
-                w = weights_by_identity[need.identity]
-                staged += makers.get("weights", weights_items)(need, w, work, log, _hub_token(w))
+                staged += makers.get("weights", weights_items)(need, weights_by_identity[need.identity], work, log,
+                                                               tokens[need.identity])
         staged = [_reused(s, reuse(s.item.kind, s.item.identity)) for s in staged]
         manifest = write_bundle(staged, out, fleet=fleet_digest(plan), key=key, gnupg_home=gnupg_home, since=base)
     return manifest, staged
