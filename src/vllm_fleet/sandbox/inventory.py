@@ -65,6 +65,5 @@ def write_sandbox_inventory(path: Path, hosts: Mapping[str, Mapping[str, Any] | 
     connection socket of its own (its own variables win); a name no host has is left as it is, a name that does
     not resolve (an unreachable host)."""
     named = hosts if isinstance(hosts, Mapping) else {name: {} for name in hosts}
-    reached = {name: {**(sandbox_hosts.ssh_vars(name) if sandbox_hosts.inspect(name) else {}), **(own or {})}
-               for name, own in named.items()}
+    reached = {name: {**sandbox_hosts.ssh_vars(name, missing_ok=True), **(own or {})} for name, own in named.items()}
     return write_inventory(path, reached, spec, connection=SSH, **kwargs)
