@@ -327,6 +327,23 @@ def test_since_writes_only_the_changed_item_and_verifies_with_its_base(
     assert f"in {base.name}: " in refused(out, gpg[2]) and "does not match the manifest" in refused(out, gpg[2])
 
 
+def test_since_trusts_no_base_its_signer_did_not_sign(made: tuple[Path, FleetPlan, Path], gpg: tuple[Path, str, Path],
+                                                      tmp_path: Path) -> None:
+    """A base whose manifest was changed (its items' hashes would be copied into the new, signed manifest) is
+    refused, with no --since-key given: the base is checked against the signer's own public key."""
+    bundle, plan, _ = made
+
+    def grow(info: tarfile.TarInfo, data: bytes) -> list[tuple[tarfile.TarInfo, bytes]]:
+        return [(info, data.replace(b'"size": 4096', b'"size": 4097') if info.name == MANIFEST else data)]
+
+    forged = rewrite(bundle, tmp_path / "forged.bundle", grow)
+    with pytest.raises(BundleError) as caught:
+        make(plan, tmp_path / "delta.bundle", gpg, since=forged)
+    assert f"{MANIFEST}'s signature does not verify" in str(caught.value)
+    assert not (tmp_path / "delta.bundle").exists()
+    make(plan, tmp_path / "ok.bundle", gpg, since=bundle)  # the genuine base passes without --since-key
+
+
 def test_the_cli_verifies_a_bundle_and_refuses_a_tampered_one_with_exit_code_2_naming_the_item(
         made: tuple[Path, FleetPlan, Path], gpg: tuple[Path, str, Path], tmp_path: Path) -> None:
     from typer.testing import CliRunner

@@ -44,7 +44,7 @@ def create_cmd(
     gnupg_home: Annotated[Path | None, typer.Option("--gnupg-home", help="GnuPG home (default: GnuPG's own)")] = None,
     since: Annotated[Path | None, typer.Option("--since", help="an earlier bundle: write only what changed")] = None,
     since_key: Annotated[Path | None, typer.Option(
-        "--since-key", help="the public key the earlier bundle must verify against")] = None,
+        "--since-key", help="the public key the earlier bundle must verify against (default: --sign-key's)")] = None,
     debian_mirror: Annotated[str, typer.Option(help="Debian 12's archive or your mirror of it")] = DEBIAN_MIRROR,
     debian_security_mirror: Annotated[str, typer.Option(
         help="Debian 12's security archive or your mirror of it")] = DEBIAN_SECURITY,

@@ -371,17 +371,23 @@ def verify(bundle: Path, key_file: Path, *, plan: FleetPlan | None = None, base:
     return manifest
 
 
-def read_base(base: Path, key_file: Path | None) -> tuple[Manifest, BaseBundle]:
-    """The earlier bundle a `--since` bundle reuses: its manifest (signature checked when a key is given)."""
+def read_base(base: Path, key_file: Path | None, *, signer: str, gnupg_home: Path | None = None
+              ) -> tuple[Manifest, BaseBundle]:
+    """The earlier bundle a `--since` bundle reuses, once its signature verifies: against `key_file`, or else
+    against the public half of the key this run signs with (its hashes are copied into the new signed manifest, so
+    an unsigned or re-signed base must not be trusted)."""
     if key_file is not None:
         manifest, data = _signed_manifest(base, key_file)
     else:
-        with tarfile.open(base, "r:") as tf:
-            member = tf.extractfile(MANIFEST)
-            if member is None:
-                raise BundleError([f"{base} has no {MANIFEST}"])
-            data = member.read()
-        manifest = manifest_from(data)
+        env = os.environ | ({"GNUPGHOME": str(gnupg_home)} if gnupg_home else {})
+        with tempfile.TemporaryDirectory(prefix="vllm-fleet-signer-") as tmp:
+            own = Path(tmp) / "signer.gpg"
+            own.write_bytes(subprocess.run(["gpg", "--batch", "--export", signer], capture_output=True, check=False,
+                                           env=env).stdout)
+            if not own.stat().st_size:
+                raise BundleError([f"the signing key {signer} has no public key to check {base.name} with: give "
+                                   "--since-key"])
+            manifest, data = _signed_manifest(base, own)
     return manifest, BaseBundle(file=base.name, manifest_sha256=hashlib.sha256(data).hexdigest())
 
 
@@ -419,7 +425,8 @@ def create(plan: FleetPlan, out: Path, *, key: str, gnupg_home: Path | None = No
     issues = unpinned(plan)
     if issues:
         raise BundleError([f"{i.path}: {i.value} {i.problem}; fix: {i.fix}" for i in issues])
-    base_manifest, base = read_base(since, since_key) if since is not None else (None, None)
+    base_manifest, base = (read_base(since, since_key, signer=key, gnupg_home=gnupg_home) if since is not None
+                           else (None, None))
     old = {(i.kind, i.identity): i for i in base_manifest.items} if base_manifest else {}
 
     def reuse(kind: ItemKind, identity: str) -> BundleItem | None:
